@@ -1,0 +1,134 @@
+"""Generic POSIX primitives, and the interface the other platforms share."""
+
+from __future__ import annotations
+
+import enum
+import errno
+import os
+import shutil
+
+__all__ = ["Cause", "Platform", "PosixPlatform"]
+
+_COPY_CHUNK = 1024 * 1024
+
+
+class Cause(str, enum.Enum):
+    """Why a link mode cannot work between a cache and a target."""
+
+    CROSS_DEVICE = "cache and target are on different filesystems"
+    UNSUPPORTED = "the target filesystem does not support this kind of link"
+    PRIVILEGE = "the process lacks the privilege to create this kind of link"
+    LINK_LIMIT = "the cache file has reached the filesystem's limit of links"
+
+
+# errnos that mean "this mode does not work here", not "this file failed".
+_UNSUPPORTED_ERRNOS = {
+    errno.EOPNOTSUPP,
+    errno.ENOTSUP,
+    errno.ENOSYS,
+    errno.EINVAL,
+    errno.ENOTTY,
+    errno.EBADF,
+}
+
+
+class Platform:
+    """What the linker needs from an operating system.
+
+    Every method takes plain ``str`` paths, raises ``OSError`` on failure
+    and never opens an existing destination for writing: a destination must
+    not exist (``FileExistsError`` otherwise).
+    """
+
+    name = "generic"
+    #: can ``clone_tree`` clone a whole directory in one call?
+    clones_directories = False
+
+    def fspath(self, path: str) -> str:
+        """The spelling of ``path`` to hand to system calls."""
+        return path
+
+    def clone_file(self, src: str, dst: str) -> None:
+        raise OSError(errno.EOPNOTSUPP, "cloning is not available on this platform")
+
+    def clone_tree(self, src: str, dst: str) -> None:
+        raise OSError(
+            errno.EOPNOTSUPP, "cloning a directory whole is not available here"
+        )
+
+    def hardlink(self, src: str, dst: str) -> None:
+        os.link(self.fspath(src), self.fspath(dst))
+
+    def symlink(self, src: str, dst: str) -> None:
+        os.symlink(self.fspath(src), self.fspath(dst))
+
+    def dir_link(self, target: str, link: str) -> None:
+        """A link to a directory (a junction on Windows)."""
+        os.symlink(self.fspath(target), self.fspath(link), target_is_directory=True)
+
+    def copy_file(self, src: str, dst: str) -> None:
+        """Copy bytes, mode bits and mtime; ``dst`` must not exist."""
+        s, d = self.fspath(src), self.fspath(dst)
+        with open(s, "rb") as fsrc:
+            st = os.fstat(fsrc.fileno())
+            fd = os.open(d, os.O_WRONLY | os.O_CREAT | os.O_EXCL, st.st_mode & 0o777)
+            try:
+                with open(fd, "wb", closefd=False) as fdst:
+                    self._copy_bytes(fsrc, fdst, st.st_size)
+                self._finish_copy(fd, d, st)
+            except BaseException:
+                os.close(fd)
+                _unlink_quietly(d)
+                raise
+            os.close(fd)
+
+    def _copy_bytes(self, fsrc: object, fdst: object, size: int) -> None:
+        shutil.copyfileobj(fsrc, fdst, _COPY_CHUNK)  # type: ignore[arg-type]
+
+    def _finish_copy(self, fd: int, path: str, st: os.stat_result) -> None:
+        """Give a fresh copy or clone the source's mode bits and mtime."""
+        if os.chmod in os.supports_fd:
+            os.fchmod(fd, st.st_mode & 0o7777)
+        else:
+            os.chmod(path, st.st_mode & 0o7777)
+        if os.utime in os.supports_fd:
+            os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+        else:
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    def replace(self, src: str, dst: str) -> None:
+        """Rename ``src`` over ``dst`` atomically."""
+        os.replace(self.fspath(src), self.fspath(dst))
+
+    def classify(self, exc: OSError) -> Cause | None:
+        """Why a link failed, when the cause is the mode rather than the file."""
+        if exc.errno == errno.EXDEV:
+            return Cause.CROSS_DEVICE
+        if exc.errno == errno.EMLINK:
+            return Cause.LINK_LIMIT
+        if exc.errno == errno.EPERM:
+            return Cause.PRIVILEGE
+        if exc.errno in _UNSUPPORTED_ERRNOS:
+            return Cause.UNSUPPORTED
+        return None
+
+    def remedy(self, exc: OSError, mode: str) -> str:
+        """A sentence telling the user what to do about ``exc``."""
+        if exc.errno == errno.ENOSPC:
+            return "free some space on that filesystem, or point the cache elsewhere"
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return "check that the directory is writable by this user"
+        if exc.errno == errno.ENAMETOOLONG:
+            return "the path is longer than this filesystem allows"
+        return f"retry with --link-mode=copy if {mode} keeps failing here"
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+class PosixPlatform(Platform):
+    name = "posix"

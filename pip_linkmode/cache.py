@@ -1,0 +1,527 @@
+"""The shared wheel cache: each wheel unpacked once, verified, published atomically.
+
+Layout under the cache root::
+
+    entries/<key>/entry.json   what the wheel holds (files, RECORD rows, flags)
+    entries/<key>/tree/        the unpacked files, linked into environments
+    locks/<key>.lock           per-entry file locks
+    tmp/<key>-<pid>-<rand>/    unpacks in progress (removed by the next run)
+
+The key is derived from the wheel's content without reading the whole wheel:
+its name and size, the zip central directory (every member's name, CRC-32
+and sizes) and the bytes of its RECORD. A changed wheel with the same file
+name changes at least one of these.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import csv
+import hashlib
+import json
+import os
+import posixpath
+import secrets
+import shutil
+import stat
+import sys
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from filelock import FileLock
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+if TYPE_CHECKING:
+    from .source import CachedWheelSource
+
+__all__ = [
+    "CacheError",
+    "CachedFile",
+    "CachedWheel",
+    "InvalidWheel",
+    "WheelCache",
+    "default_cache_dir",
+    "ENV_CACHE_DIR",
+]
+
+ENV_CACHE_DIR = "PIP_LINKMODE_CACHE_DIR"
+LAYOUT_VERSION = 1
+_CHUNK = 1024 * 1024
+_ALLOWED_HASHES = {"sha256", "sha384", "sha512", "sha3_256", "sha3_384", "sha3_512", "blake2b"}
+_SIGNATURES = ("RECORD.jws", "RECORD.p7s")
+
+
+class CacheError(Exception):
+    """The cache cannot be used (location, permissions, a damaged entry)."""
+
+
+class InvalidWheel(CacheError):
+    """A wheel was refused; the message names the wheel and the member."""
+
+    def __init__(self, wheel: str | os.PathLike[str], member: str | None, reason: str):
+        self.wheel = os.fspath(wheel)
+        self.member = member
+        self.reason = reason
+        where = f", member {member!r}" if member else ""
+        super().__init__(f"invalid wheel {os.path.basename(self.wheel)}{where}: {reason}")
+
+
+def default_cache_dir() -> Path:
+    """The cache root: ``PIP_LINKMODE_CACHE_DIR`` or the user cache directory."""
+    env = os.environ.get(ENV_CACHE_DIR)
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~\\AppData\\Local")
+        return Path(base) / "pip-linkmode" / "Cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "pip-linkmode"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "pip-linkmode"
+
+
+@dataclass(frozen=True)
+class CachedFile:
+    """One file of a cached wheel, as the wheel's verified RECORD lists it."""
+
+    path: str  # archive path, '/'-separated
+    hash: str  # RECORD hash field, e.g. "sha256=..."
+    size: int
+    executable: bool
+    python_shebang: bool  # starts with b"#!python": rewritten per environment
+
+
+@dataclass(frozen=True)
+class CachedWheel:
+    """A published, verified cache entry."""
+
+    key: str
+    root: Path  # entries/<key>
+    filename: str
+    name: str
+    version: str
+    dist_info: str
+    files: tuple[CachedFile, ...]
+    record_rows: tuple[tuple[str, str, str], ...]
+
+    @property
+    def tree(self) -> Path:
+        return self.root / "tree"
+
+    def path_of(self, member: str) -> Path:
+        return self.tree / member
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+
+def _b64_digest(digest: bytes) -> str:
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _check_member_name(wheel: Path, name: str) -> str:
+    """The normalised archive path, or InvalidWheel for anything unsafe."""
+    if not name or "\x00" in name:
+        raise InvalidWheel(wheel, name, "empty name or NUL byte in name")
+    if "\\" in name:
+        raise InvalidWheel(wheel, name, "backslash in member name")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise InvalidWheel(wheel, name, "absolute path")
+    parts = name.rstrip("/").split("/")
+    if ".." in parts:
+        raise InvalidWheel(wheel, name, "'..' in member name")
+    norm = posixpath.normpath(name)
+    if norm.startswith(("../", "/")) or norm in ("..", "."):
+        raise InvalidWheel(wheel, name, "path escapes the wheel's root")
+    return norm
+
+
+def _parse_record(wheel: Path, text: str) -> dict[str, tuple[str, str, str]]:
+    rows: dict[str, tuple[str, str, str]] = {}
+    for row in csv.reader(text.splitlines()):
+        if not row:
+            continue
+        if len(row) != 3:
+            raise InvalidWheel(wheel, "RECORD", f"malformed row {row!r}")
+        path, hash_, size = row
+        if path in rows:
+            raise InvalidWheel(wheel, path, "listed twice in RECORD")
+        rows[path] = (path, hash_, size)
+    return rows
+
+
+class _Unpacker:
+    """Unpacks one wheel into a temp tree, verifying against RECORD."""
+
+    def __init__(self, wheel: Path, zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], dist_info: str):
+        self.wheel = wheel
+        self.zf = zf
+        self.infos = infos
+        self.dist_info = dist_info
+        self.umask = _current_umask()
+
+    def run(self, dest: Path, record_text: str) -> list[CachedFile]:
+        record = _parse_record(self.wheel, record_text)
+        record_path = f"{self.dist_info}/RECORD"
+        files: list[CachedFile] = []
+        made: set[str] = set()
+        for info in self.infos:
+            name = info.filename
+            if name.endswith("/"):
+                continue
+            rel = os.path.dirname(name)
+            if rel and rel not in made:
+                (dest / rel).mkdir(parents=True, exist_ok=True)
+                made.add(rel)
+            row = record.get(name)
+            is_sig = posixpath.dirname(name) == self.dist_info and posixpath.basename(name) in _SIGNATURES
+            if name == record_path:
+                self._write(info, dest / name, None, None, False)
+                continue
+            if row is None:
+                if is_sig:
+                    self._write(info, dest / name, None, None, False)
+                    continue
+                raise InvalidWheel(self.wheel, name, "not listed in RECORD")
+            _, hash_field, size_field = row
+            if not hash_field or not size_field:
+                raise InvalidWheel(self.wheel, name, "RECORD gives no hash or size")
+            algo, _, expected = hash_field.partition("=")
+            if algo not in _ALLOWED_HASHES or not expected:
+                raise InvalidWheel(self.wheel, name, f"unsupported hash {hash_field!r} in RECORD")
+            try:
+                size = int(size_field)
+            except ValueError:
+                raise InvalidWheel(self.wheel, name, f"bad size {size_field!r} in RECORD") from None
+            mode = info.external_attr >> 16
+            # Links and devices are stored as plain files, never created as such.
+            regular = not mode or stat.S_ISREG(mode)
+            executable = bool(regular and mode & 0o111)
+            shebang = self._write(info, dest / name, (algo, expected), size, executable)
+            files.append(CachedFile(name, hash_field, size, executable, shebang))
+        return files
+
+    def _write(
+        self,
+        info: zipfile.ZipInfo,
+        target: Path,
+        expected_hash: tuple[str, str] | None,
+        expected_size: int | None,
+        executable: bool,
+    ) -> bool:
+        name = info.filename
+        hasher = hashlib.new(expected_hash[0]) if expected_hash else None
+        limit = expected_size if expected_size is not None else 64 * 1024 * 1024
+        written = 0
+        head = b""
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with open(fd, "wb") as out, self.zf.open(info) as src:
+            while True:
+                try:
+                    chunk = src.read(_CHUNK)
+                except (zipfile.BadZipFile, OSError, EOFError) as exc:  # CRC, truncation
+                    raise InvalidWheel(self.wheel, name, f"cannot be read: {exc}") from None
+                if not chunk:
+                    break
+                written += len(chunk)
+                if written > limit:
+                    raise InvalidWheel(
+                        self.wheel, name, f"larger than the {limit} bytes RECORD declares"
+                    )
+                if not head:
+                    head = chunk[:8]
+                if hasher:
+                    hasher.update(chunk)
+                out.write(chunk)
+        if expected_size is not None and written != expected_size:
+            raise InvalidWheel(
+                self.wheel, name, f"size {written} contradicts RECORD's {expected_size}"
+            )
+        if hasher and expected_hash and _b64_digest(hasher.digest()) != expected_hash[1]:
+            raise InvalidWheel(self.wheel, name, "hash contradicts RECORD")
+        if executable:
+            os.chmod(target, (0o777 & ~self.umask) | 0o111)
+        return head.startswith(b"#!python")
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class WheelCache:
+    """A directory of unpacked, verified wheels shared by environments."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+        self.root = Path(os.path.abspath(self.root))
+        self.entries_dir = self.root / "entries"
+        self.locks_dir = self.root / "locks"
+        self.tmp_dir = self.root / "tmp"
+        self.unpacked: list[str] = []  # keys this object unpacked (for reports)
+        self._ready = False
+
+    def __repr__(self) -> str:
+        return f"WheelCache({str(self.root)!r})"
+
+    # -- layout -----------------------------------------------------------
+    def _ensure_dirs(self) -> None:
+        if self._ready:
+            return
+        try:
+            for d in (self.entries_dir, self.locks_dir, self.tmp_dir):
+                d.mkdir(parents=True, exist_ok=True)
+            marker = self.root / "CACHEDIR.TAG"
+            if not marker.exists():
+                marker.write_text(
+                    "Signature: 8a477f597d28d172789f06886806bc55\n"
+                    "# This directory is a pip-linkmode wheel cache.\n"
+                )
+        except OSError as exc:
+            raise CacheError(
+                f"cannot use cache directory {self.root}: {exc.strerror or exc}; "
+                f"set --cache-dir or {ENV_CACHE_DIR} to a writable directory"
+            ) from exc
+        self._ready = True
+
+    def lock(self, key: str) -> FileLock:
+        """The file lock guarding one entry."""
+        self._ensure_dirs()
+        return FileLock(str(self.locks_dir / f"{key}.lock"))
+
+    # -- keys -------------------------------------------------------------
+    @staticmethod
+    def _read_key(wheel: Path, zf: zipfile.ZipFile, size: int, record: bytes) -> str:
+        h = hashlib.sha256()
+        h.update(f"v{LAYOUT_VERSION}\0{wheel.name}\0{size}\0".encode())
+        for info in zf.infolist():
+            h.update(
+                f"{info.filename}\0{info.CRC}\0{info.file_size}\0{info.compress_size}\0"
+                f"{info.external_attr}\0".encode("utf-8", "surrogateescape")
+            )
+        h.update(record)
+        return h.hexdigest()[:40]
+
+    def key_for(self, wheel_path: str | os.PathLike[str]) -> str:
+        """The content-derived key of a wheel file (reads only its index and RECORD)."""
+        wheel = Path(wheel_path)
+        with _open_zip(wheel) as zf:
+            dist_info = _find_dist_info(wheel, zf)
+            record = _read_member(wheel, zf, f"{dist_info}/RECORD")
+            return self._read_key(wheel, zf, wheel.stat().st_size, record)
+
+    # -- lookup / population ----------------------------------------------
+    def entry_dir(self, key: str) -> Path:
+        return self.entries_dir / key
+
+    def lookup(self, key: str) -> CachedWheel | None:
+        """The published entry for ``key``, or None."""
+        meta = self.entry_dir(key) / "entry.json"
+        try:
+            data = json.loads(meta.read_text("utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise CacheError(f"damaged cache entry {self.entry_dir(key)}: {exc}; run `pip-linkmode cache clean`") from exc
+        return _entry_from_json(self.entry_dir(key), data)
+
+    def get(self, wheel_path: str | os.PathLike[str]) -> CachedWheel:
+        """The verified entry for a wheel, unpacking it first on a miss."""
+        wheel = Path(os.path.abspath(wheel_path))
+        self._ensure_dirs()
+        try:
+            size = wheel.stat().st_size
+        except OSError as exc:
+            raise CacheError(f"cannot read wheel {wheel}: {exc.strerror or exc}") from exc
+        with _open_zip(wheel) as zf:
+            dist_info = _find_dist_info(wheel, zf)
+            record = _read_member(wheel, zf, f"{dist_info}/RECORD")
+            key = self._read_key(wheel, zf, size, record)
+            entry = self.lookup(key)
+            if entry is None:
+                with self.lock(key):
+                    entry = self.lookup(key)
+                    if entry is None:
+                        entry = self._populate(wheel, zf, key, dist_info, record)
+        self._touch(entry)
+        return entry
+
+    @contextlib.contextmanager
+    def open(self, wheel_path: str | os.PathLike[str]) -> Iterator[CachedWheelSource]:
+        """Context manager yielding an ``installer`` WheelSource for the wheel."""
+        from .source import CachedWheelSource
+
+        yield CachedWheelSource(self.get(wheel_path))
+
+    def _touch(self, entry: CachedWheel) -> None:
+        used = entry.root / "last-used"
+        try:
+            now = time.time()
+            if now - used.stat().st_mtime > 3600:
+                os.utime(used)
+        except FileNotFoundError:
+            with contextlib.suppress(OSError):
+                used.touch()
+        except OSError:
+            pass
+
+    def _populate(
+        self, wheel: Path, zf: zipfile.ZipFile, key: str, dist_info: str, record: bytes
+    ) -> CachedWheel:
+        # We hold this entry's lock: leftovers of killed unpacks of it are dead.
+        for stale in self.tmp_dir.glob(f"{key}-*"):
+            remove_tree(stale)
+        tmp = self.tmp_dir / f"{key}-{os.getpid()}-{secrets.token_hex(4)}"
+        tree = tmp / "tree"
+        try:
+            tree.mkdir(parents=True)
+            infos = _checked_infos(wheel, zf)
+            files = _Unpacker(wheel, zf, infos, dist_info).run(tree, record.decode("utf-8"))
+            parsed = parse_wheel_filename(wheel.name)
+            data = {
+                "layout": LAYOUT_VERSION,
+                "key": key,
+                "filename": wheel.name,
+                "source": str(wheel),
+                "name": str(parsed[0]),
+                "version": str(parsed[1]),
+                "dist_info": dist_info,
+                "created": time.time(),
+                "files": [
+                    [f.path, f.hash, f.size, int(f.executable), int(f.python_shebang)]
+                    for f in files
+                ],
+                "record": list(_parse_record(wheel, record.decode("utf-8")).values()),
+            }
+            (tmp / "entry.json").write_text(json.dumps(data), "utf-8")
+            (tmp / "last-used").touch()
+            os.rename(tmp, self.entry_dir(key))
+        except OSError as exc:
+            remove_tree(tmp)
+            if exc.errno == 28:  # ENOSPC
+                raise CacheError(
+                    f"no space left on the cache's filesystem ({self.root}) while "
+                    f"unpacking {wheel.name}; free space or set --cache-dir"
+                ) from exc
+            raise CacheError(
+                f"cannot unpack {wheel.name} into the cache {self.root}: "
+                f"{exc.strerror or exc} ({exc.filename or ''})"
+            ) from exc
+        except BaseException:
+            remove_tree(tmp)
+            raise
+        self.unpacked.append(key)
+        return _entry_from_json(self.entry_dir(key), data)
+
+    def iter_entries(self) -> Iterator[CachedWheel]:
+        """Every published entry."""
+        if not self.entries_dir.is_dir():
+            return
+        for d in sorted(self.entries_dir.iterdir()):
+            entry = self.lookup(d.name)
+            if entry is not None:
+                yield entry
+
+
+def _entry_from_json(root: Path, data: dict[str, Any]) -> CachedWheel:
+    return CachedWheel(
+        key=data["key"],
+        root=root,
+        filename=data["filename"],
+        name=data["name"],
+        version=data["version"],
+        dist_info=data["dist_info"],
+        files=tuple(
+            CachedFile(p, h, s, bool(x), bool(sb)) for p, h, s, x, sb in data["files"]
+        ),
+        record_rows=tuple(tuple(r) for r in data["record"]),  # type: ignore[misc]
+    )
+
+
+@contextlib.contextmanager
+def _open_zip(wheel: Path) -> Iterator[zipfile.ZipFile]:
+    try:
+        zf = zipfile.ZipFile(wheel)
+    except FileNotFoundError as exc:
+        raise CacheError(f"wheel not found: {wheel}") from exc
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise InvalidWheel(wheel, None, f"not a readable zip archive ({exc})") from exc
+    with zf:
+        yield zf
+
+
+def _find_dist_info(wheel: Path, zf: zipfile.ZipFile) -> str:
+    try:
+        parsed = parse_wheel_filename(wheel.name)
+    except Exception as exc:
+        raise InvalidWheel(wheel, None, f"not a wheel file name ({exc})") from exc
+    tops = {n.split("/", 1)[0] for n in zf.namelist()}
+    dist_infos = sorted(t for t in tops if t.endswith(".dist-info"))
+    if len(dist_infos) != 1:
+        raise InvalidWheel(wheel, None, f"expected exactly one .dist-info directory, found {dist_infos}")
+    (dist_info,) = dist_infos
+    if canonicalize_name(dist_info[: -len(".dist-info")].rsplit("-", 1)[0]) != parsed[0]:
+        raise InvalidWheel(wheel, dist_info, f"does not match the wheel's project name {parsed[0]}")
+    return dist_info
+
+
+def _read_member(wheel: Path, zf: zipfile.ZipFile, name: str) -> bytes:
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        raise InvalidWheel(wheel, name, "missing") from None
+    if info.file_size > 64 * 1024 * 1024:
+        raise InvalidWheel(wheel, name, "implausibly large")
+    try:
+        return zf.read(info)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise InvalidWheel(wheel, name, f"cannot be read: {exc}") from None
+
+
+def _checked_infos(wheel: Path, zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    seen: set[str] = set()
+    infos = []
+    for info in zf.infolist():
+        norm = _check_member_name(wheel, info.filename)
+        if info.filename.endswith("/"):
+            continue
+        if norm != info.filename:
+            raise InvalidWheel(wheel, info.filename, "name is not in normal form")
+        if norm in seen:
+            raise InvalidWheel(wheel, info.filename, "duplicate member")
+        seen.add(norm)
+        infos.append(info)
+    return infos
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a directory tree without following links; cope with read-only parts."""
+
+    def onerror(func: Any, p: str, exc: BaseException) -> None:
+        if isinstance(exc, FileNotFoundError):
+            return
+        try:
+            parent = os.path.dirname(p)
+            os.chmod(parent, stat.S_IRWXU)
+            if not os.path.islink(p) and os.path.isdir(p):
+                os.chmod(p, stat.S_IRWXU)
+            func(p)
+        except FileNotFoundError:
+            pass
+
+    if not os.path.lexists(path):
+        return
+    if os.path.islink(path) or not os.path.isdir(path):
+        os.unlink(path)
+        return
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=onerror)
+    else:
+        shutil.rmtree(path, onerror=lambda f, p, ei: onerror(f, p, ei[1]))

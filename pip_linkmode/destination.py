@@ -1,0 +1,126 @@
+"""``LinkingDestination``: installer's SchemeDictionaryDestination, placing by links."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from installer.destinations import SchemeDictionaryDestination
+from installer.records import Hash, RecordEntry
+from installer.utils import Scheme
+
+from .linker import Linker, LinkJob, LinkReport
+from .modes import LinkMode, parse_link_mode
+from .source import CachedFileStream
+
+__all__ = ["LinkingDestination"]
+
+_CHUNK = 1024 * 1024
+
+
+@dataclass
+class LinkingDestination(SchemeDictionaryDestination):
+    """A drop-in for ``SchemeDictionaryDestination`` that links cached files.
+
+    Files that come from a ``CachedWheelSource`` are queued in ``write_file``
+    and placed by the ``Linker`` in ``finalize_installation``; their RECORD
+    rows reuse the hashes of the wheel's verified RECORD. Everything else
+    (RECORD, INSTALLER, REQUESTED, direct_url.json, entry-point scripts,
+    scripts whose ``#!python`` shebang is rewritten, and any stream that
+    does not come from the cache) is written fresh, to a temporary name
+    beside the target and renamed over it, so an existing file, which may
+    be a hardlink into the cache, is never opened for writing.
+    """
+
+    link_mode: LinkMode | str = LinkMode.AUTO
+    linker: Linker | None = None
+    report: LinkReport = field(init=False)
+    _jobs: list[LinkJob] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.link_mode = parse_link_mode(self.link_mode)
+        if self.linker is None:
+            self.linker = Linker(self.link_mode, overwrite=self.overwrite_existing)
+        self.report = LinkReport(requested=self.link_mode)
+        self._jobs = []
+
+    def write_file(
+        self,
+        scheme: Scheme,
+        path: str | os.PathLike[str],
+        stream: BinaryIO,
+        is_executable: bool,
+    ) -> RecordEntry:
+        if not isinstance(stream, CachedFileStream):
+            return super().write_file(scheme, path, stream, is_executable)
+        cached = stream.cached
+        if scheme == "scripts" and cached.python_shebang:
+            return super().write_file(scheme, path, stream, is_executable)
+        path_ = os.fspath(path)
+        target = self._path_with_destdir(scheme, path_)
+        self._jobs.append(LinkJob(stream.cache_path, os.fspath(target), cached.size))
+        return RecordEntry(path_, Hash.parse(cached.hash), cached.size)
+
+    def write_to_fs(
+        self,
+        scheme: Scheme,
+        path: str,
+        stream: BinaryIO,
+        is_executable: bool,
+    ) -> RecordEntry:
+        """Write a generated file: temp name beside the target, then rename."""
+        target = self._path_with_destdir(scheme, path)
+        if not self.overwrite_existing and os.path.lexists(target):
+            raise FileExistsError(f"File already exists: {target!s}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.plm-tmp")
+        hasher = hashlib.new(self.hash_algorithm)
+        size = 0
+        try:
+            with open(tmp, "xb") as out:
+                while True:
+                    chunk = stream.read(_CHUNK)
+                    if not chunk:
+                        break
+                    hasher.update(chunk)
+                    size += len(chunk)
+                    out.write(chunk)
+            if is_executable:
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(tmp, (0o777 & ~umask) | 0o111)
+            assert self.linker is not None
+            self.linker.platform.replace(os.fspath(tmp), os.fspath(target))
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        self.report.written += 1
+        digest = Hash(self.hash_algorithm, _b64(hasher.digest()))
+        return RecordEntry(path, digest, size)
+
+    def link_pending(self) -> None:
+        """Place every queued file now (``finalize_installation`` calls this)."""
+        jobs, self._jobs = self._jobs, []
+        assert self.linker is not None
+        self.report.merge(self.linker.run(jobs))
+
+    def finalize_installation(
+        self,
+        scheme: Scheme,
+        record_file_path: str,
+        records: Iterable[tuple[Scheme, RecordEntry]],
+    ) -> None:
+        self.link_pending()
+        super().finalize_installation(scheme, record_file_path, records)
+
+
+def _b64(digest: bytes) -> str:
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")

@@ -1,0 +1,360 @@
+"""Placing cached files into environments: the fallback state machine.
+
+For each (cache device, target device) pair the first file probes the
+requested mode; the outcome is remembered for the process. ``auto`` tries
+clone, then hardlink, then copy and says what it picked; an explicit mode
+that cannot work falls back to copy with one warning per process naming
+the cause and the remedy. After a mode has worked, a failure is an error
+naming the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from . import _platform
+from ._platform import Cause, Platform
+from .modes import LinkMode, parse_link_mode
+
+__all__ = ["LinkError", "LinkJob", "LinkReport", "Linker", "reset_process_state"]
+
+logger = logging.getLogger("pip_linkmode")
+
+_CHAINS = {
+    LinkMode.AUTO: (LinkMode.CLONE, LinkMode.HARDLINK, LinkMode.COPY),
+    LinkMode.CLONE: (LinkMode.CLONE, LinkMode.COPY),
+    LinkMode.HARDLINK: (LinkMode.HARDLINK, LinkMode.COPY),
+    LinkMode.SYMLINK: (LinkMode.SYMLINK, LinkMode.COPY),
+    LinkMode.COPY: (LinkMode.COPY,),
+}
+_BATCH = 256
+
+
+class LinkError(OSError):
+    """Placing a file failed; the message names the file, the operation and the remedy."""
+
+    def __str__(self) -> str:
+        return str(self.strerror) if self.strerror else super().__str__()
+
+
+@dataclass(frozen=True)
+class LinkJob:
+    src: str  # file in the cache
+    dst: str  # path in the environment
+    size: int
+
+
+@dataclass(frozen=True)
+class _Resolution:
+    mode: LinkMode
+    note: str | None  # why this mode, when it is not the one asked for
+
+
+# Process-wide memory: (requested mode, cache dev, target dev) -> resolution.
+_resolved: dict[tuple[LinkMode, int, int], _Resolution] = {}
+_warned: set[tuple[LinkMode, Cause]] = set()
+_state_lock = threading.Lock()
+
+
+def reset_process_state() -> None:
+    """Forget probed modes and issued warnings (for tests and long-lived hosts)."""
+    with _state_lock:
+        _resolved.clear()
+        _warned.clear()
+
+
+@dataclass
+class LinkReport:
+    """What an install did: files per mode, bytes not written, notes."""
+
+    requested: LinkMode = LinkMode.AUTO
+    counts: Counter[LinkMode] = field(default_factory=Counter)
+    bytes_shared: int = 0
+    bytes_copied: int = 0
+    written: int = 0  # files generated per environment (RECORD, scripts, ...)
+    notes: list[str] = field(default_factory=list)
+
+    def merge(self, other: LinkReport) -> None:
+        self.counts.update(other.counts)
+        self.bytes_shared += other.bytes_shared
+        self.bytes_copied += other.bytes_copied
+        self.written += other.written
+        for note in other.notes:
+            if note not in self.notes:
+                self.notes.append(note)
+
+    @property
+    def modes_used(self) -> list[LinkMode]:
+        return [m for m in _CHAINS[LinkMode.AUTO] + (LinkMode.SYMLINK,) if self.counts[m]]
+
+    def summary(self) -> str:
+        """One line: files per mode, mode used and why, bytes saved."""
+        parts = [f"{self.counts[m]} {m.verb}" for m in self.modes_used]
+        if self.written:
+            parts.append(f"{self.written} written")
+        used = ", ".join(str(m) for m in self.modes_used) or "none"
+        why = f"; {'; '.join(self.notes)}" if self.notes else ""
+        return (
+            f"pip-linkmode: files {', '.join(parts) or 'none'} "
+            f"(link mode {used}, requested {self.requested}{why}); "
+            f"{_human(self.bytes_shared)} not written thanks to links"
+        )
+
+
+def _human(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"
+
+
+class Linker:
+    """Runs link jobs with one requested mode and its fallbacks."""
+
+    def __init__(
+        self,
+        mode: LinkMode | str = LinkMode.AUTO,
+        platform: Platform | None = None,
+        *,
+        overwrite: bool = True,
+        max_workers: int | None = None,
+    ) -> None:
+        self.mode = parse_link_mode(mode)
+        self.platform = platform or _platform.current()
+        self.overwrite = overwrite
+        self.max_workers = max_workers or min(8, (os.cpu_count() or 1) * 2)
+        self._ops: dict[LinkMode, Callable[[str, str], None]] = {
+            LinkMode.CLONE: self.platform.clone_file,
+            LinkMode.HARDLINK: self.platform.hardlink,
+            LinkMode.SYMLINK: self.platform.symlink,
+            LinkMode.COPY: self.platform.copy_file,
+        }
+        self._inode_lock = threading.Lock()
+
+    # -- public -----------------------------------------------------------
+    def run(self, jobs: Sequence[LinkJob]) -> LinkReport:
+        report = LinkReport(requested=self.mode)
+        if not jobs:
+            return report
+        groups = self._group_by_devices(jobs)
+        batches: list[tuple[LinkMode, Sequence[LinkJob]]] = []
+        for (sdev, ddev), group in groups.items():
+            resolution, done = self._resolve(sdev, ddev, group[0], report)
+            rest = group[1:] if done else group
+            batches.extend(
+                (resolution.mode, rest[i : i + _BATCH]) for i in range(0, len(rest), _BATCH)
+            )
+        if len(batches) <= 1 or self.max_workers <= 1:
+            for mode, batch in batches:
+                report.merge(self._run_batch(mode, batch))
+        else:
+            with ThreadPoolExecutor(self.max_workers) as pool:
+                for sub in pool.map(lambda b: self._run_batch(*b), batches):
+                    report.merge(sub)
+        return report
+
+    # -- planning ---------------------------------------------------------
+    def _group_by_devices(self, jobs: Sequence[LinkJob]) -> dict[tuple[int, int], list[LinkJob]]:
+        """Create target directories and sort jobs by (cache dev, target dev)."""
+        ddevs: dict[str, int] = {}
+        sdevs: dict[str, int] = {}
+        groups: dict[tuple[int, int], list[LinkJob]] = {}
+        split = os.path.split
+        for job in jobs:
+            ddir = split(job.dst)[0]
+            ddev = ddevs.get(ddir)
+            if ddev is None:
+                ddev = ddevs[ddir] = self._make_dir(ddir)
+            sdir = split(job.src)[0]
+            sdev = sdevs.get(sdir)
+            if sdev is None:
+                sdev = sdevs[sdir] = self._stat_dev(sdir, "read cache directory")
+            groups.setdefault((sdev, ddev), []).append(job)
+        return groups
+
+    def _make_dir(self, path: str) -> int:
+        fs = self.platform.fspath(path)
+        try:
+            os.makedirs(fs, exist_ok=True)
+            return os.stat(fs).st_dev
+        except OSError as exc:
+            raise self._error(exc, "create directory", path) from exc
+
+    def _stat_dev(self, path: str, what: str) -> int:
+        try:
+            return os.stat(self.platform.fspath(path)).st_dev
+        except OSError as exc:
+            raise self._error(exc, what, path) from exc
+
+    def _resolve(
+        self, sdev: int, ddev: int, first: LinkJob, report: LinkReport
+    ) -> tuple[_Resolution, bool]:
+        """The mode for a device pair; probes with ``first`` if unknown.
+
+        Returns the resolution and whether ``first`` has been placed.
+        """
+        key = (self.mode, sdev, ddev)
+        with _state_lock:
+            known = _resolved.get(key)
+        if known is not None:
+            if known.note:
+                report.notes.append(known.note)
+            return known, False
+        chain = _CHAINS[self.mode]
+        failures: list[str] = []
+        for candidate in chain:
+            try:
+                placed = self._place(candidate, first)
+            except OSError as exc:
+                cause = self.platform.classify(exc)
+                if cause is None or candidate is chain[-1]:
+                    raise self._error(exc, candidate.value, first.dst, first.src) from exc
+                failures.append(f"{candidate} not possible ({cause.value})")
+                if self.mode is not LinkMode.AUTO:
+                    self._warn_once(candidate, cause, exc, first)
+                continue
+            note = None
+            if self.mode is LinkMode.AUTO:
+                note = f"auto chose {candidate}" + (f": {'; '.join(failures)}" if failures else "")
+            elif failures:
+                note = f"fell back to {candidate}: {'; '.join(failures)}"
+            resolution = _Resolution(candidate, note)
+            with _state_lock:
+                _resolved[key] = resolution
+            if note:
+                report.notes.append(note)
+            report.merge(placed)
+            return resolution, True
+        raise AssertionError("unreachable: the last mode in a chain raises")
+
+    def _warn_once(self, mode: LinkMode, cause: Cause, exc: OSError, job: LinkJob) -> None:
+        with _state_lock:
+            if (mode, cause) in _warned:
+                return
+            _warned.add((mode, cause))
+        hint = ""
+        if cause is Cause.PRIVILEGE:
+            hint = " " + self.platform.remedy(exc, mode.value) + "."
+        elif cause is Cause.CROSS_DEVICE:
+            hint = " Put the cache on the target's filesystem (--cache-dir) to link."
+        logger.warning(
+            "%s is not possible from the cache %s to %s: %s; falling back to copy.%s "
+            "To silence this, use --link-mode=copy (or PIP_LINK_MODE=copy).",
+            mode,
+            os.path.dirname(job.src),
+            os.path.dirname(job.dst),
+            cause.value,
+            hint,
+        )
+
+    # -- doing ------------------------------------------------------------
+    def _run_batch(self, mode: LinkMode, batch: Sequence[LinkJob]) -> LinkReport:
+        report = LinkReport(requested=self.mode)
+        op = self._ops[mode]
+        n = 0
+        size = 0
+        for job in batch:
+            try:
+                op(job.src, job.dst)
+            except OSError as exc:
+                try:
+                    self._recover(mode, job, exc)
+                except OSError as exc2:
+                    raise self._error(exc2, mode.value, job.dst, job.src) from exc2
+            n += 1
+            size += job.size
+        report.counts[mode] += n
+        if mode is LinkMode.COPY:
+            report.bytes_copied += size
+        else:
+            report.bytes_shared += size
+        return report
+
+    def _place(self, mode: LinkMode, job: LinkJob) -> LinkReport:
+        """Place one file (used for probing); raises the raw OSError."""
+        try:
+            self._ops[mode](job.src, job.dst)
+        except OSError as exc:
+            self._recover(mode, job, exc)
+        report = LinkReport(requested=self.mode)
+        report.counts[mode] += 1
+        if mode is LinkMode.COPY:
+            report.bytes_copied += job.size
+        else:
+            report.bytes_shared += job.size
+        return report
+
+    def _recover(self, mode: LinkMode, job: LinkJob, exc: OSError) -> None:
+        """Handle what a first attempt can meet: an existing target, the link limit."""
+        if isinstance(exc, FileExistsError):
+            self._replace(mode, job)
+        elif mode is LinkMode.HARDLINK and self.platform.classify(exc) is Cause.LINK_LIMIT:
+            self._link_fresh_inode(job)
+        else:
+            raise exc
+
+    def _replace(self, mode: LinkMode, job: LinkJob) -> None:
+        """Replace an existing target: place beside it, then rename over it."""
+        if not self.overwrite:
+            raise FileExistsError(f"File already exists: {job.dst}")
+        if os.path.isdir(self.platform.fspath(job.dst)) and not os.path.islink(
+            self.platform.fspath(job.dst)
+        ):
+            raise LinkError(
+                f"cannot place {job.dst}: a directory is in the way; remove it and retry"
+            )
+        head, tail = os.path.split(job.dst)
+        tmp = os.path.join(head, f".{tail}.{secrets.token_hex(4)}.plm-tmp")
+        self._ops[mode](job.src, tmp)
+        try:
+            self.platform.replace(tmp, job.dst)
+        except BaseException:
+            try:
+                os.unlink(self.platform.fspath(tmp))
+            except OSError:
+                pass
+            raise
+
+    def _link_fresh_inode(self, job: LinkJob) -> None:
+        """The cache file has too many links: give it a fresh inode, link to that.
+
+        Environments that link the old inode keep it; the content is the same.
+        """
+        with self._inode_lock:
+            try:
+                self.platform.hardlink(job.src, job.dst)
+                return
+            except FileExistsError:
+                self._replace(LinkMode.HARDLINK, job)
+                return
+            except OSError as exc:
+                if self.platform.classify(exc) is not Cause.LINK_LIMIT:
+                    raise
+            head, tail = os.path.split(job.src)
+            fresh = os.path.join(head, f".{tail}.{secrets.token_hex(4)}.plm-inode")
+            self.platform.copy_file(job.src, fresh)
+            self.platform.replace(fresh, job.src)
+            try:
+                self.platform.hardlink(job.src, job.dst)
+            except FileExistsError:
+                self._replace(LinkMode.HARDLINK, job)
+            logger.debug("gave %s a fresh inode: it reached the link limit", job.src)
+
+    def _error(self, exc: OSError, op: str, path: str, src: str | None = None) -> LinkError:
+        what = exc.strerror or str(exc)
+        frm = f" from {src}" if src else ""
+        err = LinkError(
+            exc.errno,
+            f"{op} failed for {path}{frm}: {what}; {self.platform.remedy(exc, self.mode.value)}",
+        )
+        err.filename = path
+        return err

@@ -117,6 +117,13 @@ def _human(n: int) -> str:
     return f"{n} B"
 
 
+def _same_inode(a: str, b: str) -> bool:
+    try:
+        return os.path.samestat(os.stat(a), os.lstat(b))
+    except OSError:
+        return False
+
+
 class Linker:
     """Runs link jobs with one requested mode and its fallbacks."""
 
@@ -312,17 +319,20 @@ class Linker:
             raise LinkError(
                 f"cannot place {job.dst}: a directory is in the way; remove it and retry"
             )
+        if mode is LinkMode.HARDLINK and _same_inode(self.platform.fspath(job.src), self.platform.fspath(job.dst)):
+            return  # already that very file
         head, tail = os.path.split(job.dst)
         tmp = os.path.join(head, f".{tail}.{secrets.token_hex(4)}.plm-tmp")
         self._ops[mode](job.src, tmp)
         try:
             self.platform.replace(tmp, job.dst)
-        except BaseException:
+        finally:
+            # rename() of one hardlink over another of the same inode does
+            # nothing at all (POSIX), leaving the temp name behind.
             try:
                 os.unlink(self.platform.fspath(tmp))
             except OSError:
                 pass
-            raise
 
     def _link_fresh_inode(self, job: LinkJob) -> None:
         """The cache file has too many links: give it a fresh inode, link to that.

@@ -1,0 +1,239 @@
+"""The wheel cache: keys, verified unpacking, atomic publishing, rejections."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from wheelmaker import WheelSpec, build_wheel, demo_spec, record_hash
+
+from pip_linkmode import InvalidWheel, WheelCache
+from pip_linkmode.cache import CacheError, default_cache_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_default_dir_honours_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PIP_LINKMODE_CACHE_DIR", str(tmp_path / "c"))
+    assert default_cache_dir() == tmp_path / "c"
+    assert WheelCache().root == tmp_path / "c"
+    monkeypatch.delenv("PIP_LINKMODE_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    if sys.platform.startswith("linux"):
+        assert default_cache_dir() == tmp_path / "xdg" / "pip-linkmode"
+
+
+def test_unpack_verifies_and_publishes_once(demo_wheel: Path, cache_dir: Path) -> None:
+    cache = WheelCache(cache_dir)
+    entry = cache.get(demo_wheel)
+    assert cache.unpacked == [entry.key]
+    again = cache.get(demo_wheel)
+    assert again == entry and cache.unpacked == [entry.key]  # warm hit, no unpack
+    assert (entry.tree / "demo/core.py").read_bytes().startswith(b"def hello")
+    assert list((cache_dir / "tmp").iterdir()) == []
+    assert [p.name for p in (cache_dir / "entries").iterdir()] == [entry.key]
+    listed = {f.path for f in entry.files}
+    with zipfile.ZipFile(demo_wheel) as zf:
+        assert listed == {n for n in zf.namelist() if not n.endswith("RECORD")}
+
+
+def test_key_changes_with_content_under_same_filename(tmp_path: Path, cache_dir: Path) -> None:
+    cache = WheelCache(cache_dir)
+    spec = demo_spec()
+    first = build_wheel(tmp_path / "a", spec)
+    entry1 = cache.get(first)
+    spec.files = {**spec.files, "demo/core.py": b"def hello():\n    return 'CHANGED'\n"}
+    second = build_wheel(tmp_path / "b", spec)
+    assert first.name == second.name
+    entry2 = cache.get(second)
+    assert entry2.key != entry1.key
+    assert b"CHANGED" in (entry2.tree / "demo/core.py").read_bytes()
+    assert b"CHANGED" not in (entry1.tree / "demo/core.py").read_bytes()
+
+
+def test_warm_key_reads_only_index_and_record(demo_wheel: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = WheelCache(cache_dir)
+    cache.get(demo_wheel)
+    opened: list[str] = []
+    real_open = zipfile.ZipFile.open
+
+    def spy(self: zipfile.ZipFile, name: object, *a: object, **k: object) -> object:
+        opened.append(name if isinstance(name, str) else name.filename)  # type: ignore[attr-defined]
+        return real_open(self, name, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", spy)
+    cache.get(demo_wheel)
+    assert opened == ["demo-1.0.dist-info/RECORD"]
+
+
+def test_executable_bits_kept_and_link_members_stored_as_files(make_wheel, cache_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    spec = WheelSpec(
+        files={
+            "pkg/__init__.py": b"",
+            "pkg/run.sh": (b"#!/bin/sh\n", 0o755),
+            "pkg/link": (b"/etc/passwd", stat.S_IFLNK | 0o777),
+            "pkg/dev": (b"xx", stat.S_IFCHR | 0o644),
+        }
+    )
+    entry = WheelCache(cache_dir).get(make_wheel(spec))
+    run = entry.tree / "pkg/run.sh"
+    assert os.stat(run).st_mode & 0o111
+    link = entry.tree / "pkg/link"
+    assert not link.is_symlink() and link.read_bytes() == b"/etc/passwd"
+    assert not os.stat(link).st_mode & 0o111
+    dev = entry.tree / "pkg/dev"
+    assert stat.S_ISREG(os.lstat(dev).st_mode) and dev.read_bytes() == b"xx"
+
+
+def _rows_set(path: str, field: int, value: str):  # type: ignore[no-untyped-def]
+    def hook(rows: list[list[str]]) -> list[list[str]]:
+        for row in rows:
+            if row[0] == path:
+                row[field] = value
+        return rows
+
+    return hook
+
+
+BAD_WHEELS = {
+    "absolute": (WheelSpec(raw_members=[("/etc/evil", b"x", 0o644)]), "/etc/evil", "absolute path"),
+    "dotdot": (WheelSpec(raw_members=[("pkg/../../evil.py", b"x", 0o644)]), "pkg/../../evil.py", "'..' in member name"),
+    "backslash": (WheelSpec(raw_members=[("pkg\\..\\evil.py", b"x", 0o644)]), "pkg\\..\\evil.py", "backslash"),
+    "drive": (WheelSpec(raw_members=[("C:/evil.py", b"x", 0o644)]), "C:/evil.py", "absolute path"),
+    "not-normal": (WheelSpec(raw_members=[("pkg/./x.py", b"x", 0o644)]), "pkg/./x.py", "normal form"),
+    "duplicate": (
+        WheelSpec(files={"pkg/a.py": b"a"}, raw_members=[("pkg/a.py", b"b", 0o644)]),
+        "pkg/a.py",
+        "duplicate member",
+    ),
+    "hash": (
+        WheelSpec(files={"pkg/a.py": b"a"}, record_hook=_rows_set("pkg/a.py", 1, record_hash(b"b"))),
+        "pkg/a.py",
+        "hash contradicts RECORD",
+    ),
+    "size": (
+        WheelSpec(files={"pkg/a.py": b"abc"}, record_hook=_rows_set("pkg/a.py", 2, "2")),
+        "pkg/a.py",
+        "larger than the 2 bytes RECORD declares",
+    ),
+    "size-short": (
+        WheelSpec(files={"pkg/a.py": b"abc"}, record_hook=_rows_set("pkg/a.py", 2, "10")),
+        "pkg/a.py",
+        "size 3 contradicts RECORD's 10",
+    ),
+    "unlisted": (
+        WheelSpec(files={"pkg/a.py": b"a"}, raw_members=[("pkg/extra.py", b"x", 0o644)]),
+        "pkg/extra.py",
+        "not listed in RECORD",
+    ),
+    "no-hash": (
+        WheelSpec(files={"pkg/a.py": b"a"}, record_hook=_rows_set("pkg/a.py", 1, "")),
+        "pkg/a.py",
+        "RECORD gives no hash or size",
+    ),
+    "weak-hash": (
+        WheelSpec(files={"pkg/a.py": b"a"}, record_hook=_rows_set("pkg/a.py", 1, "md5=abc")),
+        "pkg/a.py",
+        "unsupported hash",
+    ),
+    "dist-info-name": (
+        WheelSpec(files={"pkg/a.py": b"a"}, dist_info_name="other-1.0.dist-info"),
+        "other-1.0.dist-info",
+        "does not match the wheel's project name",
+    ),
+}
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+@pytest.mark.parametrize("case", sorted(BAD_WHEELS))
+def test_bad_wheels_are_rejected_naming_wheel_and_member(case: str, make_wheel, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    spec, member, reason = BAD_WHEELS[case]
+    wheel = make_wheel(spec)
+    cache = WheelCache(tmp_path / "c")
+    with pytest.raises(InvalidWheel) as info:
+        cache.get(wheel)
+    message = str(info.value)
+    assert wheel.name in message and repr(member) in message and reason in message
+    assert list((tmp_path / "c" / "entries").iterdir()) == []
+    assert list((tmp_path / "c" / "tmp").iterdir()) == []
+    assert not (tmp_path / "evil.py").exists() and not Path("/etc/evil").exists()
+
+
+def test_malformed_zip_is_rejected(tmp_path: Path) -> None:
+    bad = tmp_path / "demo-1.0-py3-none-any.whl"
+    bad.write_bytes(b"PK\x03\x04 this is not a zip")
+    with pytest.raises(InvalidWheel, match="demo-1.0-py3-none-any.whl.*not a readable zip"):
+        WheelCache(tmp_path / "c").get(bad)
+
+
+def test_missing_record_is_rejected(tmp_path: Path) -> None:
+    wheel = tmp_path / "demo-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("demo-1.0.dist-info/METADATA", "Name: demo\n")
+    with pytest.raises(InvalidWheel, match="'demo-1.0.dist-info/RECORD': missing"):
+        WheelCache(tmp_path / "c").get(wheel)
+
+
+def test_unwritable_cache_dir_is_a_clear_error(tmp_path: Path, demo_wheel: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a dir")
+    with pytest.raises(CacheError, match="cannot use cache directory .*PIP_LINKMODE_CACHE_DIR"):
+        WheelCache(blocker / "cache").get(demo_wheel)
+
+
+_UNPACKER = """
+import sys
+from pip_linkmode import WheelCache
+WheelCache(sys.argv[1]).get(sys.argv[2])
+print("done")
+"""
+
+
+def test_concurrent_processes_unpack_once(demo_wheel: Path, cache_dir: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _UNPACKER, str(cache_dir), str(demo_wheel)], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    outs = [p.communicate(timeout=60)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6 and all("done" in o for o in outs)
+    entries = list((cache_dir / "entries").iterdir())
+    assert len(entries) == 1
+    assert list((cache_dir / "tmp").iterdir()) == []
+    data = json.loads((entries[0] / "entry.json").read_text())
+    assert data["filename"] == demo_wheel.name
+
+
+def test_killed_unpack_leaves_no_entry(tmp_path: Path, cache_dir: Path) -> None:
+    # A wheel large enough that unpacking takes a while.
+    files = {f"big/f{i:04d}.bin": os.urandom(64 * 1024) for i in range(600)}
+    wheel = build_wheel(tmp_path / "w", WheelSpec(name="big", files=files))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", _UNPACKER, str(cache_dir), str(wheel)], env=env)
+    tmp = cache_dir / "tmp"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        leftovers = list(tmp.glob("*/tree/big")) if tmp.exists() else []
+        if leftovers and any(leftovers[0].iterdir()):
+            break
+        time.sleep(0.005)
+    else:
+        proc.kill()
+        pytest.fail("the unpack never started")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert list((cache_dir / "entries").iterdir()) == []  # no partial entry
+    assert list(tmp.iterdir())  # a temp leftover at most
+    cache = WheelCache(cache_dir)
+    entry = cache.get(wheel)  # the next run cleans up and succeeds
+    assert list(tmp.iterdir()) == []
+    assert len([f for f in entry.files if f.path.startswith("big/")]) == 600
+    assert (entry.tree / "big/f0599.bin").read_bytes() == files["big/f0599.bin"]

@@ -1,0 +1,191 @@
+"""Each link mode and its fallbacks, on real filesystems."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import Mounts, shares_extents, snapshot
+from wheelmaker import WheelSpec, build_wheel
+
+from pip_linkmode import LinkError, LinkMode, WheelCache
+from pip_linkmode.linker import Linker, LinkJob
+
+
+def _entry_jobs(cache: WheelCache, wheel: Path, target: Path) -> list[LinkJob]:
+    entry = cache.get(wheel)
+    return [LinkJob(str(entry.tree / f.path), str(target / f.path), f.size) for f in entry.files]
+
+
+def _spec(n: int = 20, size: int = 20000) -> WheelSpec:
+    return WheelSpec(files={f"pkg/m{i}.py": (f"x = {i}\n".encode() * (size // 8)) for i in range(n)})
+
+
+def _check_relation(mode: LinkMode, src: Path, dst: Path) -> None:
+    assert dst.read_bytes() == src.read_bytes()
+    if mode is LinkMode.HARDLINK:
+        assert os.stat(dst).st_ino == os.stat(src).st_ino
+    elif mode is LinkMode.SYMLINK:
+        assert dst.is_symlink() and os.readlink(dst) == str(src)
+    else:
+        assert not dst.is_symlink()
+        assert os.stat(dst).st_ino != os.stat(src).st_ino
+        assert os.stat(dst).st_mtime_ns == os.stat(src).st_mtime_ns  # keeps mtime
+        assert os.stat(dst).st_mode == os.stat(src).st_mode
+
+
+@pytest.mark.parametrize("mode", [LinkMode.HARDLINK, LinkMode.SYMLINK, LinkMode.COPY])
+def test_modes_on_one_filesystem(mode: LinkMode, tmp_path: Path) -> None:
+    cache = WheelCache(tmp_path / "cache")
+    wheel = build_wheel(tmp_path / "w", _spec())
+    jobs = _entry_jobs(cache, wheel, tmp_path / "target")
+    report = Linker(mode).run(jobs)
+    assert report.counts[mode] == len(jobs) and sum(report.counts.values()) == len(jobs)
+    for job in jobs:
+        _check_relation(mode, Path(job.src), Path(job.dst))
+    expected_shared = 0 if mode is LinkMode.COPY else sum(j.size for j in jobs)
+    assert report.bytes_shared == expected_shared
+
+
+@pytest.mark.parametrize("fs", ["xfs", "btrfs"])
+@pytest.mark.parametrize("mode", [LinkMode.CLONE, LinkMode.AUTO])
+def test_clone_shares_extents(fs: str, mode: LinkMode, mounts: Mounts, tmp_path: Path) -> None:
+    root = mounts.points[fs] / tmp_path.name
+    cache = WheelCache(root / "cache")
+    wheel = build_wheel(tmp_path / "w", _spec(5, 64 * 1024))
+    jobs = _entry_jobs(cache, wheel, root / f"target-{mode}")
+    report = Linker(mode).run(jobs)
+    assert report.counts[LinkMode.CLONE] == len(jobs)
+    if mode is LinkMode.AUTO:
+        assert any("auto chose clone" in n for n in report.notes)
+    os.sync()
+    for job in jobs:
+        _check_relation(LinkMode.CLONE, Path(job.src), Path(job.dst))
+    # btrfs keeps tiny files inline in metadata: only files over a block have extents.
+    big = [job for job in jobs if job.size > 8192]
+    assert len(big) == 5
+    for job in big:
+        assert shares_extents(Path(job.dst)), f"{job.dst} does not share extents with the cache"
+
+
+def test_clone_on_ext4_falls_back(mounts: Mounts, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = mounts.points["ext4"] / tmp_path.name
+    cache = WheelCache(root / "cache")
+    wheel = build_wheel(tmp_path / "w", _spec(4))
+    # auto: clone refused by ext4, hardlink works; said in the summary, no warning
+    report = Linker(LinkMode.AUTO).run(_entry_jobs(cache, wheel, root / "t1"))
+    assert report.counts[LinkMode.HARDLINK] == 6
+    assert "auto chose hardlink: clone not possible" in report.summary()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    # explicit clone: falls back to copy with exactly one warning per process
+    with caplog.at_level(logging.WARNING, logger="pip_linkmode"):
+        r1 = Linker(LinkMode.CLONE).run(_entry_jobs(cache, wheel, root / "t2"))
+        r2 = Linker(LinkMode.CLONE).run(_entry_jobs(cache, wheel, root / "t3"))
+    assert r1.counts[LinkMode.COPY] == 6 and r2.counts[LinkMode.COPY] == 6
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "clone is not possible" in warnings[0] and "--link-mode=copy" in warnings[0]
+    assert "PIP_LINK_MODE=copy" in warnings[0]
+
+
+def test_hardlink_across_filesystems_falls_back_to_copy(mounts: Mounts, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cache = WheelCache(mounts.points["ext4"] / tmp_path.name / "cache")
+    wheel = build_wheel(tmp_path / "w", _spec(6))
+    target = mounts.points["xfs"] / tmp_path.name
+    with caplog.at_level(logging.WARNING, logger="pip_linkmode"):
+        report = Linker(LinkMode.HARDLINK).run(_entry_jobs(cache, wheel, target / "a"))
+        Linker(LinkMode.HARDLINK).run(_entry_jobs(cache, wheel, target / "b"))
+    assert report.counts[LinkMode.COPY] == 8 and report.bytes_shared == 0
+    assert "fell back to copy: hardlink not possible (cache and target are on different filesystems)" in report.summary()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "different filesystems" in warnings[0] and "--cache-dir" in warnings[0]
+    for job in _entry_jobs(cache, wheel, target / "a"):
+        _check_relation(LinkMode.COPY, Path(job.src), Path(job.dst))
+
+
+def test_auto_across_filesystems_copies_without_warning(mounts: Mounts, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cache = WheelCache(mounts.points["xfs"] / tmp_path.name / "cache")
+    wheel = build_wheel(tmp_path / "w", _spec(3))
+    with caplog.at_level(logging.WARNING, logger="pip_linkmode"):
+        report = Linker(LinkMode.AUTO).run(_entry_jobs(cache, wheel, mounts.points["btrfs"] / tmp_path.name))
+    assert report.counts[LinkMode.COPY] == 5
+    assert "auto chose copy" in report.summary() and "different filesystems" in report.summary()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("mode", [LinkMode.HARDLINK, LinkMode.SYMLINK, LinkMode.COPY])
+def test_existing_targets_replaced_never_written_through(mode: LinkMode, tmp_path: Path) -> None:
+    cache = WheelCache(tmp_path / "cache")
+    wheel = build_wheel(tmp_path / "w", _spec(3))
+    target = tmp_path / "t"
+    jobs = _entry_jobs(cache, wheel, target)
+    Linker(LinkMode.HARDLINK).run(jobs)  # targets are now hardlinks into the cache
+    before = snapshot(cache.entries_dir)
+    Linker(mode).run(jobs)  # replace them all
+    assert snapshot(cache.entries_dir) == before
+    for job in jobs:
+        _check_relation(mode, Path(job.src), Path(job.dst))
+    assert not [p for p in target.rglob("*") if "plm-tmp" in p.name]
+
+
+def test_refuses_to_overwrite_when_told(tmp_path: Path) -> None:
+    cache = WheelCache(tmp_path / "cache")
+    jobs = _entry_jobs(cache, build_wheel(tmp_path / "w", _spec(1)), tmp_path / "t")
+    Linker(LinkMode.COPY).run(jobs)
+    with pytest.raises(LinkError, match="File already exists"):
+        Linker(LinkMode.COPY, overwrite=False).run(jobs)
+
+
+def test_link_limit_gives_cache_file_a_fresh_inode(mounts: Mounts, tmp_path: Path) -> None:
+    root = mounts.points["ext4"] / tmp_path.name
+    cache = WheelCache(root / "cache")
+    wheel = build_wheel(tmp_path / "w", WheelSpec(files={"pkg/a.py": b"a = 1\n"}))
+    entry = cache.get(wheel)
+    src = entry.tree / "pkg/a.py"
+    filler = root / "filler"
+    filler.mkdir()
+    n = 1
+    try:  # drive the real inode to ext4's link limit
+        while True:
+            os.link(src, filler / str(n))
+            n += 1
+    except OSError as exc:
+        assert exc.errno == 31  # EMLINK
+    old_inode = os.stat(src).st_ino
+    content = src.read_bytes()
+    report = Linker(LinkMode.HARDLINK).run([LinkJob(str(src), str(root / "t/pkg/a.py"), 6)])
+    assert report.counts[LinkMode.HARDLINK] == 1
+    assert os.stat(src).st_ino != old_inode and src.read_bytes() == content
+    assert os.stat(root / "t/pkg/a.py").st_ino == os.stat(src).st_ino
+    assert os.stat(filler / "1").st_ino == old_inode  # other environments keep theirs
+    shutil.rmtree(filler)
+
+
+def test_failure_after_mode_worked_names_the_file(mounts: Mounts, tmp_path: Path) -> None:
+    # A small filesystem fills up part-way through copying.
+    target = mounts.points["ext4b"] / tmp_path.name
+    cache = WheelCache(tmp_path / "cache")
+    big = {f"pkg/big{i}.bin": os.urandom(4 * 1024 * 1024) for i in range(24)}
+    jobs = _entry_jobs(cache, build_wheel(tmp_path / "w", WheelSpec(files=big)), target)
+    try:
+        with pytest.raises(LinkError) as info:
+            Linker(LinkMode.COPY, max_workers=1).run(jobs)
+        message = str(info.value)
+        assert "copy failed for " + str(target) in message
+        assert "No space left on device" in message and "free some space" in message
+        assert "[Errno" not in message
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux errno texts")
+def test_error_on_probe_is_not_a_fallback(tmp_path: Path) -> None:
+    cache = WheelCache(tmp_path / "cache")
+    jobs = _entry_jobs(cache, build_wheel(tmp_path / "w", _spec(1)), tmp_path / "t")
+    os.unlink(jobs[0].src)  # the source vanished: a real error, not a mode problem
+    with pytest.raises(LinkError, match="hardlink failed for .*No such file"):
+        Linker(LinkMode.HARDLINK).run(jobs)

@@ -63,7 +63,13 @@ class LinkingDestination(SchemeDictionaryDestination):
             return super().write_file(scheme, path, stream, is_executable)
         path_ = os.fspath(path)
         target = self._path_with_destdir(scheme, path_)
-        self._jobs.append(LinkJob(stream.cache_path, os.fspath(target), cached.size))
+        tree = None
+        top, sep, _ = path_.partition("/")
+        if sep and cached.path == path_:  # a package directory at the scheme's root
+            cut = len(path_) - len(top)
+            dst = os.fspath(target)
+            tree = (stream.cache_path[: len(stream.cache_path) - cut], dst[: len(dst) - cut])
+        self._jobs.append(LinkJob(stream.cache_path, os.fspath(target), cached.size, tree))
         return RecordEntry(path_, Hash.parse(cached.hash), cached.size)
 
     def write_to_fs(

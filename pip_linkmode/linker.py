@@ -49,6 +49,9 @@ class LinkJob:
     src: str  # file in the cache
     dst: str  # path in the environment
     size: int
+    #: (cache dir, target dir) of the top-level directory holding this file,
+    #: so platforms that clone whole directories can do it in one call
+    tree: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,10 @@ def _human(n: int) -> str:
     return f"{n} B"
 
 
+def _count_files(path: str) -> int:
+    return sum(len(files) for _, _, files in os.walk(path))
+
+
 def _same_inode(a: str, b: str) -> bool:
     try:
         return os.path.samestat(os.stat(a), os.lstat(b))
@@ -152,6 +159,8 @@ class Linker:
         report = LinkReport(requested=self.mode)
         if not jobs:
             return report
+        if self.platform.clones_directories and self.mode in (LinkMode.AUTO, LinkMode.CLONE):
+            jobs = self._clone_trees(list(jobs), report)
         groups = self._group_by_devices(jobs)
         batches: list[tuple[LinkMode, Sequence[LinkJob]]] = []
         for (sdev, ddev), group in groups.items():
@@ -187,6 +196,34 @@ class Linker:
                 sdev = sdevs[sdir] = self._stat_dev(sdir, "read cache directory")
             groups.setdefault((sdev, ddev), []).append(job)
         return groups
+
+    def _clone_trees(self, jobs: list[LinkJob], report: LinkReport) -> list[LinkJob]:
+        """Clone whole directories whose target does not exist yet, one call each.
+
+        Returns the jobs still to do file by file: those outside such trees,
+        and those of trees the filesystem refused to clone whole.
+        """
+        by_tree: dict[tuple[str, str], list[LinkJob]] = {}
+        rest: list[LinkJob] = []
+        for job in jobs:
+            (by_tree.setdefault(job.tree, []) if job.tree else rest).append(job)
+        for (src, dst), members in by_tree.items():
+            fdst = self.platform.fspath(dst)
+            if len(members) < 2 or os.path.lexists(fdst) or _count_files(src) != len(members):
+                rest.extend(members)
+                continue
+            try:
+                os.makedirs(self.platform.fspath(os.path.dirname(dst)), exist_ok=True)
+                self.platform.clone_tree(src, dst)
+            except OSError as exc:
+                note = f"cloned {os.path.basename(dst)} file by file: the directory could not be cloned whole ({exc.strerror or exc})"
+                if note not in report.notes:
+                    report.notes.append(note)
+                rest.extend(members)
+                continue
+            report.counts[LinkMode.CLONE] += len(members)
+            report.bytes_shared += sum(m.size for m in members)
+        return rest
 
     def _make_dir(self, path: str) -> int:
         fs = self.platform.fspath(path)

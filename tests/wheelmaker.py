@@ -87,7 +87,7 @@ def demo_spec(name: str = "demo", version: str = "1.0", long_paths: bool = True)
         f"{pkg}/sub/__init__.py": b"",
         f"{pkg}/sub/data.json": b'{"a": 1}\n',
         f"{pkg}/tool.sh": (b"#!/bin/sh\necho tool\n", 0o755),
-        f"{data}/scripts/{pkg}-shebang": b"#!python\nimport sys\nprint('shebang script', sys.executable)\n",
+        f"{data}/scripts/{pkg}-shebang": (b"#!python\nimport sys\nprint('shebang script', sys.executable)\n", 0o755),
         f"{data}/scripts/{pkg}-plain.sh": (b"#!/bin/sh\necho plain\n", 0o755),
         f"{data}/data/share/{pkg}/readme.txt": b"shared data\n",
         f"{data}/headers/{pkg}.h": b"/* header */\n",

@@ -38,14 +38,14 @@ def extended_path(path: str) -> str:
     """``path`` as an extended-length path (``\\\\?\\C:\\...``)."""
     if path.startswith(_PREFIX):
         return path
-    path = path.replace("/", "\\")
-    if path.startswith("\\\\"):
-        return _PREFIX + "UNC\\" + path[2:]
-    drive, _ = ntpath.splitdrive(path)
+    spelled = path.replace("/", "\\")
+    if spelled.startswith("\\\\"):
+        return _PREFIX + "UNC\\" + ntpath.normpath(spelled)[2:]
+    drive, _ = ntpath.splitdrive(spelled)
     if not drive:
-        # Not an absolute DOS path: leave it for the OS to resolve.
+        # Not an absolute DOS path: leave it as given for the OS to resolve.
         return path
-    return _PREFIX + ntpath.normpath(path)
+    return _PREFIX + ntpath.normpath(spelled)
 
 
 class WindowsCalls:  # pragma: no cover - runs on Windows only

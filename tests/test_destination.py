@@ -1,0 +1,170 @@
+"""LinkingDestination with the real installer library, in real venvs, checked by real pip."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import installer
+import pytest
+from conftest import run_pip, site_packages, snapshot, venv_python
+from installer.destinations import SchemeDictionaryDestination
+from installer.sources import WheelFile
+
+from pip_linkmode import CachedWheelSource, LinkingDestination, LinkMode, WheelCache, install_wheel
+from pip_linkmode.install import target_for_venv
+
+MODES = [LinkMode.AUTO, LinkMode.HARDLINK, LinkMode.SYMLINK, LinkMode.COPY]
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            out[str(p.relative_to(root))] = p.read_bytes()
+    return out
+
+
+def _scheme(base: Path) -> dict[str, str]:
+    return {k: str(base / k) for k in ("purelib", "platlib", "headers", "scripts", "data")}
+
+
+def test_plain_wheelfile_behaves_like_scheme_dictionary_destination(demo_wheel: Path, tmp_path: Path) -> None:
+    meta = {"INSTALLER": b"test\n"}
+    with WheelFile.open(demo_wheel) as source:
+        installer.install(source, SchemeDictionaryDestination(_scheme(tmp_path / "a"), "/usr/bin/python3", "posix"), meta)
+    with WheelFile.open(demo_wheel) as source:
+        dest = LinkingDestination(_scheme(tmp_path / "b"), "/usr/bin/python3", "posix")
+        installer.install(source, dest, meta)
+    assert _tree(tmp_path / "a") == _tree(tmp_path / "b")
+    assert sum(dest.report.counts.values()) == 0  # nothing linked: streams were not cached
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_cached_source_gives_the_same_tree_as_installer(mode: LinkMode, demo_wheel: Path, tmp_path: Path) -> None:
+    meta = {"INSTALLER": b"test\n"}
+    with WheelFile.open(demo_wheel) as source:
+        installer.install(source, SchemeDictionaryDestination(_scheme(tmp_path / "a"), "/usr/bin/python3", "posix"), meta)
+    cache = WheelCache(tmp_path / "cache")
+    with cache.open(demo_wheel) as cached:
+        assert isinstance(cached, CachedWheelSource)
+        dest = LinkingDestination(_scheme(tmp_path / "b"), "/usr/bin/python3", "posix", link_mode=mode)
+        installer.install(cached, dest, meta)
+    assert _tree(tmp_path / "a") == _tree(tmp_path / "b")  # RECORD included, byte for byte
+    linked = sum(dest.report.counts.values())
+    assert linked == len(cache.get(demo_wheel).files) - 1  # all but the #!python script
+    # executables stay executable; the #!python script got a real shebang
+    script = tmp_path / "b/scripts/demo-shebang"
+    assert script.read_bytes().startswith(b"#!/usr/bin/python3\n") and os.access(script, os.X_OK)
+    assert not script.is_symlink()
+    assert os.access(tmp_path / "b/purelib/demo/tool.sh", os.X_OK)
+
+
+def _check_relation(mode: LinkMode, target: Path, cached: Path) -> None:
+    assert target.read_bytes() == cached.read_bytes()
+    if mode is LinkMode.HARDLINK:
+        assert os.stat(target).st_ino == os.stat(cached).st_ino
+    elif mode is LinkMode.SYMLINK:
+        assert target.is_symlink() and Path(os.readlink(target)) == cached
+    elif mode is LinkMode.COPY:
+        assert os.stat(target).st_ino != os.stat(cached).st_ino and not target.is_symlink()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_install_into_real_venv_then_pip_uninstall(mode: LinkMode, demo_wheel: Path, venv: Path, cache_dir: Path) -> None:
+    report = install_wheel(demo_wheel, venv=venv, link_mode=mode, cache=cache_dir)
+    assert report.installed == ["demo-1.0"]
+    sp = site_packages(venv)
+    entry = WheelCache(cache_dir).get(demo_wheel)
+    effective = LinkMode.HARDLINK if mode is LinkMode.AUTO else mode  # ext4 here: auto picks hardlink
+    if mode is LinkMode.AUTO and "auto chose clone" in report.summary():
+        effective = LinkMode.CLONE
+    for rel in ("demo/core.py", "demo/sub/data.json", "demo-1.0.dist-info/METADATA"):
+        _check_relation(effective, sp / rel, entry.tree / rel)
+    # Files that differ per environment are never links into the cache.
+    for rel in ("demo-1.0.dist-info/RECORD", "demo-1.0.dist-info/INSTALLER", "demo-1.0.dist-info/REQUESTED"):
+        assert not (sp / rel).is_symlink()
+        assert os.stat(sp / rel).st_nlink == 1
+    bin_dir = Path(venv_python(venv)).parent
+    for script in ("demo-hello", "demo-shebang"):
+        assert os.stat(bin_dir / script).st_nlink == 1 and not (bin_dir / script).is_symlink()
+    # it runs
+    out = subprocess.run([str(bin_dir / "demo-hello")], capture_output=True, text=True, check=True)
+    assert out.stdout == "hello from core\n"
+    out = subprocess.run([venv_python(venv), "-c", "import demo, importlib.metadata as m; print(demo.hello(), m.version('demo'))"], capture_output=True, text=True, check=True)
+    assert out.stdout == "hello from core 1.0\n"
+    # pip agrees it is installed properly
+    shown = run_pip(venv, "show", "-f", "demo").stdout
+    assert "Name: demo" in shown and "demo/core.py" in shown and "../../../bin/demo-hello" in shown
+    assert "No broken requirements" in run_pip(venv, "check").stdout
+    before = snapshot(cache_dir)
+    run_pip(venv, "uninstall", "-y", "demo")
+    assert snapshot(cache_dir) == before  # uninstall never touches the cache
+    assert not (sp / "demo").exists() and not (bin_dir / "demo-hello").exists()
+    assert not list(sp.glob("demo-1.0.dist-info"))
+
+
+def test_record_matches_pip_install_of_the_same_wheel(demo_wheel: Path, tmp_path: Path, cache_dir: Path) -> None:
+    from conftest import make_venv
+
+    ours, pips = make_venv(tmp_path / "ours"), make_venv(tmp_path / "pips")
+    run_pip(pips, "install", "--no-compile", "--no-deps", str(demo_wheel))
+    # pip records PEP 610 direct_url.json for a wheel given by path; so do we, given it
+    direct_url = (site_packages(pips) / "demo-1.0.dist-info/direct_url.json").read_text()
+    install_wheel(demo_wheel, venv=ours, link_mode="hardlink", cache=cache_dir, direct_url=direct_url)
+    assert (site_packages(ours) / "demo-1.0.dist-info/direct_url.json").read_text() == direct_url
+
+    def rows(venv: Path) -> dict[str, tuple[str, str]]:
+        record = site_packages(venv) / "demo-1.0.dist-info/RECORD"
+        out = {}
+        for line in record.read_text().splitlines():
+            path, h, size = line.rsplit(",", 2)
+            out[path] = (h, size)
+        return out
+
+    ours_rows, pip_rows = rows(ours), rows(pips)
+    assert set(ours_rows) == set(pip_rows)
+    differ = {p for p in ours_rows if ours_rows[p] != pip_rows[p]}
+    # INSTALLER's content and the entry-point launcher's template are the only differences
+    assert differ <= {"demo-1.0.dist-info/INSTALLER", "../../../bin/demo-hello", "../../../bin/demo-shebang"}
+    # the rewritten #!python script differs only by the venv path in its shebang
+    ours_script = (ours / "bin/demo-shebang").read_text().replace(str(ours), "VENV")
+    assert ours_script == (pips / "bin/demo-shebang").read_text().replace(str(pips), "VENV")
+    for rel in ("demo/core.py", "demo/tool.sh", "demo-1.0.dist-info/METADATA"):
+        assert (site_packages(ours) / rel).read_bytes() == (site_packages(pips) / rel).read_bytes()
+        assert os.stat(site_packages(ours) / rel).st_mode == os.stat(site_packages(pips) / rel).st_mode
+
+
+def test_reinstall_over_hardlinked_install_keeps_cache(demo_wheel: Path, venv: Path, cache_dir: Path) -> None:
+    install_wheel(demo_wheel, venv=venv, link_mode="hardlink", cache=cache_dir)
+    before = snapshot(cache_dir / "entries")
+    report = install_wheel(demo_wheel, venv=venv, link_mode="copy", cache=cache_dir)
+    assert report.links.counts[LinkMode.COPY] > 0
+    assert snapshot(cache_dir / "entries") == before
+    sp = site_packages(venv)
+    assert os.stat(sp / "demo/core.py").st_nlink == 1
+
+
+def test_target_for_other_interpreter(tmp_path: Path, demo_wheel: Path, cache_dir: Path) -> None:
+    pythons = sorted(Path(os.path.expanduser("~/.pyenv/versions")).glob("3.1[0-3].*/bin/python"))
+    others = [p for p in pythons if not str(p).startswith(sys.base_prefix)]
+    if not others:
+        pytest.skip("no second interpreter installed (pyenv versions 3.10-3.13 expected)")
+    from conftest import make_venv
+
+    venv = make_venv(tmp_path / "v", str(others[0]))
+    target = target_for_venv(venv)
+    assert target.interpreter == venv_python(venv)
+    assert Path(target.paths["purelib"]).is_relative_to(venv)
+    install_wheel(demo_wheel, venv=venv, link_mode="hardlink", cache=cache_dir)
+    out = subprocess.run([str(Path(venv_python(venv)).parent / "demo-hello")], capture_output=True, text=True, check=True)
+    assert out.stdout == "hello from core\n"
+
+
+def test_long_paths_installed(demo_wheel: Path, venv: Path, cache_dir: Path) -> None:
+    install_wheel(demo_wheel, venv=venv, link_mode="symlink", cache=cache_dir)
+    long_files = [p for p in (venv / "share/jupyter").rglob("*.js")]
+    assert long_files and len(str(long_files[0])) > 260
+    assert long_files[0].read_bytes() == b"// js\n"

@@ -1,0 +1,53 @@
+"""Real wheels from the package index, installed in every mode into real venvs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import Mounts, make_venv, run_pip, shares_extents, site_packages, snapshot, venv_python
+
+from pip_linkmode import LinkMode, install_wheels
+
+IMPORTS = "import six, idna, markupsafe, pyflakes; print(markupsafe.escape('<a>'), idna.encode('ex.com'))"
+
+
+def _check_env(venv: Path, cache: Path) -> None:
+    out = subprocess.run([venv_python(venv), "-c", IMPORTS], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "&lt;a&gt; b'ex.com'"
+    # the console script of a real wheel runs
+    flakes = subprocess.run([str(Path(venv_python(venv)).parent / "pyflakes"), "--version"], capture_output=True, text=True)
+    assert flakes.returncode == 0 and "3.2.0" in flakes.stdout
+    assert "No broken requirements" in run_pip(venv, "check").stdout
+    frozen = run_pip(venv, "freeze").stdout
+    for line in ("six==1.16.0", "idna==3.10", "MarkupSafe==3.0.2", "pyflakes==3.2.0"):
+        assert line in frozen
+    before = snapshot(cache)
+    run_pip(venv, "uninstall", "-y", "six", "idna", "MarkupSafe", "pyflakes")
+    assert snapshot(cache) == before
+    leftover = [p.name for p in site_packages(venv).iterdir() if p.name not in ("__pycache__", "_distutils_hack", "distutils-precedence.pth")]
+    assert leftover == [], leftover
+
+
+@pytest.mark.parametrize("mode", [LinkMode.AUTO, LinkMode.HARDLINK, LinkMode.SYMLINK, LinkMode.COPY])
+def test_real_wheels_each_mode(mode: LinkMode, real_wheels: list[Path], tmp_path: Path) -> None:
+    venv = make_venv(tmp_path / "venv")
+    cache = tmp_path / "cache"
+    report = install_wheels(real_wheels, venv=venv, link_mode=mode, cache=cache)
+    assert sorted(report.installed) == ["MarkupSafe-3.0.2", "idna-3.10", "pyflakes-3.2.0", "six-1.16.0"]
+    assert sum(report.links.counts.values()) > 50
+    _check_env(venv, cache)
+
+
+def test_real_wheels_cloned_on_xfs(mounts: Mounts, real_wheels: list[Path], tmp_path: Path) -> None:
+    root = mounts.points["xfs"] / f"real-{tmp_path.name}"
+    venv = make_venv(root / "venv")
+    cache = root / "cache"
+    report = install_wheels(real_wheels, venv=venv, link_mode="clone", cache=cache)
+    assert set(report.links.modes_used) == {LinkMode.CLONE}
+    os.sync()
+    so = next(site_packages(venv).glob("markupsafe/_speedups*.so"))
+    assert so.stat().st_size > 8192 and shares_extents(so)
+    _check_env(venv, cache)

@@ -153,6 +153,7 @@ class Linker:
             LinkMode.COPY: self.platform.copy_file,
         }
         self._inode_lock = threading.Lock()
+        self._dir_devs: dict[str, int] = {}
 
     # -- public -----------------------------------------------------------
     def run(self, jobs: Sequence[LinkJob]) -> LinkReport:
@@ -177,6 +178,19 @@ class Linker:
                 for sub in pool.map(lambda b: self._run_batch(*b), batches):
                     report.merge(sub)
         return report
+
+    def link_one(self, job: LinkJob, report: LinkReport) -> None:
+        """Place a single file (for callers that hand over files one by one)."""
+        sdir, ddir = os.path.dirname(job.src), os.path.dirname(job.dst)
+        ddev = self._dir_devs.get(ddir)
+        if ddev is None:
+            ddev = self._dir_devs[ddir] = self._make_dir(ddir)
+        sdev = self._dir_devs.get(sdir)
+        if sdev is None:
+            sdev = self._dir_devs[sdir] = self._stat_dev(sdir, "read cache directory")
+        resolution, done = self._resolve(sdev, ddev, job, report)
+        if not done:
+            report.merge(self._run_batch(resolution.mode, (job,)))
 
     # -- planning ---------------------------------------------------------
     def _group_by_devices(self, jobs: Sequence[LinkJob]) -> dict[tuple[int, int], list[LinkJob]]:
@@ -250,7 +264,7 @@ class Linker:
         with _state_lock:
             known = _resolved.get(key)
         if known is not None:
-            if known.note:
+            if known.note and known.note not in report.notes:
                 report.notes.append(known.note)
             return known, False
         chain = _CHAINS[self.mode]
@@ -274,7 +288,7 @@ class Linker:
             resolution = _Resolution(candidate, note)
             with _state_lock:
                 _resolved[key] = resolution
-            if note:
+            if note and note not in report.notes:
                 report.notes.append(note)
             report.merge(placed)
             return resolution, True

@@ -12,6 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
+import installer
 import pytest
 from wheelmaker import WheelSpec, build_wheel
 
@@ -21,8 +22,6 @@ from pip_linkmode._platform.darwin import DarwinPlatform
 from pip_linkmode._platform.windows import WindowsPlatform, extended_path
 from pip_linkmode.destination import LinkingDestination
 from pip_linkmode.linker import Linker, LinkJob
-
-import installer
 
 
 def win_error(code: int, message: str = "injected") -> OSError:

@@ -7,7 +7,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Mounts, make_venv, run_pip, shares_extents, site_packages, snapshot, venv_python
+from conftest import (
+    Mounts,
+    make_venv,
+    run_pip,
+    shares_extents,
+    site_packages,
+    snapshot,
+    venv_python,
+)
 
 from pip_linkmode import LinkMode, install_wheels
 

@@ -1,0 +1,305 @@
+"""The pip integration: pip does everything, except that wheel files arrive by links.
+
+While ``pip-linkmode install`` runs pip in-process, two things are patched:
+
+* ``install_wheel`` (pip's wheel-install step) is wrapped: before pip
+  unpacks a wheel, the wheel is opened in the shared cache (unpacked and
+  verified once), and made the active entry;
+* ``ZipBackedFile.save`` (pip's "extract this member to its destination")
+  links the member from the active cache entry instead of extracting it.
+
+Everything else stays pip's own: resolving, building sdists, uninstalling
+an old version, the RECORD it writes (it reuses the wheel's RECORD rows for
+unchanged files), console scripts, INSTALLER, REQUESTED, direct_url.json,
+bytecode compiling and rollback. Scripts under ``.data/scripts`` are left
+to pip, which rewrites their ``#!python`` line in place, as are editable
+installs and anything from a pip version whose internals we do not know.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .cache import ENV_CACHE_DIR, CachedWheel, WheelCache
+from .linker import Linker, LinkJob, LinkReport
+from .modes import CHOICES, ENV_LINK_MODE, LinkMode, link_mode_from_env, parse_link_mode
+
+__all__ = ["SUPPORTED_PIP", "main_install", "main_passthrough", "pip_support_problem"]
+
+#: pip release lines whose internals this hook is written against.
+SUPPORTED_PIP = ((23, 1), (26, 3))
+
+
+def _pip_version() -> tuple[int, int] | None:
+    try:
+        import pip
+    except ImportError:
+        return None
+    parts = pip.__version__.split(".")
+    try:
+        return int(parts[0]), int(parts[1])
+    except (ValueError, IndexError):
+        return None
+
+
+def pip_support_problem() -> str | None:
+    """Why the hook cannot attach to this pip, or None when it can."""
+    version = _pip_version()
+    if version is None:
+        return "pip is not importable"
+    low, high = SUPPORTED_PIP
+    import pip
+
+    if not low <= version <= high:
+        return (
+            f"pip {pip.__version__} is outside the supported range "
+            f"{low[0]}.{low[1]} to {high[0]}.{high[1]}"
+        )
+    try:
+        from pip._internal.cli.main import main  # noqa: F401
+        from pip._internal.operations.install import wheel as wheel_mod
+        from pip._internal.req import req_install
+    except ImportError as exc:
+        return f"pip {pip.__version__} has no {exc.name}"
+    for owner, attr in (
+        (wheel_mod, "install_wheel"),
+        (wheel_mod, "ZipBackedFile"),
+        (req_install, "InstallRequirement"),
+    ):
+        if not hasattr(owner, attr):
+            return f"pip {pip.__version__} has no {owner.__name__}.{attr}"
+    if not callable(getattr(wheel_mod.ZipBackedFile, "save", None)):
+        return f"pip {pip.__version__}'s ZipBackedFile has no save()"
+    return None
+
+
+@dataclass
+class _Active:
+    entry: CachedWheel
+    files: dict[str, int]  # archive path -> size, for files we may link
+    tree: str
+
+
+class _Hook:
+    """The patches, and the state they share during one pip run."""
+
+    def __init__(self, mode: LinkMode, cache: WheelCache) -> None:
+        self.mode = mode
+        self.cache = cache
+        self.linker = Linker(mode)
+        self.report = LinkReport(requested=mode)
+        self.local = threading.local()
+        self.wheels = 0
+
+    def _active(self) -> _Active | None:
+        return getattr(self.local, "active", None)
+
+    def wrap_install_wheel(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def install_wheel(name: str, wheel_path: str, *args: Any, **kwargs: Any) -> Any:
+            if getattr(self.local, "editable", False):
+                return original(name, wheel_path, *args, **kwargs)
+            entry = self.cache.get(wheel_path)
+            data_scripts = f"{entry.dist_info[: -len('.dist-info')]}.data/scripts/"
+            files = {f.path: f.size for f in entry.files if not f.path.startswith(data_scripts)}
+            self.local.active = _Active(entry, files, str(entry.tree))
+            try:
+                result = original(name, wheel_path, *args, **kwargs)
+            finally:
+                self.local.active = None
+            self.wheels += 1
+            return result
+
+        return install_wheel
+
+    def wrap_save(self, original: Callable[[Any], None]) -> Callable[[Any], None]:
+        def save(file: Any) -> None:
+            active = self._active()
+            path = getattr(file, "src_record_path", None)
+            size = active.files.get(path) if active is not None and path is not None else None
+            if active is None or size is None:
+                return original(file)
+            job = LinkJob(os.path.join(active.tree, path), os.path.abspath(file.dest_path), size)
+            self.linker.link_one(job, self.report)
+
+        return save
+
+    def wrap_req_install(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def install(req: Any, *args: Any, **kwargs: Any) -> Any:
+            self.local.editable = bool(getattr(req, "editable", False))
+            try:
+                return original(req, *args, **kwargs)
+            finally:
+                self.local.editable = False
+
+        return install
+
+    @contextlib.contextmanager
+    def attached(self) -> Iterator[None]:
+        from pip._internal.operations.install import wheel as wheel_mod
+        from pip._internal.req import req_install
+
+        saved: list[tuple[Any, str, Any]] = []
+
+        def patch(owner: Any, attr: str, new: Any) -> None:
+            saved.append((owner, attr, getattr(owner, attr)))
+            setattr(owner, attr, new)
+
+        patch(wheel_mod, "install_wheel", self.wrap_install_wheel(wheel_mod.install_wheel))
+        if hasattr(req_install, "install_wheel"):  # pip < 24.1 imports it at module level
+            patch(req_install, "install_wheel", wheel_mod.install_wheel)
+        patch(wheel_mod.ZipBackedFile, "save", self.wrap_save(wheel_mod.ZipBackedFile.save))
+        cls = req_install.InstallRequirement
+        patch(cls, "install", self.wrap_req_install(cls.install))
+        try:
+            yield
+        finally:
+            for owner, attr, old in reversed(saved):
+                setattr(owner, attr, old)
+
+
+@dataclass
+class _Options:
+    mode: LinkMode
+    cache_dir: str | None
+    python: str | None
+    pip_args: list[str]
+
+
+class UsageError(Exception):
+    pass
+
+
+def _split_options(argv: Sequence[str]) -> _Options:
+    """Take out our options; everything else goes to ``pip install`` unchanged.
+
+    ``--cache-dir`` is both ours and pip's: pip keeps its HTTP and wheel
+    caches there, we keep the unpacked entries beside them.
+    """
+    mode: LinkMode | None = None
+    cache_dir: str | None = None
+    python: str | None = None
+    rest: list[str] = []
+    args = list(argv)
+    i = 0
+
+    def value(opt: str) -> str:
+        nonlocal i
+        if i + 1 >= len(args):
+            raise UsageError(f"{opt} needs a value")
+        i += 1
+        return args[i]
+
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        name, eq, inline = arg.partition("=")
+        if name == "--link-mode":
+            raw = inline if eq else value(name)
+            try:
+                mode = parse_link_mode(raw)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+        elif name == "--cache-dir":
+            cache_dir = inline if eq else value(name)
+            rest.extend(["--cache-dir", cache_dir])
+        elif name == "--python":
+            python = inline if eq else value(name)
+        else:
+            rest.append(arg)
+        i += 1
+    if mode is None:
+        try:
+            mode = link_mode_from_env()
+        except ValueError as exc:
+            raise UsageError(f"{ENV_LINK_MODE}: {exc}") from None
+    return _Options(mode, cache_dir, python, rest)
+
+
+def _run_pip(args: Sequence[str]) -> int:
+    from pip._internal.cli.main import main as pip_main
+
+    try:
+        return int(pip_main(list(args)) or 0)
+    except SystemExit as exc:  # pip exits for --help, --version, parse errors
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+
+
+def _reexec_with(python: str, argv: Sequence[str]) -> int:
+    """Run ``pip-linkmode install`` inside another interpreter, as pip's
+    ``--python`` runs pip there, so it installs into that interpreter's
+    environment. Only our code and its dependencies are made importable
+    there (links in a private directory), not this environment's packages."""
+    import tempfile
+
+    import filelock
+    import installer
+    import packaging
+    import pip
+
+    import pip_linkmode
+
+    if not os.path.exists(python):
+        print(f"pip-linkmode: no Python interpreter at {python}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="pip-linkmode-run-") as tmp:
+        for mod in (pip_linkmode, installer, filelock, packaging, pip):
+            pkg_dir = os.path.dirname(os.path.abspath(mod.__file__ or ""))
+            os.symlink(pkg_dir, os.path.join(tmp, os.path.basename(pkg_dir)), target_is_directory=True)
+        code = (
+            "import sys; sys.path.insert(0, sys.argv[1]); "
+            "from pip_linkmode.pip_plugin import main_install; "
+            "sys.exit(main_install(sys.argv[2:]))"
+        )
+        return subprocess.call([python, "-c", code, tmp, *argv])
+
+
+def _without_python_option(argv: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--python":
+            skip = True
+        elif not arg.startswith("--python="):
+            out.append(arg)
+    return out
+
+
+def main_install(argv: Sequence[str]) -> int:
+    """``pip-linkmode install [--link-mode MODE] [--cache-dir DIR] <pip install args>``."""
+    try:
+        opts = _split_options(argv)
+    except UsageError as exc:
+        print(f"pip-linkmode install: error: {exc} (link modes: {', '.join(CHOICES)})", file=sys.stderr)
+        return 2
+    if opts.python and os.path.abspath(opts.python) != os.path.abspath(sys.executable):
+        # A venv's python is a symlink to its base interpreter: compare the
+        # paths as given, not resolved, or the venv would be ignored.
+        return _reexec_with(opts.python, _without_python_option(argv))
+    problem = pip_support_problem()
+    if problem is not None:
+        print(f"pip-linkmode: {problem}; installing with plain pip (no links).", file=sys.stderr)
+        return _run_pip(["install", *opts.pip_args])
+    cache_root = opts.cache_dir or os.environ.get(ENV_CACHE_DIR)
+    hook = _Hook(opts.mode, WheelCache(cache_root))
+    with hook.attached():
+        status = _run_pip(["install", *opts.pip_args])
+    if hook.wheels:
+        print(hook.report.summary(), flush=True)
+    return status
+
+
+def main_passthrough(args: Sequence[str]) -> int:
+    """Any other command: pip's own, unchanged."""
+    return _run_pip(list(args))

@@ -1,0 +1,199 @@
+"""`pip-linkmode install` against real pip releases, compared with plain pip."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import make_venv, site_packages, snapshot, venv_python
+
+ROOT = Path(__file__).resolve().parent.parent
+# The newest release of each supported line.
+PIP_VERSIONS = ["23.3.2", "24.3.1", "25.3", "26.3"]
+# console scripts; .data files with paths over 260 characters; an sdist pip must build
+PACKAGES = ["pyflakes==3.2.0", "jupyterlab-widgets==3.0.16", "docopt==0.6.2"]
+DISTS = ["pyflakes", "jupyterlab_widgets", "docopt"]
+
+
+def _env_with_pip(path: Path, pip_version: str, ours: bool) -> Path:
+    venv = make_venv(path)
+    extra = ["installer", "filelock", "packaging"] if ours else []
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", venv_python(venv), "install", "-q",
+         "--disable-pip-version-check", f"pip=={pip_version}", *extra],
+        check=True, capture_output=True,
+    )
+    if ours:  # the project under test, importable in that venv
+        (site_packages(venv) / "pip_linkmode_dev.pth").write_text(str(ROOT) + "\n")
+    return venv
+
+
+def _run(venv: Path, *args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([venv_python(venv), *args], capture_output=True, text=True, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def _installed_files(venv: Path) -> dict[str, bytes]:
+    """Every file the test dists' RECORDs list, content with the venv path normalised."""
+    sp = site_packages(venv)
+    out: dict[str, bytes] = {}
+    for dist_info in sorted(sp.glob("*.dist-info")):
+        if dist_info.name.split("-")[0].lower() not in DISTS:
+            continue
+        for line in (dist_info / "RECORD").read_text().splitlines():
+            rel = line.rsplit(",", 2)[0]
+            if rel.endswith(".dist-info/RECORD"):
+                continue  # compared row by row below (script hashes embed the venv path)
+            path = (sp / rel).resolve() if not rel.startswith("..") else Path(os.path.normpath(sp / rel))
+            data = path.read_bytes().replace(str(venv).encode(), b"VENV")
+            out[rel] = data
+    return out
+
+
+def _record_rows(venv: Path) -> dict[str, str]:
+    sp = site_packages(venv)
+    rows = {}
+    for dist_info in sorted(sp.glob("*.dist-info")):
+        if dist_info.name.split("-")[0].lower() in DISTS:
+            for line in (dist_info / "RECORD").read_text().splitlines():
+                rel, h, size = line.rsplit(",", 2)
+                rows[rel] = f"{h},{size}"
+    return rows
+
+
+@pytest.mark.parametrize("pip_version", PIP_VERSIONS)
+def test_real_pip_release(pip_version: str, tmp_path: Path) -> None:
+    ours = _env_with_pip(tmp_path / "ours", pip_version, ours=True)
+    plain = _env_with_pip(tmp_path / "plain", pip_version, ours=False)
+    cache = tmp_path / "cache"
+    args = ["--disable-pip-version-check", "--no-compile", *PACKAGES]
+    result = _run(ours, "-m", "pip_linkmode", "install", "--link-mode", "hardlink", "--cache-dir", str(cache), *args)
+    _run(plain, "-m", "pip", "install", *args)
+    lines = result.stdout.splitlines()
+    done = [i for i, line in enumerate(lines) if line.startswith("Successfully installed")]
+    assert done and lines[done[0] + 1].startswith("pip-linkmode: files ")
+    assert "hardlinked" in lines[done[0] + 1] and "not written thanks to links" in lines[done[0] + 1]
+    assert _run(ours, "-m", "pip", "--version").stdout.startswith(f"pip {pip_version} ")
+
+    # Same files, same bytes, same RECORD: only link relations differ (INSTALLER is pip's here).
+    ours_files, plain_files = _installed_files(ours), _installed_files(plain)
+    assert set(ours_files) == set(plain_files)
+    assert ours_files == plain_files
+    ours_rows, plain_rows = _record_rows(ours), _record_rows(plain)
+    scripts = {r for r in ours_rows if r.startswith("../../../bin/")}
+    assert {r: v for r, v in ours_rows.items() if r not in scripts} == {r: v for r, v in plain_rows.items() if r not in scripts}
+    sp = site_packages(ours)
+    assert os.stat(sp / "pyflakes/checker.py").st_nlink >= 2  # hardlinked from the cache
+    long = [p for p in (ours / "share/jupyter/labextensions").rglob("*") if p.is_file() and len(str(p)) > 200]
+    assert long
+
+    # pip's own commands agree, and uninstalling leaves the cache intact.
+    assert "No broken requirements" in _run(ours, "-m", "pip", "check").stdout
+    shown = _run(ours, "-m", "pip", "show", "-f", "pyflakes").stdout
+    assert "Name: pyflakes" in shown and "pyflakes/checker.py" in shown
+    frozen = _run(ours, "-m", "pip", "freeze").stdout
+    assert "pyflakes==3.2.0" in frozen and "docopt==0.6.2" in frozen and "jupyterlab_widgets==3.0.16" in frozen
+    flakes = subprocess.run([str(ours / "bin/pyflakes"), "--version"], capture_output=True, text=True)
+    assert flakes.returncode == 0 and "3.2.0" in flakes.stdout
+    before = snapshot(cache)
+    _run(ours, "-m", "pip", "uninstall", "-y", "pyflakes", "jupyterlab-widgets", "docopt")
+    assert snapshot(cache) == before
+    assert not (sp / "pyflakes").exists() and not (ours / "bin/pyflakes").exists()
+
+
+def test_pip_commands_pass_through(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "pip_linkmode", "list", "--format=freeze"], capture_output=True, text=True, check=True)
+    assert "pip==" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "pip_linkmode", "show", "pip"], capture_output=True, text=True, check=True)
+    assert "Name: pip" in proc.stdout
+
+
+def test_unsupported_pip_falls_back_with_one_line(tmp_path: Path) -> None:
+    old = _env_with_pip(tmp_path / "old", "22.3.1", ours=True)
+    result = _run(old, "-m", "pip_linkmode", "install", "--disable-pip-version-check", "--cache-dir", str(tmp_path / "c"), "six==1.16.0")
+    notes = [line for line in result.stderr.splitlines() if line.startswith("pip-linkmode:")]
+    assert notes == ["pip-linkmode: pip 22.3.1 is outside the supported range 23.1 to 26.3; installing with plain pip (no links)."]
+    assert "Traceback" not in result.stderr and "Successfully installed six-1.16.0" in result.stdout
+    assert os.stat(site_packages(old) / "six.py").st_nlink == 1
+    assert not (tmp_path / "c" / "entries").exists()
+
+
+def test_bad_link_mode_is_a_usage_error(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "pip_linkmode", "install", "--link-mode", "teleport", "six"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "unknown link mode 'teleport'" in proc.stderr
+    env = {**os.environ, "PIP_LINK_MODE": "nope"}
+    proc = subprocess.run([sys.executable, "-m", "pip_linkmode", "install", "six"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2 and "PIP_LINK_MODE" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def six_wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dest = tmp_path_factory.mktemp("six")
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:", "-d", str(dest),
+                    "six==1.16.0"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:", "-d", str(dest),
+                    "six==1.17.0"], check=True)
+    return dest
+
+
+def _ours(venv: Path, cache: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip_linkmode", "install", "--python", venv_python(venv), "--disable-pip-version-check",
+         "--cache-dir", str(cache), *args],
+        capture_output=True, text=True, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_upgrade_downgrade_and_force_reinstall_keep_cache(six_wheels: Path, tmp_path: Path) -> None:
+    venv = make_venv(tmp_path / "v")
+    cache = tmp_path / "cache"
+    links = ["--no-index", "--find-links", str(six_wheels)]
+    _ours(venv, cache, "--link-mode", "hardlink", *links, "six==1.16.0")
+    sp = site_packages(venv)
+    assert "1.16.0" in (sp / "six.py").read_text()
+    _ours(venv, cache, "--link-mode", "hardlink", *links, "--upgrade", "six==1.17.0")
+    assert "1.17.0" in (sp / "six.py").read_text() and not list(sp.glob("six-1.16.0.dist-info"))
+    _ours(venv, cache, "--link-mode", "hardlink", *links, "six==1.16.0")
+    assert "1.16.0" in (sp / "six.py").read_text() and not list(sp.glob("six-1.17.0.dist-info"))
+    before = snapshot(cache)
+    out = _ours(venv, cache, "--link-mode", "hardlink", *links, "--force-reinstall", "six==1.16.0")
+    assert "Successfully installed six-1.16.0" in out.stdout
+    assert snapshot(cache) == before
+    assert os.stat(sp / "six.py").st_nlink == 2
+    # PIP_LINK_MODE does what --link-mode does
+    env = {**os.environ, "PIP_LINK_MODE": "copy"}
+    out = _ours(venv, cache, *links, "--force-reinstall", "six==1.16.0", env=env)
+    assert "5 copied" in out.stdout and "requested copy" in out.stdout
+    assert os.stat(sp / "six.py").st_nlink == 1
+    assert snapshot(cache) == before
+
+
+@pytest.mark.parametrize("option", ["--target", "--prefix"])
+def test_target_and_prefix(option: str, six_wheels: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    dest = tmp_path / "dest"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip_linkmode", "install", "--link-mode", "symlink", "--cache-dir", str(cache),
+         "--disable-pip-version-check", "--no-index", "--find-links", str(six_wheels), option, str(dest), "six==1.16.0"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    six_py = next(dest.rglob("six.py"))
+    assert six_py.is_symlink() and Path(os.readlink(six_py)).is_relative_to(cache)
+    if option == "--prefix":
+        assert six_py.parent.name == "site-packages"
+    env = {**os.environ, "PYTHONPATH": str(six_py.parent)}
+    out = subprocess.run([sys.executable, "-c", "import six; print(six.__version__)"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert out.stdout.strip() == "1.16.0"

@@ -123,7 +123,7 @@ class _Hook:
             active = self._active()
             path = getattr(file, "src_record_path", None)
             size = active.files.get(path) if active is not None and path is not None else None
-            if active is None or size is None:
+            if active is None or size is None or path is None:
                 return original(file)
             job = LinkJob(os.path.join(active.tree, path), os.path.abspath(file.dest_path), size)
             self.linker.link_one(job, self.report)

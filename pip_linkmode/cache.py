@@ -33,8 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from filelock import FileLock
 from packaging.utils import canonicalize_name, parse_wheel_filename
+
+try:
+    from filelock import FileLock
+except (ImportError, TypeError, SyntaxError):  # pragma: no cover - see _OsFileLock
+    FileLock = None  # type: ignore[assignment, misc]
 
 if TYPE_CHECKING:
     from .source import CachedWheelSource
@@ -54,6 +58,46 @@ LAYOUT_VERSION = 1
 _CHUNK = 1024 * 1024
 _ALLOWED_HASHES = {"sha256", "sha384", "sha512", "sha3_256", "sha3_384", "sha3_512", "blake2b"}
 _SIGNATURES = ("RECORD.jws", "RECORD.p7s")
+
+
+class _OsFileLock:
+    """An exclusive lock on a file, straight from the OS.
+
+    Used only when the installed ``filelock`` cannot be imported by this
+    interpreter, which happens when ``pip-linkmode install --python`` runs our
+    code in an older interpreter than the one whose packages it borrows.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def __enter__(self) -> _OsFileLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            if sys.platform == "win32":  # pragma: no cover - Windows
+                import msvcrt
+
+                while True:
+                    try:
+                        msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+                        break
+                    except OSError:
+                        continue
+            else:
+                import fcntl
+
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the lock
+            self._fd = None
 
 
 class CacheError(Exception):
@@ -291,10 +335,11 @@ class WheelCache:
             ) from exc
         self._ready = True
 
-    def lock(self, key: str) -> FileLock:
+    def lock(self, key: str) -> contextlib.AbstractContextManager[object]:
         """The file lock guarding one entry."""
         self._ensure_dirs()
-        return FileLock(str(self.locks_dir / f"{key}.lock"))
+        path = str(self.locks_dir / f"{key}.lock")
+        return FileLock(path) if FileLock is not None else _OsFileLock(path)
 
     # -- keys -------------------------------------------------------------
     @staticmethod
@@ -358,7 +403,7 @@ class WheelCache:
         """Context manager yielding an ``installer`` WheelSource for the wheel."""
         from .source import CachedWheelSource
 
-        yield CachedWheelSource(self.get(wheel_path))
+        yield CachedWheelSource(self.get(wheel_path), self)
 
     def _touch(self, entry: CachedWheel) -> None:
         used = entry.root / "last-used"

@@ -6,17 +6,20 @@ import base64
 import hashlib
 import os
 import secrets
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from importlib.util import cache_from_source
 from typing import BinaryIO
 
 from installer.destinations import SchemeDictionaryDestination
 from installer.records import Hash, RecordEntry
 from installer.utils import Scheme
 
+from .bytecode import ensure_bytecode
 from .linker import Linker, LinkJob, LinkReport
 from .modes import LinkMode, parse_link_mode
-from .source import CachedFileStream
+from .source import CachedFileStream, CachedWheelSource
 
 __all__ = ["LinkingDestination"]
 
@@ -41,6 +44,8 @@ class LinkingDestination(SchemeDictionaryDestination):
     linker: Linker | None = None
     report: LinkReport = field(init=False)
     _jobs: list[LinkJob] = field(init=False, repr=False)
+    #: (scheme, path) of linked .py files -> (their source, archive path)
+    _sources: dict[tuple[str, str], tuple[CachedWheelSource, str]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.link_mode = parse_link_mode(self.link_mode)
@@ -48,6 +53,8 @@ class LinkingDestination(SchemeDictionaryDestination):
             self.linker = Linker(self.link_mode, overwrite=self.overwrite_existing)
         self.report = LinkReport(requested=self.link_mode)
         self._jobs = []
+        self._sources = {}
+        self._handled: set[tuple[str, str]] = set()
 
     def write_file(
         self,
@@ -63,6 +70,8 @@ class LinkingDestination(SchemeDictionaryDestination):
             return super().write_file(scheme, path, stream, is_executable)
         path_ = os.fspath(path)
         target = self._path_with_destdir(scheme, path_)
+        if stream.source is not None and scheme in ("purelib", "platlib") and path_.endswith(".py"):
+            self._sources[(scheme, path_)] = (stream.source, cached.path)
         tree = None
         top, sep, _ = path_.partition("/")
         if sep and cached.path == path_:  # a package directory at the scheme's root
@@ -124,8 +133,43 @@ class LinkingDestination(SchemeDictionaryDestination):
         record_file_path: str,
         records: Iterable[tuple[Scheme, RecordEntry]],
     ) -> None:
+        records = list(records)
+        if self.bytecode_optimization_levels and self._sources:
+            records.extend(self._queue_cached_bytecode())
         self.link_pending()
         super().finalize_installation(scheme, record_file_path, records)
+
+    def _queue_cached_bytecode(self) -> list[tuple[Scheme, RecordEntry]]:
+        """Link pycs compiled once into the cache, listed in RECORD as pip lists them.
+
+        The cache holds bytecode of the running interpreter, so this applies
+        when it is the target's; otherwise installer compiles as usual.
+        """
+        if os.path.realpath(self.interpreter) != os.path.realpath(sys.executable):
+            return []
+        levels = tuple(self.bytecode_optimization_levels)
+        rows: list[tuple[Scheme, RecordEntry]] = []
+        compiled: dict[int, dict[tuple[str, int], str]] = {}
+        for (scheme, path), (source, rel) in self._sources.items():
+            pycs = compiled.get(id(source))
+            if pycs is None:
+                pycs = compiled[id(source)] = ensure_bytecode(source.cache, source.entry, levels)
+            target = os.fspath(self._path_with_destdir(Scheme(scheme), path))
+            for level in levels:
+                cached = pycs.get((rel, level))
+                if cached is None:
+                    continue  # does not compile: skipped, as pip does
+                dst = cache_from_source(target, optimization="" if level == 0 else level)
+                self._jobs.append(LinkJob(cached, dst, os.path.getsize(cached)))
+                pyc_rel = cache_from_source(path, optimization="" if level == 0 else level)
+                rows.append((Scheme(scheme), RecordEntry(pyc_rel.replace(os.sep, "/"), None, None)))
+            self._handled.add((scheme, path))
+        return rows
+
+    def _compile_bytecode(self, scheme: Scheme, record: RecordEntry) -> None:
+        if (scheme, record.path) in self._handled:
+            return
+        super()._compile_bytecode(scheme, record)
 
 
 def _b64(digest: bytes) -> str:

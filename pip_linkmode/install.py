@@ -215,17 +215,27 @@ def install_wheels(
     direct_url: Mapping[str, Any] | str | None = None,
     installer_name: str = "pip-linkmode",
     overwrite_existing: bool = True,
+    compile_bytecode: bool = False,
 ) -> InstallReport:
     """Install wheel files into a target, a venv or an interpreter's environment.
 
     Exactly one of ``target``, ``venv`` and ``python`` may be given; none
     means the running interpreter. ``link_mode`` None reads ``PIP_LINK_MODE``.
+    ``compile_bytecode`` links ``.pyc`` files compiled once into the cache; it
+    needs the target interpreter to be the running one (as pip's, whose
+    ``--python`` re-runs pip there; ``pip-linkmode install --python`` does too).
     """
     if sum(x is not None for x in (target, venv, python)) > 1:
         raise TypeError("give at most one of target, venv and python")
     if target is None:
         target = target_for_venv(venv) if venv is not None else target_for_python(python)
     mode = link_mode_from_env() if link_mode is None else parse_link_mode(link_mode)
+    if compile_bytecode and target.version != tuple(sys.version_info[:2]):
+        raise ValueError(
+            f"compile_bytecode needs the target's interpreter (Python {target.version[0]}."
+            f"{target.version[1]}) to run this install: run it there, or use "
+            "`pip-linkmode install --python`"
+        )
     wheel_cache = cache if isinstance(cache, WheelCache) else WheelCache(cache)
     linker = Linker(mode, overwrite=overwrite_existing)
     report = InstallReport(links=LinkReport(requested=mode))
@@ -238,6 +248,7 @@ def install_wheels(
                 interpreter=target.interpreter,
                 script_kind=kind,  # type: ignore[arg-type]
                 overwrite_existing=overwrite_existing,
+                bytecode_optimization_levels=(0,) if compile_bytecode else (),
                 link_mode=mode,
                 linker=linker,
             )

@@ -18,20 +18,26 @@ installs and anything from a pip version whose internals we do not know.
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import os
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from importlib.util import cache_from_source
 from typing import Any
 
+from . import bytecode
 from .cache import ENV_CACHE_DIR, CachedWheel, WheelCache
 from .linker import Linker, LinkJob, LinkReport
 from .modes import CHOICES, ENV_LINK_MODE, LinkMode, link_mode_from_env, parse_link_mode
 
 __all__ = ["SUPPORTED_PIP", "main_install", "main_passthrough", "pip_support_problem"]
+
+#: keyword arguments of compileall.compile_file that we understand
+_COMPILE_KWARGS = {"force", "quiet", "optimize", "invalidation_mode", "ddir", "legacy", "rx"}
 
 #: pip release lines whose internals this hook is written against.
 SUPPORTED_PIP = ((23, 1), (26, 3))
@@ -85,6 +91,8 @@ class _Active:
     entry: CachedWheel
     files: dict[str, int]  # archive path -> size, for files we may link
     tree: str
+    linked: dict[str, str] = field(default_factory=dict)  # env path -> archive path
+    pycs: dict[tuple[int, str], dict[tuple[str, int], str]] = field(default_factory=dict)
 
 
 class _Hook:
@@ -125,10 +133,36 @@ class _Hook:
             size = active.files.get(path) if active is not None and path is not None else None
             if active is None or size is None or path is None:
                 return original(file)
-            job = LinkJob(os.path.join(active.tree, path), os.path.abspath(file.dest_path), size)
-            self.linker.link_one(job, self.report)
+            dest = os.path.abspath(file.dest_path)
+            self.linker.link_one(LinkJob(os.path.join(active.tree, path), dest, size), self.report)
+            active.linked[dest] = path
 
         return save
+
+    def wrap_compile_file(self, original: Callable[..., bool]) -> Callable[..., bool]:
+        """pip compiles each installed .py; for linked ones, link the cached pyc."""
+
+        def compile_file(fullname: Any, *args: Any, **kwargs: Any) -> bool:
+            active = self._active()
+            path = os.path.abspath(os.fspath(fullname))
+            rel = active.linked.get(path) if active is not None else None
+            if active is None or rel is None or args or set(kwargs) - _COMPILE_KWARGS:
+                return original(fullname, *args, **kwargs)
+            level = kwargs.get("optimize", -1)
+            level = sys.flags.optimize if level == -1 else int(level)
+            mode = kwargs.get("invalidation_mode") or bytecode.invalidation_mode()
+            pycs = active.pycs.get((level, mode.name))
+            if pycs is None:
+                pycs = bytecode.ensure_bytecode(self.cache, active.entry, (level,), mode)
+                active.pycs[(level, mode.name)] = pycs
+            cached = pycs.get((rel, level))
+            if cached is None:
+                return False  # it did not compile in the cache either: pip skips it
+            dest = cache_from_source(path, optimization="" if level == 0 else level)
+            self.linker.link_one(LinkJob(cached, dest, os.path.getsize(cached)), self.report)
+            return True
+
+        return compile_file
 
     def wrap_req_install(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def install(req: Any, *args: Any, **kwargs: Any) -> Any:
@@ -157,6 +191,7 @@ class _Hook:
         patch(wheel_mod.ZipBackedFile, "save", self.wrap_save(wheel_mod.ZipBackedFile.save))
         cls = req_install.InstallRequirement
         patch(cls, "install", self.wrap_req_install(cls.install))
+        patch(compileall, "compile_file", self.wrap_compile_file(compileall.compile_file))
         try:
             yield
         finally:

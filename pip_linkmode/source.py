@@ -8,7 +8,7 @@ from typing import BinaryIO, cast
 
 from installer.sources import WheelContentElement, WheelSource
 
-from .cache import CachedFile, CachedWheel
+from .cache import CachedFile, CachedWheel, WheelCache
 
 __all__ = ["CachedFileStream", "CachedWheelSource"]
 
@@ -20,10 +20,11 @@ class CachedFileStream(io.RawIOBase):
     file instead of reading it; the file is only opened if someone reads.
     """
 
-    def __init__(self, cache_path: str, cached: CachedFile) -> None:
+    def __init__(self, cache_path: str, cached: CachedFile, source: CachedWheelSource | None = None) -> None:
         super().__init__()
         self.cache_path = cache_path
         self.cached = cached
+        self.source = source
         self._f: BinaryIO | None = None
 
     def _file(self) -> BinaryIO:
@@ -62,11 +63,12 @@ class CachedFileStream(io.RawIOBase):
 class CachedWheelSource(WheelSource):
     """Yields a cache entry's files as streams that carry their cache path."""
 
-    def __init__(self, entry: CachedWheel) -> None:
+    def __init__(self, entry: CachedWheel, cache: WheelCache | None = None) -> None:
         dist_info = entry.dist_info[: -len(".dist-info")]
         distribution, _, version = dist_info.rpartition("-")
         super().__init__(distribution=distribution, version=version)
         self.entry = entry
+        self.cache = cache or WheelCache(entry.root.parent.parent)
         self._tree = str(entry.tree)
 
     @property
@@ -89,6 +91,6 @@ class CachedWheelSource(WheelSource):
     def get_contents(self) -> Iterator[WheelContentElement]:
         tree = self._tree
         for f in self.entry.files:
-            stream = CachedFileStream(f"{tree}/{f.path}", f)
+            stream = CachedFileStream(f"{tree}/{f.path}", f, self)
             with stream:
                 yield (f.path, f.hash, str(f.size)), cast(BinaryIO, stream), f.executable

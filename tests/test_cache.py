@@ -237,3 +237,21 @@ def test_killed_unpack_leaves_no_entry(tmp_path: Path, cache_dir: Path) -> None:
     assert list(tmp.iterdir()) == []
     assert len([f for f in entry.files if f.path.startswith("big/")]) == 600
     assert (entry.tree / "big/f0599.bin").read_bytes() == files["big/f0599.bin"]
+
+
+_LOCKER = """
+import sys, time
+from pip_linkmode.cache import _OsFileLock
+with _OsFileLock(sys.argv[1]):
+    with open(sys.argv[2], "a") as f:
+        f.write("in\\n"); f.flush(); time.sleep(0.3); f.write("out\\n")
+"""
+
+
+def test_os_file_lock_excludes_other_processes(tmp_path: Path) -> None:
+    # The fallback lock used where the installed filelock does not import.
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    log = tmp_path / "log"
+    procs = [subprocess.Popen([sys.executable, "-c", _LOCKER, str(tmp_path / "l.lock"), str(log)], env=env) for _ in range(3)]
+    assert [p.wait(timeout=30) for p in procs] == [0, 0, 0]
+    assert log.read_text() == "in\nout\n" * 3  # never interleaved

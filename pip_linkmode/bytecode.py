@@ -1,0 +1,133 @@
+"""Bytecode compiled once into the cache, per interpreter tag, then linked.
+
+Environments get their ``.pyc`` files by the same links as every other file:
+a linked ``.py`` keeps the cache file's mtime and size, so a timestamp pyc
+compiled next to it in the cache is valid in every environment, and the
+import system rewrites ``co_filename`` to the environment's path when it
+loads the pyc (so tracebacks show the environment's path).
+
+Each entry records what it holds in ``bytecode-<tag>-o<levels>-<mode>.json``
+beside ``entry.json``; compiling happens under the entry's lock, so
+concurrent installs compile once.
+"""
+
+from __future__ import annotations
+
+import compileall
+import json
+import os
+import py_compile
+import sys
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from importlib.util import cache_from_source
+from pathlib import Path
+
+from .cache import CachedWheel, WheelCache
+
+__all__ = ["ensure_bytecode", "invalidation_mode"]
+
+#: below this many sources, compiling in-process beats starting workers
+_PARALLEL_THRESHOLD = 200
+
+
+def invalidation_mode() -> py_compile.PycInvalidationMode:
+    """What ``compileall`` would use: honours SOURCE_DATE_EPOCH."""
+    return py_compile._get_default_invalidation_mode()  # type: ignore[attr-defined]
+
+
+def _marker(entry: CachedWheel, levels: Sequence[int], mode: py_compile.PycInvalidationMode) -> Path:
+    tag = sys.implementation.cache_tag
+    lv = "".join(str(level) for level in levels)
+    return entry.root / f"bytecode-{tag}-o{lv}-{mode.name.lower()}.json"
+
+
+def _sources(entry: CachedWheel) -> list[str]:
+    """Archive paths of the .py files that pip would compile (lib dirs only)."""
+    data = entry.dist_info[: -len(".dist-info")] + ".data/"
+    lib_data = (data + "purelib/", data + "platlib/")
+    return [
+        f.path
+        for f in entry.files
+        if f.path.endswith(".py") and (not f.path.startswith(data) or f.path.startswith(lib_data))
+    ]
+
+
+def _compile_many(args: tuple[list[str], tuple[int, ...], str]) -> list[tuple[str, int]]:
+    paths, levels, mode_name = args
+    mode = py_compile.PycInvalidationMode[mode_name]
+    ok = []
+    for path in paths:
+        for level in levels:
+            try:
+                py_compile.compile(path, optimize=level, invalidation_mode=mode, doraise=True)
+            except (py_compile.PyCompileError, SyntaxError, ValueError, UnicodeError, OSError):
+                continue  # as pip: files that do not compile are skipped silently
+            ok.append((path, level))
+    return ok
+
+
+def ensure_bytecode(
+    cache: WheelCache,
+    entry: CachedWheel,
+    levels: Iterable[int] = (0,),
+    mode: py_compile.PycInvalidationMode | None = None,
+) -> dict[tuple[str, int], str]:
+    """Compile the entry's sources for the running interpreter, once.
+
+    Returns {(archive path of .py, optimisation level): absolute path of the
+    cached .pyc} for every source that compiled.
+    """
+    lv = tuple(sorted(set(levels)))
+    mode = mode or invalidation_mode()
+    marker = _marker(entry, lv, mode)
+    compiled = _read_marker(marker)
+    if compiled is None:
+        with cache.lock(entry.key):
+            compiled = _read_marker(marker)
+            if compiled is None:
+                compiled = _compile_entry(entry, lv, mode)
+                tmp = marker.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(compiled), "utf-8")
+                os.replace(tmp, marker)
+    tree = entry.tree
+    out = {}
+    for rel, level in compiled:
+        src = str(tree / rel)
+        out[(rel, level)] = cache_from_source(src, optimization="" if level == 0 else level)
+    return out
+
+
+def _read_marker(marker: Path) -> list[tuple[str, int]] | None:
+    try:
+        return [(rel, int(level)) for rel, level in json.loads(marker.read_text("utf-8"))]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return None  # damaged: compile again
+
+
+def _compile_entry(
+    entry: CachedWheel, levels: tuple[int, ...], mode: py_compile.PycInvalidationMode
+) -> list[tuple[str, int]]:
+    tree = str(entry.tree)
+    rels = _sources(entry)
+    paths = [os.path.join(tree, rel) for rel in rels]
+    workers = os.cpu_count() or 1
+    if len(paths) < _PARALLEL_THRESHOLD or workers < 2:
+        done = _compile_many((paths, levels, mode.name))
+    else:
+        chunks = [paths[i::workers] for i in range(workers)]
+        with ProcessPoolExecutor(workers) as pool:
+            done = [
+                item
+                for part in pool.map(_compile_many, [(c, levels, mode.name) for c in chunks])
+                for item in part
+            ]
+    prefix = len(tree) + 1
+    return sorted((path[prefix:].replace(os.sep, "/"), level) for path, level in done)
+
+
+# compileall is what pip calls; importing it here keeps it loaded before pip
+# starts blocking imports (pip 26.3 refuses new imports while installing).
+_ = compileall

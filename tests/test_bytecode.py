@@ -1,0 +1,183 @@
+"""Bytecode compiled once into the cache and linked into every environment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import make_venv, site_packages, snapshot, venv_python
+from wheelmaker import WheelSpec, build_wheel
+
+from pip_linkmode import WheelCache, install_wheel
+from pip_linkmode.bytecode import ensure_bytecode
+
+ROOT = Path(__file__).resolve().parent.parent
+
+FILES = {
+    "multi/__init__.py": b"from . import a, b\n",
+    "multi/a.py": b"def boom():\n    raise RuntimeError('boom')\n",
+    "multi/b.py": b"VALUE = 42\n",
+    "multi/sub/__init__.py": b"",
+    "multi/sub/c.py": b"from multi.b import VALUE\nDOUBLE = VALUE * 2\n",
+    "multi/py2_only.py": b"print 'this is Python 2'\n",  # does not compile: skipped
+    "multi/templates/tmpl.py": b"{% if x %}{{ x }}{% endif %}\n",  # a template: does not compile
+}
+
+
+def _wheel(tmp_path: Path) -> Path:
+    return build_wheel(tmp_path / "w", WheelSpec(name="multi", files=FILES))
+
+
+def _pycs(sp: Path) -> dict[str, tuple[int, bytes]]:
+    return {str(p.relative_to(sp)): (p.stat().st_ino, p.read_bytes()) for p in sp.rglob("*.pyc")}
+
+
+# Python must be free to write bytecode, or "nothing was rewritten" proves nothing.
+WRITE_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+IMPORT_ALL = "import multi, multi.a, multi.b, multi.sub, multi.sub.c; print(multi.sub.c.DOUBLE)"
+
+
+def test_library_links_cached_pycs_listed_in_record(tmp_path: Path) -> None:
+    venv = make_venv(tmp_path / "v")
+    cache = tmp_path / "cache"
+    install_wheel(_wheel(tmp_path), venv=venv, link_mode="hardlink", cache=cache, compile_bytecode=True)
+    sp = site_packages(venv)
+    tag = sys.implementation.cache_tag
+    pyc = sp / f"multi/__pycache__/a.{tag}.pyc"
+    assert pyc.exists() and pyc.stat().st_nlink == 2  # linked from the cache
+    assert not (sp / f"multi/__pycache__/py2_only.{tag}.pyc").exists()
+    record = (sp / "multi-1.0.dist-info/RECORD").read_text()
+    assert f"multi/__pycache__/a.{tag}.pyc,," in record
+    assert "py2_only" in record and f"py2_only.{tag}.pyc" not in record
+    before = _pycs(sp)
+    out = subprocess.run([venv_python(venv), "-c", IMPORT_ALL], capture_output=True, text=True, check=True, env=WRITE_ENV)
+    assert out.stdout.strip() == "84"
+    assert _pycs(sp) == before  # valid as linked: nothing recompiled or rewritten
+
+
+def test_tracebacks_show_the_environment_path(tmp_path: Path) -> None:
+    venv = make_venv(tmp_path / "v")
+    cache = tmp_path / "cache"
+    install_wheel(_wheel(tmp_path), venv=venv, link_mode="hardlink", cache=cache, compile_bytecode=True)
+    out = subprocess.run([venv_python(venv), "-c", "import multi.a; multi.a.boom()"], capture_output=True, text=True)
+    assert "RuntimeError: boom" in out.stderr
+    assert str(site_packages(venv) / "multi" / "a.py") in out.stderr
+    assert str(cache) not in out.stderr
+
+
+def test_edit_then_import_leaves_cache_untouched(tmp_path: Path) -> None:
+    venv = make_venv(tmp_path / "v")
+    cache = tmp_path / "cache"
+    install_wheel(_wheel(tmp_path), venv=venv, link_mode="hardlink", cache=cache, compile_bytecode=True)
+    before = snapshot(cache / "entries")
+    sp = site_packages(venv)
+    # An editor saving by write-and-rename, as most do.
+    src = sp / "multi/b.py"
+    tmp = src.with_suffix(".new")
+    tmp.write_bytes(b"VALUE = 500\n")  # size differs: timestamp pycs compare mtime (s) and size
+    os.replace(tmp, src)
+    out = subprocess.run([venv_python(venv), "-c", IMPORT_ALL], capture_output=True, text=True, check=True, env=WRITE_ENV)
+    assert out.stdout.strip() == "1000"
+    pyc = sp / f"multi/__pycache__/b.{sys.implementation.cache_tag}.pyc"
+    assert pyc.stat().st_nlink == 1  # Python wrote a new file and renamed it into place
+    assert snapshot(cache / "entries") == before
+
+
+def test_pip_front_end_links_pycs_and_compiles_once(tmp_path: Path) -> None:
+    wheel = _wheel(tmp_path)
+    cache = tmp_path / "cache"
+    tag = sys.implementation.cache_tag
+    for name in ("one", "two"):
+        venv = make_venv(tmp_path / name)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip_linkmode", "install", "--python", venv_python(venv), "--link-mode", "hardlink",
+             "--cache-dir", str(cache), "--disable-pip-version-check", "--no-index", str(wheel)],
+            capture_output=True, text=True,
+        )
+        assert proc.returncode == 0, proc.stderr
+        sp = site_packages(venv)
+        assert (sp / f"multi/sub/__pycache__/c.{tag}.pyc").stat().st_nlink >= 2
+        record = (sp / "multi-1.0.dist-info/RECORD").read_text()
+        assert f"multi/sub/__pycache__/c.{tag}.pyc,," in record
+    markers = list((cache / "entries").glob(f"*/bytecode-{tag}-o0-*.json"))
+    assert len(markers) == 1
+    one = site_packages(tmp_path / "one") / f"multi/sub/__pycache__/c.{tag}.pyc"
+    two = site_packages(tmp_path / "two") / f"multi/sub/__pycache__/c.{tag}.pyc"
+    assert one.stat().st_ino == two.stat().st_ino  # the same cached pyc
+    # uninstall removes the pycs and leaves the cache alone
+    before = snapshot(cache)
+    subprocess.run([sys.executable, "-m", "pip", "--python", venv_python(tmp_path / "one"), "uninstall", "-y", "multi"],
+                   check=True, capture_output=True)
+    assert not one.exists() and snapshot(cache) == before
+
+
+def test_source_date_epoch_gives_checked_hash_pycs(tmp_path: Path) -> None:
+    wheel = _wheel(tmp_path)
+    venv = make_venv(tmp_path / "v")
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
+    subprocess.run(
+        [sys.executable, "-m", "pip_linkmode", "install", "--python", venv_python(venv), "--cache-dir", str(tmp_path / "c"),
+         "--disable-pip-version-check", "--no-index", str(wheel)],
+        check=True, capture_output=True, env=env,
+    )
+    pyc = site_packages(venv) / f"multi/__pycache__/b.{sys.implementation.cache_tag}.pyc"
+    flags = int.from_bytes(pyc.read_bytes()[4:8], "little")
+    assert flags == 0b11  # hash-based, checked: as compileall does under SOURCE_DATE_EPOCH
+    assert list((tmp_path / "c" / "entries").glob("*/bytecode-*-checked_hash.json"))
+
+
+def _other_pythons() -> list[str]:
+    found = sorted(Path(os.path.expanduser("~/.pyenv/versions")).glob("3.1[0-3].*/bin/python"))
+    return [str(p) for p in found if not str(p).startswith(sys.base_prefix)]
+
+
+def test_interpreters_sharing_a_cache_get_their_own_tags(tmp_path: Path) -> None:
+    others = _other_pythons()
+    if not others:
+        pytest.skip("needs a second interpreter (pyenv 3.10-3.13)")
+    wheel = _wheel(tmp_path)
+    cache = tmp_path / "cache"
+    tags = set()
+    for python in [sys.executable, *others]:
+        venv = make_venv(tmp_path / f"v{len(tags)}", python)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip_linkmode", "install", "--python", venv_python(venv), "--link-mode", "hardlink",
+             "--cache-dir", str(cache), "--disable-pip-version-check", "--no-index", str(wheel)],
+            capture_output=True, text=True,
+        )
+        assert proc.returncode == 0, proc.stderr
+        tag = subprocess.run([venv_python(venv), "-c", "import sys; print(sys.implementation.cache_tag)"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        tags.add(tag)
+        assert (site_packages(venv) / f"multi/__pycache__/a.{tag}.pyc").stat().st_nlink >= 2
+        out = subprocess.run([venv_python(venv), "-c", IMPORT_ALL], capture_output=True, text=True, check=True, env=WRITE_ENV)
+        assert out.stdout.strip() == "84"
+    markers = {p.name.split("-o0")[0] for p in (cache / "entries").glob("*/bytecode-*.json")}
+    assert markers == {f"bytecode-{t}" for t in tags} and len(tags) == len(others) + 1
+
+
+_COMPILER = """
+import sys
+from pip_linkmode import WheelCache
+from pip_linkmode.bytecode import ensure_bytecode
+cache = WheelCache(sys.argv[1])
+entry = cache.get(sys.argv[2])
+print(len(ensure_bytecode(cache, entry)))
+"""
+
+
+def test_concurrent_compiles_of_one_entry(tmp_path: Path) -> None:
+    files = {f"many/m{i}.py": f"X = {i}\n".encode() for i in range(300)}  # takes the parallel path
+    wheel = build_wheel(tmp_path / "w", WheelSpec(name="many", files=files))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", _COMPILER, str(tmp_path / "c"), str(wheel)], env=env,
+                              stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert outs == ["300"] * 4
+    cache = WheelCache(tmp_path / "c")
+    entry = cache.get(wheel)
+    assert len(ensure_bytecode(cache, entry)) == 300

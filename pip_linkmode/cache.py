@@ -71,8 +71,12 @@ class _OsFileLock:
     def __init__(self, path: str) -> None:
         self.path = path
         self._fd: int | None = None
+        self._depth = 0
 
     def __enter__(self) -> _OsFileLock:
+        self._depth += 1
+        if self._depth > 1:
+            return self
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             if sys.platform == "win32":  # pragma: no cover - Windows
@@ -90,12 +94,14 @@ class _OsFileLock:
                 fcntl.flock(fd, fcntl.LOCK_EX)
         except BaseException:
             os.close(fd)
+            self._depth -= 1
             raise
         self._fd = fd
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._fd is not None:
+        self._depth -= 1
+        if self._depth == 0 and self._fd is not None:
             os.close(self._fd)  # closing releases the lock
             self._fd = None
 
@@ -311,6 +317,7 @@ class WheelCache:
         self.tmp_dir = self.root / "tmp"
         self.unpacked: list[str] = []  # keys this object unpacked (for reports)
         self._ready = False
+        self._locks: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"WheelCache({str(self.root)!r})"
@@ -336,10 +343,18 @@ class WheelCache:
         self._ready = True
 
     def lock(self, key: str) -> contextlib.AbstractContextManager[object]:
-        """The file lock guarding one entry."""
+        """The file lock guarding one entry (re-entrant within this object).
+
+        Unpacking, compiling bytecode, installing from an entry and removing
+        it all hold it, so none of them sees another half-done.
+        """
         self._ensure_dirs()
-        path = str(self.locks_dir / f"{key}.lock")
-        return FileLock(path) if FileLock is not None else _OsFileLock(path)
+        lock = self._locks.get(key)
+        if lock is None:
+            path = str(self.locks_dir / f"{key}.lock")
+            lock = FileLock(path) if FileLock is not None else _OsFileLock(path)
+            self._locks[key] = lock
+        return lock  # type: ignore[return-value]
 
     # -- keys -------------------------------------------------------------
     @staticmethod

@@ -10,6 +10,7 @@ __all__ = ["main"]
 USAGE = """\
 usage: pip-linkmode install [--link-mode MODE] [--cache-dir DIR] <pip install arguments>
        pip-linkmode venv DIR [options] [PACKAGE ...]
+       pip-linkmode cache dir|info|list|verify|clean|prune [--cache-dir DIR]
        pip-linkmode <any other pip command>   (handed to pip unchanged)
 
 Link modes: auto (default), clone (alias reflink), hardlink, symlink, copy.
@@ -32,6 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .pip_plugin import main_install
 
         return main_install(rest)
+    if command == "cache":
+        return main_cache(rest)
     if command == "venv":
         from .venv import main_venv
 
@@ -39,6 +42,65 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .pip_plugin import main_passthrough
 
     return main_passthrough(args)
+
+
+def main_cache(argv: Sequence[str]) -> int:
+    """``pip-linkmode cache dir | info | list | verify | clean | prune``."""
+    import argparse
+
+    from . import cache_admin
+    from .cache import CacheError, WheelCache
+
+    parser = argparse.ArgumentParser(prog="pip-linkmode cache")
+    parser.add_argument("--cache-dir", help="the cache (default: PIP_LINKMODE_CACHE_DIR or the user cache dir)")
+    sub = parser.add_subparsers(dest="action", required=True)
+    sub.add_parser("dir", help="print the cache's location")
+    sub.add_parser("info", help="location, entries, files, size, what links share")
+    p_list = sub.add_parser("list", help="one line per entry")
+    p_list.add_argument("projects", nargs="*")
+    p_verify = sub.add_parser("verify", help="re-hash every cached file against its RECORD")
+    p_verify.add_argument("--repair", action="store_true", help="re-create or remove damaged entries")
+    p_clean = sub.add_parser("clean", help="remove all entries, or those of the named projects")
+    p_clean.add_argument("projects", nargs="*")
+    p_clean.add_argument("--force", action="store_true", help="also remove entries symlink-mode environments use")
+    p_prune = sub.add_parser("prune", help="remove leftovers of interrupted runs and unused entries")
+    p_prune.add_argument("--older-than", type=float, metavar="DAYS", help="also remove entries unused for DAYS")
+    p_prune.add_argument("--force", action="store_true", help="also remove entries symlink-mode environments use")
+    opts = parser.parse_args(list(argv))
+    cache = WheelCache(opts.cache_dir)
+    try:
+        if opts.action == "dir":
+            print(cache.root)
+        elif opts.action == "info":
+            print(cache_admin.info(cache).render())
+        elif opts.action == "list":
+            for line in cache_admin.list_entries(cache, opts.projects):
+                print(line)
+        elif opts.action == "verify":
+            problems = cache_admin.verify(cache)
+            for problem in problems:
+                print(problem.render())
+            if problems and opts.repair:
+                for line in cache_admin.repair(cache, problems):
+                    print(line)
+                return 0
+            if not problems:
+                print(f"cache {cache.root}: every file matches its RECORD")
+            return 1 if problems else 0
+        else:
+            if opts.action == "clean":
+                result = cache_admin.clean(cache, opts.projects, force=opts.force)
+            else:
+                result = cache_admin.prune(cache, opts.older_than, force=opts.force)
+            for line in result.removed:
+                print(f"removed {line}")
+            for line in result.kept:
+                print(f"kept {line}", file=sys.stderr)
+            return 1 if result.kept else 0
+    except CacheError as exc:
+        print(f"pip-linkmode cache: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,6 +16,7 @@ import installer
 from installer.utils import get_launcher_kind
 
 from .cache import WheelCache
+from .cache_admin import record_user
 from .destination import LinkingDestination
 from .linker import Linker, LinkReport
 from .modes import LinkMode, link_mode_from_env, parse_link_mode
@@ -252,11 +253,14 @@ def install_wheels(
                 link_mode=mode,
                 linker=linker,
             )
-            installer.install(
-                source,
-                destination,
-                _additional_metadata(installer_name, requested, direct_url),
-            )
+            with wheel_cache.lock(source.entry.key):  # `cache clean` waits for us
+                installer.install(
+                    source,
+                    destination,
+                    _additional_metadata(installer_name, requested, direct_url),
+                )
+            if destination.report.counts[LinkMode.SYMLINK]:
+                record_user(wheel_cache, source.entry.key, target.paths["data"])
             report.links.merge(destination.report)
             report.installed.append(f"{source.distribution}-{source.version}")
     report.unpacked = len(wheel_cache.unpacked) - before

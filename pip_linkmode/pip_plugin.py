@@ -31,6 +31,7 @@ from typing import Any
 
 from . import bytecode
 from .cache import ENV_CACHE_DIR, CachedWheel, WheelCache
+from .cache_admin import record_user
 from .linker import Linker, LinkJob, LinkReport
 from .modes import CHOICES, ENV_LINK_MODE, LinkMode, link_mode_from_env, parse_link_mode
 
@@ -117,10 +118,15 @@ class _Hook:
             data_scripts = f"{entry.dist_info[: -len('.dist-info')]}.data/scripts/"
             files = {f.path: f.size for f in entry.files if not f.path.startswith(data_scripts)}
             self.local.active = _Active(entry, files, str(entry.tree))
+            symlinks = self.report.counts[LinkMode.SYMLINK]
             try:
-                result = original(name, wheel_path, *args, **kwargs)
+                with self.cache.lock(entry.key):  # `cache clean` waits for us
+                    result = original(name, wheel_path, *args, **kwargs)
             finally:
                 self.local.active = None
+            scheme = args[0] if args else kwargs.get("scheme")
+            if self.report.counts[LinkMode.SYMLINK] > symlinks and scheme is not None:
+                record_user(self.cache, entry.key, scheme.data)
             self.wheels += 1
             return result
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -175,7 +176,7 @@ def test_upgrade_downgrade_and_force_reinstall_keep_cache(six_wheels: Path, tmp_
     # PIP_LINK_MODE does what --link-mode does
     env = {**os.environ, "PIP_LINK_MODE": "copy"}
     out = _ours(venv, cache, *links, "--force-reinstall", "six==1.16.0", env=env)
-    assert "5 copied" in out.stdout and "requested copy" in out.stdout
+    assert re.search(r"files \d+ copied \(link mode copy, requested copy\)", out.stdout), out.stdout
     assert os.stat(sp / "six.py").st_nlink == 1
     assert snapshot(cache) == before
 

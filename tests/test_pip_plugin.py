@@ -198,3 +198,15 @@ def test_target_and_prefix(option: str, six_wheels: Path, tmp_path: Path) -> Non
     env = {**os.environ, "PYTHONPATH": str(six_py.parent)}
     out = subprocess.run([sys.executable, "-c", "import six; print(six.__version__)"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert out.stdout.strip() == "1.16.0"
+
+
+def test_console_script_is_installed() -> None:
+    import shutil
+
+    exe = shutil.which("pip-linkmode") or str(Path(sys.executable).parent / "pip-linkmode")
+    if not os.path.exists(exe):
+        pytest.fail("the pip-linkmode console script is missing: install the project (pip install -e .)")
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("pip-linkmode ")
+    usage = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True).stdout
+    assert "install [--link-mode MODE]" in usage and "cache dir|info|list|verify|clean|prune" in usage

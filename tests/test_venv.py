@@ -1,0 +1,454 @@
+"""``pip-linkmode venv`` and ``pip_linkmode.venv``: real interpreters, real venvs, real pip."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import IS_ROOT, Mounts, shares_extents, snapshot
+
+from pip_linkmode import LinkMode, WheelCache
+from pip_linkmode.venv import LinkedEnvBuilder, create, interpreter_info, main_venv
+
+pytestmark = pytest.mark.skipif(os.name == "nt", reason="these tests use POSIX venv layouts")
+
+VERSIONS = ["3.10", "3.11", "3.12", "3.13"]
+
+
+def _pyenv_root() -> Path:
+    root = os.environ.get("PYENV_ROOT")
+    if root:
+        return Path(root)
+    exe = shutil.which("pyenv")
+    if exe:
+        out = subprocess.run([exe, "root"], capture_output=True, text=True)
+        if out.returncode == 0 and out.stdout.strip():
+            return Path(out.stdout.strip())
+    return Path.home() / ".pyenv"
+
+
+def pyenv_python(version: str) -> str:
+    """The pyenv interpreter of a minor version, or skip the test."""
+    versions = _pyenv_root() / "versions"
+    found = sorted(versions.glob(f"{version}.*/bin/python"), key=lambda p: [int(x) for x in re.findall(r"\d+", p.parent.parent.name)])
+    found = [p for p in found if re.fullmatch(rf"{re.escape(version)}\.\d+", p.parent.parent.name)]
+    if not found:
+        pytest.skip(f"no pyenv interpreter for Python {version} under {versions}")
+    return str(found[-1])
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pip_linkmode", "venv", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+    )
+
+
+def bin_of(env: Path) -> Path:
+    return env / "bin"
+
+
+def site_of(env: Path) -> Path:
+    return next((env / "lib").glob("python3.*/site-packages"))
+
+
+def run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)  # type: ignore[call-overload]
+    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc  # type: ignore[no-any-return]
+
+
+def record_of(site: Path, project: str) -> dict[str, tuple[str, str]]:
+    (dist_info,) = site.glob(f"{project}-*.dist-info")
+    rows = csv.reader((dist_info / "RECORD").read_text("utf-8").splitlines())
+    return {r[0]: (r[1], r[2]) for r in rows if r}
+
+
+def files_of(site: Path, pyc: bool = False) -> set[str]:
+    out = set()
+    for dirpath, dirnames, filenames in os.walk(site):
+        if not pyc:
+            dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+        for name in filenames:
+            out.add(os.path.relpath(os.path.join(dirpath, name), site))
+    return out
+
+
+def file_hash(path: Path) -> str:
+    import base64
+
+    digest = hashlib.sha256(path.read_bytes()).digest()
+    return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+@pytest.fixture(scope="session")
+def reference_venvs() -> dict[str, Path]:
+    """``python -m venv`` environments (ensurepip), made once per interpreter (see below)."""
+    return {}
+
+
+def reference_venv(python: str, refs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    key = os.path.realpath(python)
+    if key not in refs:
+        env = tmp_path_factory.mktemp("ref") / "env"
+        run([python, "-m", "venv", str(env)])
+        refs[key] = env
+    return refs[key]
+
+
+def assert_like_ensurepip(ours: Path, ref: Path, pyc: bool) -> None:
+    """Same files, scripts and RECORD as ``python -m venv`` made.
+
+    ``pyc``: the .pyc files too (seeded with cached bytecode, which the engine
+    compiles with the running interpreter, so only for its Python version).
+    """
+    # the interpreter's scripts directory: the same names (pip, pip3, pip3.X, activate...)
+    assert sorted(p.name for p in bin_of(ours).iterdir()) == sorted(p.name for p in bin_of(ref).iterdir())
+    assert sorted(p.name for p in ours.iterdir()) == sorted(p.name for p in ref.iterdir())
+    site, ref_site = site_of(ours), site_of(ref)
+    assert files_of(site, pyc) == files_of(ref_site, pyc)
+    projects = sorted({p.name.split("-")[0] for p in ref_site.glob("*.dist-info")})
+    assert "pip" in projects
+    for project in projects:
+        mine = record_of(site, project)
+        theirs = {p: v for p, v in record_of(ref_site, project).items() if pyc or "__pycache__/" not in p}
+        assert sorted(mine) == sorted(theirs), project
+        for path, row in mine.items():
+            target = Path(os.path.normpath(site / path))
+            if path.endswith(".dist-info/RECORD"):
+                assert row == ("", "")
+                continue
+            if path.endswith(".dist-info/INSTALLER"):
+                assert target.read_text() == "pip\n"
+            if target.parent == bin_of(ours):
+                # entry-point scripts: the engine's generator (installer's template,
+                # double quotes) vs pip's (single quotes); same shebang and code
+                assert row == (file_hash(target), str(target.stat().st_size))
+                assert target.read_text() == (bin_of(ref) / target.name).read_text().replace(
+                    str(ref), str(ours)
+                ).replace("'", '"')
+                assert os.access(target, os.X_OK)
+                continue
+            assert row == theirs[path], path
+    for project in projects:
+        dist_info = next(ref_site.glob(f"{project}-*.dist-info"))
+        assert (site / dist_info.name / "REQUESTED").exists() == (dist_info / "REQUESTED").exists()
+        assert not (site / dist_info.name / "direct_url.json").exists()
+
+
+def pip_works(env: Path, wheel: Path, cache: Path) -> None:
+    """The seeded pip runs, installs a local wheel and uninstalls it and itself; cache untouched."""
+    python = str(bin_of(env) / "python")
+    out = run([python, "-m", "pip", "--version"]).stdout
+    assert str(site_of(env)) in out
+    before = snapshot(cache)
+    pip = [str(bin_of(env) / "pip"), "--disable-pip-version-check", "--no-input"]
+    run([*pip, "install", "--no-index", str(wheel)])
+    assert run([python, "-c", "import demo; print(demo.hello())"]).stdout.strip() == "hello from core"
+    run([*pip, "check"])
+    run([*pip, "uninstall", "-y", "demo"])
+    run([*pip, "uninstall", "-y", "pip"])
+    assert not list(site_of(env).glob("pip*"))
+    assert not list(bin_of(env).glob("pip*"))  # RECORD named every pip script
+    assert snapshot(cache) == before
+
+
+# -- against python -m venv, for each interpreter ------------------------------
+
+
+def test_default_interpreter_matches_python_m_venv(
+    tmp_path: Path, cache_dir: Path, reference_venvs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    env = tmp_path / "env"
+    proc = run_cli(str(env), "--cache-dir", str(cache_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert "seeded" in proc.stdout and "pip-" in proc.stdout
+    ref = reference_venv(sys._base_executable, reference_venvs, tmp_path_factory)  # type: ignore[attr-defined]
+    assert_like_ensurepip(env, ref, pyc=True)
+    # the .pyc files are linked from the cache, compiled there once
+    pyc = site_of(env) / "pip" / "__pycache__" / f"__init__.{sys.implementation.cache_tag}.pyc"
+    assert pyc.stat().st_nlink > 1 or "hardlinked" not in proc.stdout
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    assert run([str(bin_of(env) / f"pip{version}"), "--version"]).stdout.endswith(f"(python {version})\n")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_each_interpreter_matches_python_m_venv(
+    version: str,
+    tmp_path: Path,
+    cache_dir: Path,
+    demo_wheel: Path,
+    reference_venvs: dict[str, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    python = pyenv_python(version)
+    env = tmp_path / "env"
+    proc = run_cli(str(env), "--python", python, "--cache-dir", str(cache_dir), "--link-mode", "hardlink")
+    assert proc.returncode == 0, proc.stderr
+    cfg = (env / "pyvenv.cfg").read_text()
+    assert re.search(rf"^version(_info)? = {re.escape(version)}\.", cfg, re.M), cfg
+    out = run([str(bin_of(env) / "python"), "-c", "import sys; print(sys.prefix != sys.base_prefix)"]).stdout
+    assert out.strip() == "True"
+    ref = reference_venv(python, reference_venvs, tmp_path_factory)
+    same = version == f"{sys.version_info[0]}.{sys.version_info[1]}"
+    assert_like_ensurepip(env, ref, pyc=same)
+    assert any(site_of(env).glob("pip/__pycache__/*.pyc")) == same
+    # the bundled pip of *that* interpreter, under its own versioned name
+    bundled = interpreter_info(python).wheels["pip"]
+    pip_version = Path(bundled).name.split("-")[1]
+    out = run([str(bin_of(env) / f"pip{version}"), "--version"]).stdout
+    assert out.startswith(f"pip {pip_version} ") and out.endswith(f"(python {version})\n")
+    pip_works(env, demo_wheel, cache_dir)
+
+
+# -- link modes ---------------------------------------------------------------
+
+
+def _cache_file(cache: Path, member: str) -> Path:
+    (hit,) = [p for p in (cache / "entries").glob(f"*/tree/{member}")]
+    return hit
+
+
+@pytest.mark.parametrize("mode", ["hardlink", "symlink", "copy", "auto"])
+def test_link_modes(mode: str, tmp_path: Path, cache_dir: Path, demo_wheel: Path) -> None:
+    env = tmp_path / "env"
+    proc = run_cli(str(env), "--link-mode", mode, "--cache-dir", str(cache_dir))
+    assert proc.returncode == 0, proc.stderr
+    installed = site_of(env) / "pip" / "__init__.py"
+    cached = _cache_file(cache_dir, "pip/__init__.py")
+    if mode in ("hardlink", "auto"):  # auto: ext4/tmpfs cannot clone, so hardlink
+        assert os.path.samefile(installed, cached) and not installed.is_symlink()
+    elif mode == "symlink":
+        assert installed.is_symlink() and os.path.samefile(installed, cached)
+    else:
+        assert not os.path.samefile(installed, cached) and not installed.is_symlink()
+        assert installed.read_bytes() == cached.read_bytes()
+    # per-environment files are never links into the cache
+    record = next(site_of(env).glob("pip-*.dist-info")) / "RECORD"
+    assert record.stat().st_nlink == 1 and not record.is_symlink()
+    assert (bin_of(env) / "pip").stat().st_nlink == 1
+    pip_works(env, demo_wheel, cache_dir)
+
+
+def test_clone_on_xfs(mounts: Mounts, demo_wheel: Path, tmp_path: Path) -> None:
+    xfs = mounts.points["xfs"]
+    cache = xfs / "venv-cache"
+    env = xfs / "venv-clone"
+    try:
+        proc = run_cli(str(env), "--link-mode", "clone", "--cache-dir", str(cache))
+        assert proc.returncode == 0, proc.stderr
+        assert "cloned" in proc.stdout and "copied" not in proc.stdout
+        installed = site_of(env) / "pip" / "_internal" / "req" / "req_install.py"
+        cached = _cache_file(cache, "pip/_internal/req/req_install.py")
+        assert not os.path.samefile(installed, cached)
+        assert shares_extents(installed)
+        assert installed.read_bytes() == cached.read_bytes()
+        pip_works(env, demo_wheel, cache)
+    finally:
+        shutil.rmtree(env, ignore_errors=True)
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+# -- options --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("other", [False, True], ids=["in-process", "--python"])
+def test_prompt_system_site_packages_and_clear(other: bool, tmp_path: Path, cache_dir: Path) -> None:
+    env = tmp_path / "env"
+    env.mkdir()
+    (env / "old-file").write_text("x")
+    extra = ["--python", sys.executable] if other else []
+    proc = run_cli(str(env), *extra, "--prompt", "hello", "--system-site-packages", "--clear", "-q",
+                   "--cache-dir", str(cache_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    assert not (env / "old-file").exists()
+    cfg = (env / "pyvenv.cfg").read_text()
+    assert "include-system-site-packages = true" in cfg
+    assert "prompt = 'hello'" in cfg or "prompt = hello" in cfg
+    assert (bin_of(env) / "pip").exists()
+
+
+def test_without_pip(tmp_path: Path, cache_dir: Path) -> None:
+    env = tmp_path / "env"
+    proc = run_cli(str(env), "--without-pip", "--cache-dir", str(cache_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert not list(site_of(env).glob("pip*")) and not (bin_of(env) / "pip").exists()
+    assert not cache_dir.exists()  # nothing needed from the cache
+
+
+def test_seed_linkmode(tmp_path: Path, cache_dir: Path) -> None:
+    env = tmp_path / "env"
+    proc = run_cli(str(env), "--seed-linkmode", "--cache-dir", str(cache_dir))
+    assert proc.returncode == 0, proc.stderr
+    for name in ("pip_linkmode", "installer", "packaging", "filelock"):
+        assert (site_of(env) / name).is_dir(), name
+    python = str(bin_of(env) / "python")
+    code = "import pip_linkmode, installer, packaging, filelock, pip_linkmode.venv; print(pip_linkmode.__file__)"
+    # (not from the work tree: run outside it, where '' on sys.path finds nothing)
+    assert run([python, "-c", code], cwd=tmp_path).stdout.startswith(str(site_of(env)))
+    tool = str(bin_of(env) / "pip-linkmode")
+    assert run([tool, "--version"]).stdout.startswith("pip-linkmode ")
+    run([python, "-m", "pip", "check"])
+    # the seeded tool makes another environment, from its own copy
+    inner = tmp_path / "inner"
+    run([tool, "venv", str(inner), "--cache-dir", str(cache_dir), "--link-mode", "hardlink"])
+    assert os.path.samefile(site_of(inner) / "pip" / "__init__.py", site_of(env) / "pip" / "__init__.py")
+    # a second seeding reuses the cache entries of the repacked wheels
+    entries = _entries(cache_dir)
+    proc = run_cli(str(tmp_path / "env2"), "--seed-linkmode", "--cache-dir", str(cache_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert _entries(cache_dir) == entries
+
+
+def _entries(cache: Path) -> list[tuple[str, str]]:
+    import json
+
+    return sorted((json.loads((p / "entry.json").read_text())["filename"], p.name) for p in (cache / "entries").iterdir())
+
+
+@pytest.mark.skipif(
+    not importlib.util.find_spec("pip_linkmode.pip_plugin"), reason="pip front end not present yet"
+)
+@pytest.mark.parametrize("seeded", [False, True])
+def test_packages_are_installed_through_the_pip_front_end(
+    seeded: bool, tmp_path: Path, cache_dir: Path, demo_wheel: Path
+) -> None:
+    env = tmp_path / "env"
+    req = tmp_path / "req.txt"
+    req.write_text(f"{demo_wheel}\n")
+    extra = ["--seed-linkmode"] if seeded else []
+    proc = run_cli(str(env), *extra, "--cache-dir", str(cache_dir), "--link-mode", "hardlink", "-r", str(req))
+    assert proc.returncode == 0, proc.stderr
+    installed = site_of(env) / "demo" / "core.py"
+    assert os.path.samefile(installed, _cache_file(cache_dir, "demo/core.py"))
+
+
+# -- errors -----------------------------------------------------------------------
+
+
+def _one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+def test_error_non_empty_directory(tmp_path: Path, cache_dir: Path) -> None:
+    env = tmp_path / "env"
+    env.mkdir()
+    (env / "keep.txt").write_text("mine")
+    line = _one_error_line(run_cli(str(env), "--cache-dir", str(cache_dir)))
+    assert "not empty" in line and "--clear" in line
+    assert [p.name for p in env.iterdir()] == ["keep.txt"]
+
+
+def test_empty_existing_directory_is_used(tmp_path: Path, cache_dir: Path) -> None:
+    env = tmp_path / "env"
+    env.mkdir()
+    assert run_cli(str(env), "-q", "--cache-dir", str(cache_dir)).returncode == 0
+    assert (bin_of(env) / "pip").exists()
+
+
+@pytest.mark.parametrize("python", ["/no/such/python3", "python9.99", "9.99"])
+def test_error_missing_interpreter(python: str, tmp_path: Path, cache_dir: Path) -> None:
+    env = tmp_path / "deep" / "env"
+    line = _one_error_line(run_cli(str(env), "--python", python, "--cache-dir", str(cache_dir)))
+    assert "interpreter" in line
+    assert not (tmp_path / "deep").exists()
+
+
+def test_error_read_only_filesystem(tmp_path: Path, cache_dir: Path) -> None:
+    if not (IS_ROOT and sys.platform == "linux"):
+        pytest.skip("mounting a read-only filesystem needs root on Linux")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], check=True)
+    try:
+        line = _one_error_line(run_cli(str(ro / "env"), "--cache-dir", str(cache_dir)))
+        assert "Read-only file system" in line and str(ro / "env") in line
+        assert list(ro.iterdir()) == []
+        # and with --python, the same
+        line = _one_error_line(run_cli(str(ro / "a" / "env"), "--python", sys.executable))
+        assert "Read-only file system" in line
+        assert list(ro.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)
+
+
+@pytest.mark.parametrize("other", [False, True], ids=["in-process", "--python"])
+def test_failure_after_creation_removes_everything(other: bool, tmp_path: Path) -> None:
+    """A cache that cannot be used fails the seeding: the half-made environment goes."""
+    bad_cache = tmp_path / "cache-is-a-file"
+    bad_cache.write_text("")
+    env = tmp_path / "new" / "env"
+    extra = ["--python", sys.executable] if other else []
+    line = _one_error_line(run_cli(str(env), *extra, "--cache-dir", str(bad_cache)))
+    assert "cache" in line
+    assert not (tmp_path / "new").exists()
+    # an existing empty directory is emptied again, not removed
+    env.parent.mkdir()
+    env.mkdir()
+    _one_error_line(run_cli(str(env), *extra, "--cache-dir", str(bad_cache)))
+    assert env.is_dir() and list(env.iterdir()) == []
+
+
+def test_usage_errors(tmp_path: Path) -> None:
+    line = _one_error_line(run_cli(str(tmp_path / "e"), "--without-pip", "--seed-linkmode"))
+    assert "--seed-linkmode" in line
+    proc = run_cli(str(tmp_path / "e"), "--link-mode", "teleport")
+    assert proc.returncode == 2 and "unknown link mode" in proc.stderr
+    assert not (tmp_path / "e").exists()
+    assert main_venv(["--help"]) == 0
+
+
+# -- the Python API -------------------------------------------------------------------
+
+
+def test_linked_env_builder(tmp_path: Path, cache_dir: Path, demo_wheel: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ensurepip
+
+    def no_ensurepip(*args: object, **kwargs: object) -> None:
+        raise AssertionError("ensurepip must not run")
+
+    monkeypatch.setattr(ensurepip, "bootstrap", no_ensurepip)
+    monkeypatch.setattr(ensurepip, "_bootstrap", no_ensurepip)
+    monkeypatch.setattr(subprocess, "check_output", no_ensurepip)  # EnvBuilder's ensurepip call
+    env = tmp_path / "env"
+    builder = LinkedEnvBuilder(with_pip=True, symlinks=True, prompt="api", link_mode="hardlink", cache_dir=cache_dir)
+    builder.create(env)
+    assert builder.seed_result is not None
+    assert any(i.startswith("pip-") for i in builder.seed_result.installed)
+    assert builder.seed_result.report.links.counts[LinkMode.HARDLINK] > 500
+    assert (bin_of(env) / "python").is_symlink()
+    assert "prompt = 'api'" in (env / "pyvenv.cfg").read_text()
+    assert os.path.samefile(site_of(env) / "pip" / "__init__.py", _cache_file(cache_dir, "pip/__init__.py"))
+    monkeypatch.undo()
+    pip_works(env, demo_wheel, cache_dir)
+
+
+def test_create_function(tmp_path: Path, cache_dir: Path) -> None:
+    cache = WheelCache(cache_dir)
+    result = create(tmp_path / "a", link_mode=LinkMode.COPY, cache_dir=cache)
+    assert result is not None and result.report.links.counts[LinkMode.COPY] > 500
+    assert not (bin_of(tmp_path / "a") / "python").is_symlink()  # venv.create's default: copies
+    assert (bin_of(tmp_path / "a") / "pip").exists()
+    assert create(tmp_path / "b", with_pip=False, cache_dir=cache) is None
+    assert not list(site_of(tmp_path / "b").glob("pip*"))
+    # clear=True replaces an environment, as venv.create does
+    (tmp_path / "a" / "junk").write_text("x")
+    create(tmp_path / "a", clear=True, symlinks=True, cache_dir=cache)
+    assert not (tmp_path / "a" / "junk").exists() and (bin_of(tmp_path / "a") / "pip3").exists()
+    out = run([str(bin_of(tmp_path / "a") / "python"), "-m", "pip", "--version"]).stdout
+    assert out.startswith("pip ")

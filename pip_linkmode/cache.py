@@ -35,10 +35,15 @@ from typing import TYPE_CHECKING, Any
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-try:
-    from filelock import FileLock
-except (ImportError, TypeError, SyntaxError):  # pragma: no cover - see _OsFileLock
-    FileLock = None  # type: ignore[assignment, misc]
+
+def _filelock_class() -> Any:
+    """filelock's FileLock, imported on first use (warm installs rarely lock),
+    or None where it cannot be imported by this interpreter."""
+    try:
+        from filelock import FileLock
+    except (ImportError, TypeError, SyntaxError):  # pragma: no cover - see _OsFileLock
+        return None
+    return FileLock
 
 if TYPE_CHECKING:
     from .source import CachedWheelSource
@@ -352,7 +357,8 @@ class WheelCache:
         lock = self._locks.get(key)
         if lock is None:
             path = str(self.locks_dir / f"{key}.lock")
-            lock = FileLock(path) if FileLock is not None else _OsFileLock(path)
+            file_lock = _filelock_class()
+            lock = file_lock(path) if file_lock is not None else _OsFileLock(path)
             self._locks[key] = lock
         return lock  # type: ignore[return-value]
 

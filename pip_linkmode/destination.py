@@ -55,6 +55,7 @@ class LinkingDestination(SchemeDictionaryDestination):
         self._jobs = []
         self._sources = {}
         self._handled: set[tuple[str, str]] = set()
+        self._roots: dict[str, str] = {}
 
     def write_file(
         self,
@@ -69,16 +70,15 @@ class LinkingDestination(SchemeDictionaryDestination):
         if scheme == "scripts" and cached.python_shebang:
             return super().write_file(scheme, path, stream, is_executable)
         path_ = os.fspath(path)
-        target = self._path_with_destdir(scheme, path_)
+        target = self._target(scheme, path_)
         if stream.source is not None and scheme in ("purelib", "platlib") and path_.endswith(".py"):
             self._sources[(scheme, path_)] = (stream.source, cached.path)
         tree = None
         top, sep, _ = path_.partition("/")
         if sep and cached.path == path_:  # a package directory at the scheme's root
             cut = len(path_) - len(top)
-            dst = os.fspath(target)
-            tree = (stream.cache_path[: len(stream.cache_path) - cut], dst[: len(dst) - cut])
-        self._jobs.append(LinkJob(stream.cache_path, os.fspath(target), cached.size, tree))
+            tree = (stream.cache_path[: len(stream.cache_path) - cut], target[: len(target) - cut])
+        self._jobs.append(LinkJob(stream.cache_path, target, cached.size, tree))
         return RecordEntry(path_, Hash.parse(cached.hash), cached.size)
 
     def write_to_fs(
@@ -154,7 +154,7 @@ class LinkingDestination(SchemeDictionaryDestination):
             pycs = compiled.get(id(source))
             if pycs is None:
                 pycs = compiled[id(source)] = ensure_bytecode(source.cache, source.entry, levels)
-            target = os.fspath(self._path_with_destdir(Scheme(scheme), path))
+            target = self._target(Scheme(scheme), path)
             for level in levels:
                 cached = pycs.get((rel, level))
                 if cached is None:
@@ -167,9 +167,21 @@ class LinkingDestination(SchemeDictionaryDestination):
         return rows
 
     def _compile_bytecode(self, scheme: Scheme, record: RecordEntry) -> None:
-        if (scheme, record.path) in self._handled:
-            return
+        if not record.path.endswith(".py") or (scheme, record.path) in self._handled:
+            return  # nothing to compile, or its pyc came from the cache
         super()._compile_bytecode(scheme, record)
+
+    def _target(self, scheme: Scheme, path: str) -> str:
+        """``_path_with_destdir`` without pathlib, for the per-file hot path."""
+        if self.destdir is not None:
+            return os.fspath(self._path_with_destdir(scheme, path))
+        root = self._roots.get(scheme)
+        if root is None:
+            root = self._roots[scheme] = os.path.abspath(self.scheme_dict[scheme])
+        full = os.path.normpath(os.path.join(root, path))
+        if not full.startswith(root + os.sep) and full != root:
+            raise ValueError(f"Attempting to write {path} outside of the target directory")
+        return full
 
 
 def _b64(digest: bytes) -> str:

@@ -317,6 +317,24 @@ def _without_python_option(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def _preload() -> None:
+    """Import now what the hook may need mid-install: pip 26.3 refuses new
+    imports while it installs (it guards against half-replaced packages)."""
+    import concurrent.futures.process  # noqa: F401
+    import multiprocessing.connection  # noqa: F401
+    import multiprocessing.context  # noqa: F401
+    import multiprocessing.queues  # noqa: F401
+    import multiprocessing.synchronize  # noqa: F401
+
+    from . import cache
+
+    cache._filelock_class()
+    if sys.platform != "win32":
+        import multiprocessing.popen_fork  # noqa: F401
+        import multiprocessing.popen_forkserver  # noqa: F401
+        import multiprocessing.popen_spawn_posix  # noqa: F401
+
+
 def main_install(argv: Sequence[str]) -> int:
     """``pip-linkmode install [--link-mode MODE] [--cache-dir DIR] <pip install args>``."""
     try:
@@ -332,6 +350,7 @@ def main_install(argv: Sequence[str]) -> int:
     if problem is not None:
         print(f"pip-linkmode: {problem}; installing with plain pip (no links).", file=sys.stderr)
         return _run_pip(["install", *opts.pip_args])
+    _preload()
     cache_root = opts.cache_dir or os.environ.get(ENV_CACHE_DIR)
     hook = _Hook(opts.mode, WheelCache(cache_root))
     with hook.attached():

@@ -210,3 +210,21 @@ def test_console_script_is_installed() -> None:
     assert out.stdout.startswith("pip-linkmode ")
     usage = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True).stdout
     assert "install [--link-mode MODE]" in usage and "cache dir|info|list|verify|clean|prune" in usage
+
+
+def test_parallel_bytecode_under_pip_26_3_import_guard(tmp_path: Path) -> None:
+    # pip 26.3 refuses imports while installing; the compile workers must not need any.
+    import sys as _sys
+
+    sys_path = str(Path(__file__).parent)
+    if sys_path not in _sys.path:
+        _sys.path.insert(0, sys_path)
+    from wheelmaker import WheelSpec, build_wheel
+
+    wheel = build_wheel(tmp_path / "w", WheelSpec(name="many", files={f"many/m{i}.py": f"X = {i}\n".encode() for i in range(300)}))
+    venv = _env_with_pip(tmp_path / "v", "26.3", ours=True)
+    result = _run(venv, "-m", "pip_linkmode", "install", "--disable-pip-version-check", "--cache-dir", str(tmp_path / "c"),
+                  "--no-index", str(wheel))
+    assert "Successfully installed many-1.0" in result.stdout
+    pycs = list((site_packages(venv) / "many" / "__pycache__").glob("*.pyc"))
+    assert len(pycs) == 300 and all(p.stat().st_nlink >= 2 for p in pycs)

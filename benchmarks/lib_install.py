@@ -1,0 +1,150 @@
+"""Child process of the benchmark harness: one ``install_wheels`` call, timed.
+
+Run as ``python benchmarks/lib_install.py VENV MODE CACHE WHEEL_DIR
+[--compile] [--phases] [--cprofile FILE]``. Prints one JSON line on stdout:
+the time to import pip_linkmode, the time of the ``install_wheels`` call
+alone, the process's own peak RSS and, with ``--phases``, the exclusive
+wall time spent in each phase of the install (see ``PHASES``).
+
+Not part of the test suite; it imports pip_linkmode from the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import resource
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+# (phase, module, class or None, attribute). Exclusive time: a phase's own
+# time minus the time of phases nested inside it (main thread only; the
+# linker's worker threads are covered by the main thread waiting on them).
+PHASES: tuple[tuple[str, str, str | None, str], ...] = (
+    ("target/scheme", "pip_linkmode.install", None, "target_for_venv"),
+    ("cache key + lookup", "pip_linkmode.cache", "WheelCache", "get"),
+    ("unpack into cache (miss)", "pip_linkmode.cache", "WheelCache", "_populate"),
+    ("installer.install bookkeeping", "installer", None, "install"),
+    ("queue link jobs (write_file)", "pip_linkmode.destination", "LinkingDestination", "write_file"),
+    ("generated files (RECORD, INSTALLER, scripts)", "pip_linkmode.destination", "LinkingDestination", "write_to_fs"),
+    ("finalize (RECORD rows)", "pip_linkmode.destination", "LinkingDestination", "finalize_installation"),
+    ("link: mkdir + device grouping", "pip_linkmode.linker", "Linker", "_group_by_devices"),
+    ("link: clone whole trees", "pip_linkmode.linker", "Linker", "_clone_trees"),
+    ("link: place files", "pip_linkmode.linker", "Linker", "run"),
+    ("compile: cached bytecode", "pip_linkmode.bytecode", None, "ensure_bytecode"),
+    ("compile: queue pyc links", "pip_linkmode.destination", "LinkingDestination", "_queue_cached_bytecode"),
+    ("compile: installer fallback", "installer.destinations", "SchemeDictionaryDestination", "_compile_bytecode"),
+)
+
+
+class PhaseTimer:
+    """Exclusive wall time per phase, measured by wrapping functions."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self._stack: list[list[Any]] = []  # [phase, start, nested time]
+        self._main = threading.get_ident()
+
+    def wrap(self, phase: str, func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if threading.get_ident() != self._main:
+                return func(*args, **kwargs)
+            frame: list[Any] = [phase, time.perf_counter(), 0.0]
+            self._stack.append(frame)
+            try:
+                return func(*args, **kwargs)
+            finally:
+                self._stack.pop()
+                spent = time.perf_counter() - frame[1]
+                self.totals[phase] = self.totals.get(phase, 0.0) + spent - frame[2]
+                self.calls[phase] = self.calls.get(phase, 0) + 1
+                if self._stack:
+                    self._stack[-1][2] += spent
+
+        return wrapper
+
+    def attach(self) -> list[str]:
+        """Wrap every phase function that exists; return those that do not."""
+        import importlib
+
+        missing: list[str] = []
+        for phase, module_name, cls_name, attr in PHASES:
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError:
+                missing.append(f"{module_name}.{attr}")
+                continue
+            owner: Any = getattr(module, cls_name, None) if cls_name else module
+            func = getattr(owner, attr, None) if owner is not None else None
+            if func is None:
+                missing.append(f"{module_name}.{cls_name + '.' if cls_name else ''}{attr}")
+                continue
+            setattr(owner, attr, self.wrap(phase, func))
+        return missing
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("venv")
+    parser.add_argument("mode")
+    parser.add_argument("cache")
+    parser.add_argument("wheel_dir")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--phases", action="store_true")
+    parser.add_argument("--cprofile", metavar="FILE")
+    args = parser.parse_args()
+    wheels = sorted(
+        os.path.join(args.wheel_dir, n) for n in os.listdir(args.wheel_dir) if n.endswith(".whl")
+    )
+
+    t0 = time.perf_counter()
+    from pip_linkmode import install_wheels
+
+    t1 = time.perf_counter()
+    timer = PhaseTimer() if args.phases else None
+    missing = timer.attach() if timer is not None else []
+    profiler = None
+    if args.cprofile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+    t2 = time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
+    report = install_wheels(
+        wheels,
+        venv=args.venv,
+        link_mode=args.mode,
+        cache=args.cache,
+        compile_bytecode=args.compile,
+    )
+    if profiler is not None:
+        profiler.disable()
+    t3 = time.perf_counter()
+    if profiler is not None:
+        profiler.dump_stats(args.cprofile)
+    out: dict[str, Any] = {
+        "import_s": t1 - t0,
+        "call_s": t3 - t2,
+        "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "installed": len(report.installed),
+        "unpacked": report.unpacked,
+        "summary": report.summary(),
+    }
+    if timer is not None:
+        out["phases"] = timer.totals
+        out["phase_calls"] = timer.calls
+        out["phases_missing"] = missing
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

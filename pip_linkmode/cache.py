@@ -176,7 +176,8 @@ class CachedWheel:
         return sum(f.size for f in self.files)
 
 
-def _b64_digest(digest: bytes) -> str:
+def record_digest(digest: bytes) -> str:
+    """A digest spelled as RECORD spells it (urlsafe base64, no padding)."""
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
@@ -298,7 +299,7 @@ class _Unpacker:
             raise InvalidWheel(
                 self.wheel, name, f"size {written} contradicts RECORD's {expected_size}"
             )
-        if hasher and expected_hash and _b64_digest(hasher.digest()) != expected_hash[1]:
+        if hasher and expected_hash and record_digest(hasher.digest()) != expected_hash[1]:
             raise InvalidWheel(self.wheel, name, "hash contradicts RECORD")
         if executable:
             os.chmod(target, (0o777 & ~self.umask) | 0o111)

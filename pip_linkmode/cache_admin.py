@@ -9,7 +9,6 @@ uses are kept unless ``force`` is given.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import secrets
@@ -18,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cache import CachedWheel, CacheError, WheelCache, remove_tree
+from .cache import CachedWheel, CacheError, WheelCache, record_digest, remove_tree
 
 __all__ = ["CacheInfo", "Problem", "clean", "info", "list_entries", "prune", "verify", "users_of", "record_user"]
 
@@ -111,8 +110,6 @@ class Problem:
         return f"{self.what}: {self.path} (entry {self.entry.name} {self.entry.version}, {self.entry.key[:12]})"
 
 
-def _b64(digest: bytes) -> str:
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 def verify(cache: WheelCache) -> list[Problem]:
@@ -130,7 +127,7 @@ def verify(cache: WheelCache) -> list[Problem]:
             except FileNotFoundError:
                 problems.append(Problem(entry, str(path), "missing"))
                 continue
-            if _b64(h.digest()) != expected or os.path.getsize(path) != f.size:
+            if record_digest(h.digest()) != expected or os.path.getsize(path) != f.size:
                 problems.append(Problem(entry, str(path), "modified"))
     return problems
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import secrets
@@ -17,6 +16,7 @@ from installer.records import Hash, RecordEntry
 from installer.utils import Scheme
 
 from .bytecode import ensure_bytecode
+from .cache import record_digest
 from .linker import Linker, LinkJob, LinkReport
 from .modes import LinkMode, parse_link_mode
 from .source import CachedFileStream, CachedWheelSource
@@ -118,7 +118,7 @@ class LinkingDestination(SchemeDictionaryDestination):
                 pass
             raise
         self.report.written += 1
-        digest = Hash(self.hash_algorithm, _b64(hasher.digest()))
+        digest = Hash(self.hash_algorithm, record_digest(hasher.digest()))
         return RecordEntry(path, digest, size)
 
     def link_pending(self) -> None:
@@ -184,5 +184,3 @@ class LinkingDestination(SchemeDictionaryDestination):
         return full
 
 
-def _b64(digest: bytes) -> str:
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")

@@ -14,7 +14,6 @@ way pip's own installer names them for the target: ``pip``, ``pip3`` and
 from __future__ import annotations
 
 import argparse
-import base64
 import csv
 import hashlib
 import io
@@ -36,7 +35,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from .cache import CacheError, WheelCache, remove_tree
+from .cache import CacheError, WheelCache, record_digest, remove_tree
 from .install import InstallReport, Target, install_wheels, target_for_venv, venv_python
 from .linker import LinkError
 from .modes import CHOICES, LinkMode, parse_link_mode
@@ -267,8 +266,6 @@ def _merge(result: SeedResult, report: InstallReport) -> None:
     result.report.unpacked += report.unpacked
 
 
-def _b64(digest: bytes) -> str:
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 def _write_beside(target: Path, data: bytes, mode: int | None = None) -> None:
@@ -436,7 +433,7 @@ def _pack_wheel(out_dir: Path, dist: Any, files: dict[str, Path]) -> Path:
     writer = csv.writer(buf, delimiter=",", quotechar='"', lineterminator="\n")
     for arc in sorted(members):
         data = members[arc]
-        writer.writerow([arc, "sha256=" + _b64(hashlib.sha256(data).digest()), str(len(data))])
+        writer.writerow([arc, "sha256=" + record_digest(hashlib.sha256(data).digest()), str(len(data))])
     writer.writerow([record_path, "", ""])
     members[record_path] = buf.getvalue().encode("utf-8")
     out = out_dir / f"{name}-{version}-py3-none-any.whl"

@@ -30,6 +30,7 @@ PHASES: tuple[tuple[str, str, str | None, str], ...] = (
     ("cache key + lookup", "pip_linkmode.cache", "WheelCache", "get"),
     ("unpack into cache (miss)", "pip_linkmode.cache", "WheelCache", "_populate"),
     ("installer.install bookkeeping", "installer", None, "install"),
+    ("planned install loop (install_cached)", "pip_linkmode.destination", "LinkingDestination", "install_cached"),
     ("queue link jobs (write_file)", "pip_linkmode.destination", "LinkingDestination", "write_file"),
     ("generated files (RECORD, INSTALLER, scripts)", "pip_linkmode.destination", "LinkingDestination", "write_to_fs"),
     ("finalize (RECORD rows)", "pip_linkmode.destination", "LinkingDestination", "finalize_installation"),

@@ -306,6 +306,10 @@ class _Unpacker:
         return head.startswith(b"#!python")
 
 
+def _file_stamp(st: os.stat_result) -> list[int]:
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
 def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -321,6 +325,7 @@ class WheelCache:
         self.entries_dir = self.root / "entries"
         self.locks_dir = self.root / "locks"
         self.tmp_dir = self.root / "tmp"
+        self.index_dir = self.root / "index"
         self.unpacked: list[str] = []  # keys this object unpacked (for reports)
         self._ready = False
         self._locks: dict[str, Any] = {}
@@ -404,21 +409,49 @@ class WheelCache:
         wheel = Path(os.path.abspath(wheel_path))
         self._ensure_dirs()
         try:
-            size = wheel.stat().st_size
+            st = wheel.stat()
         except OSError as exc:
             raise CacheError(f"cannot read wheel {wheel}: {exc.strerror or exc}") from exc
-        with _open_zip(wheel) as zf:
-            dist_info = _find_dist_info(wheel, zf)
-            record = _read_member(wheel, zf, f"{dist_info}/RECORD")
-            key = self._read_key(wheel, zf, size, record)
-            entry = self.lookup(key)
-            if entry is None:
-                with self.lock(key):
-                    entry = self.lookup(key)
-                    if entry is None:
-                        entry = self._populate(wheel, zf, key, dist_info, record)
+        stamp = _file_stamp(st)
+        index = self.index_dir / f"{hashlib.sha256(os.fsencode(wheel)).hexdigest()[:40]}.json"
+        entry = self._indexed(index, stamp)
+        if entry is None:
+            with _open_zip(wheel) as zf:
+                dist_info = _find_dist_info(wheel, zf)
+                record = _read_member(wheel, zf, f"{dist_info}/RECORD")
+                key = self._read_key(wheel, zf, st.st_size, record)
+                entry = self.lookup(key)
+                if entry is None:
+                    with self.lock(key):
+                        entry = self.lookup(key)
+                        if entry is None:
+                            entry = self._populate(wheel, zf, key, dist_info, record)
+            self._remember(index, stamp, entry.key)
         self._touch(entry)
         return entry
+
+    # A wheel file seen before, unchanged since (same inode, size, mtime and
+    # ctime, which no tool can set back), has the key computed then: a warm
+    # install then reads neither the zip index nor RECORD. Best effort both
+    # ways: an unreadable or stale index just means computing the key.
+    def _indexed(self, index: Path, stamp: list[int]) -> CachedWheel | None:
+        try:
+            data = json.loads(index.read_bytes())
+            if data["stamp"] != stamp:
+                return None
+            return self.lookup(str(data["key"]))
+        except (OSError, ValueError, KeyError, TypeError, CacheError):
+            return None
+
+    def _remember(self, index: Path, stamp: list[int], key: str) -> None:
+        tmp = index.with_name(f"{index.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        try:
+            self.index_dir.mkdir(exist_ok=True)
+            tmp.write_text(json.dumps({"stamp": stamp, "key": key}), "utf-8")
+            os.replace(tmp, index)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
     @contextlib.contextmanager
     def open(self, wheel_path: str | os.PathLike[str]) -> Iterator[CachedWheelSource]:

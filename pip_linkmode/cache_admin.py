@@ -9,7 +9,9 @@ uses are kept unless ``force`` is given.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import secrets
 import time
@@ -230,7 +232,9 @@ def clean(cache: WheelCache, projects: Iterable[str] = (), force: bool = False) 
     """Remove all entries, or those of the named projects."""
     wanted = {_norm(p) for p in projects}
     entries = [e for e in cache.iter_entries() if not wanted or _norm(e.name) in wanted]
-    return _remove(cache, entries, force)
+    out = _remove(cache, entries, force)
+    _prune_index(cache)
+    return out
 
 
 def prune(cache: WheelCache, older_than_days: float | None = None, force: bool = False) -> Removal:
@@ -254,7 +258,22 @@ def prune(cache: WheelCache, older_than_days: float | None = None, force: bool =
         sub = _remove(cache, old, force)
         out.removed += sub.removed
         out.kept += sub.kept
+    _prune_index(cache)
     return out
+
+
+def _prune_index(cache: WheelCache) -> None:
+    """Forget wheel files whose entry is gone (the index is only a shortcut)."""
+    if not cache.index_dir.is_dir():
+        return
+    for path in cache.index_dir.iterdir():
+        try:
+            key = str(json.loads(path.read_bytes())["key"])
+        except (OSError, ValueError, KeyError, TypeError):
+            key = ""
+        if not key or not (cache.entry_dir(key) / "entry.json").is_file():
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 def require_cache(cache: WheelCache) -> None:

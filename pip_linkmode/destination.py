@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import secrets
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.util import cache_from_source
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
+import installer
 from installer.destinations import SchemeDictionaryDestination
 from installer.records import Hash, RecordEntry
-from installer.utils import Scheme
+from installer.utils import SCHEME_NAMES, Scheme, parse_entrypoints, parse_metadata_file
 
 from .bytecode import ensure_bytecode
-from .cache import record_digest
+from .cache import CachedFile, record_digest
 from .linker import Linker, LinkJob, LinkReport
 from .modes import LinkMode, parse_link_mode
 from .source import CachedFileStream, CachedWheelSource
@@ -69,17 +71,66 @@ class LinkingDestination(SchemeDictionaryDestination):
         cached = stream.cached
         if scheme == "scripts" and cached.python_shebang:
             return super().write_file(scheme, path, stream, is_executable)
-        path_ = os.fspath(path)
-        target = self._target(scheme, path_)
-        if stream.source is not None and scheme in ("purelib", "platlib") and path_.endswith(".py"):
-            self._sources[(scheme, path_)] = (stream.source, cached.path)
+        return self._queue(scheme, os.fspath(path), cached, stream.cache_path, stream.source)
+
+    def _queue(
+        self,
+        scheme: Scheme,
+        path: str,
+        cached: CachedFile,
+        cache_path: str,
+        source: CachedWheelSource | None,
+    ) -> RecordEntry:
+        """Queue one cached file's link; its RECORD row reuses the wheel's hash."""
+        target = self._target(scheme, path)
+        if source is not None and scheme in ("purelib", "platlib") and path.endswith(".py"):
+            self._sources[(scheme, path)] = (source, cached.path)
         tree = None
-        top, sep, _ = path_.partition("/")
-        if sep and cached.path == path_:  # a package directory at the scheme's root
-            cut = len(path_) - len(top)
-            tree = (stream.cache_path[: len(stream.cache_path) - cut], target[: len(target) - cut])
-        self._jobs.append(LinkJob(stream.cache_path, target, cached.size, tree))
-        return RecordEntry(path_, Hash.parse(cached.hash), cached.size)
+        top, sep, _ = path.partition("/")
+        if sep and cached.path == path:  # a package directory at the scheme's root
+            cut = len(path) - len(top)
+            tree = (cache_path[: len(cache_path) - cut], target[: len(target) - cut])
+        self._jobs.append(LinkJob(cache_path, target, cached.size, tree))
+        algorithm, _, value = cached.hash.partition("=")
+        return RecordEntry(path, Hash(algorithm, value), cached.size)
+
+    def install_cached(self, source: CachedWheelSource, additional_metadata: Mapping[str, bytes]) -> None:
+        """``installer.install(source, self, additional_metadata)``, specialised.
+
+        The same calls in the same order with the same results, minus the
+        per-file work a cache entry has already done: no stream per file, no
+        RECORD row parsing, no path arithmetic beyond one prefix test. A wheel
+        this does not cover (a ``__pycache__`` member, a ``.data`` file outside
+        a known scheme) goes through ``installer.install`` unchanged, so its
+        warnings and errors are installer's own.
+        """
+        plan = _plan(source)
+        if plan is None:
+            installer.install(source, self, dict(additional_metadata))
+            return
+        root_scheme, files = plan
+        records: list[tuple[Scheme, RecordEntry]] = []
+        if "entry_points.txt" in source.dist_info_filenames:
+            text = source.read_dist_info("entry_points.txt")
+            for name, module, attr, section in parse_entrypoints(text):
+                records.append((Scheme("scripts"), self.write_script(name, module, attr, section)))
+        tree = str(source.entry.tree)
+        for scheme, path, cached in files:
+            cache_path = f"{tree}/{cached.path}"
+            if scheme == "scripts" and cached.python_shebang:
+                with CachedFileStream(cache_path, cached, source) as stream:
+                    record = self.write_file(scheme, path, cast(BinaryIO, stream), cached.executable)
+            else:
+                record = self._queue(scheme, path, cached, cache_path, source)
+            records.append((scheme, record))
+        dist_info = source.dist_info_dir
+        for filename, contents in additional_metadata.items():
+            with io.BytesIO(contents) as other:
+                record = self.write_file(root_scheme, f"{dist_info}/{filename}", other, False)
+            records.append((root_scheme, record))
+        record_path = f"{dist_info}/RECORD"
+        records.append((root_scheme, RecordEntry(record_path, None, None)))
+        self.finalize_installation(root_scheme, record_path, records)
 
     def write_to_fs(
         self,
@@ -184,3 +235,30 @@ class LinkingDestination(SchemeDictionaryDestination):
         return full
 
 
+
+
+def _plan(source: CachedWheelSource) -> tuple[Scheme, list[tuple[Scheme, str, CachedFile]]] | None:
+    """(root scheme, [(scheme, path in scheme, file)]) as installer would
+    route the entry's files, or None where installer must do it itself."""
+    wheel = parse_metadata_file(source.read_dist_info("WHEEL"))
+    version = wheel["Wheel-Version"]
+    if not (version and version.startswith("1.")):
+        return None  # installer raises its own error
+    root = Scheme("purelib" if wheel["Root-Is-Purelib"] == "true" else "platlib")
+    data = f"{source.data_dir}/"
+    record_path = f"{source.dist_info_dir}/RECORD"
+    files: list[tuple[Scheme, str, CachedFile]] = []
+    for cached in source.entry.files:
+        path = cached.path
+        if path == record_path:
+            continue
+        if "__pycache__/" in path:
+            return None  # installer skips these, with a warning
+        if path.startswith(data):
+            scheme, _, rest = path[len(data):].partition("/")
+            if scheme not in SCHEME_NAMES or not rest:
+                return None  # installer's error
+            files.append((Scheme(scheme), rest, cached))
+        else:
+            files.append((root, path, cached))
+    return root, files

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import installer
 from installer.utils import get_launcher_kind
 
 from .cache import WheelCache
@@ -254,10 +253,8 @@ def install_wheels(
                 linker=linker,
             )
             with wheel_cache.lock(source.entry.key):  # `cache clean` waits for us
-                installer.install(
-                    source,
-                    destination,
-                    _additional_metadata(installer_name, requested, direct_url),
+                destination.install_cached(
+                    source, _additional_metadata(installer_name, requested, direct_url)
                 )
             if destination.report.counts[LinkMode.SYMLINK]:
                 record_user(wheel_cache, source.entry.key, target.paths["data"])

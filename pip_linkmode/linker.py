@@ -145,7 +145,7 @@ class Linker:
         self.mode = parse_link_mode(mode)
         self.platform = platform or _platform.current()
         self.overwrite = overwrite
-        self.max_workers = max_workers or min(8, (os.cpu_count() or 1) * 2)
+        self.max_workers = max_workers or min(8, os.cpu_count() or 1)
         self._ops: dict[LinkMode, Callable[[str, str], None]] = {
             LinkMode.CLONE: self.platform.clone_file,
             LinkMode.HARDLINK: self.platform.hardlink,

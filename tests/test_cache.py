@@ -70,8 +70,41 @@ def test_warm_key_reads_only_index_and_record(demo_wheel: Path, cache_dir: Path,
         return real_open(self, name, *a, **k)  # type: ignore[arg-type]
 
     monkeypatch.setattr(zipfile.ZipFile, "open", spy)
-    cache.get(demo_wheel)
+    entry = cache.get(demo_wheel)
+    assert opened == []  # the same file, unchanged: its key comes from the index
+    os.utime(demo_wheel)  # touched: the key is computed again, from the zip index and RECORD
+    assert cache.get(demo_wheel).key == entry.key
     assert opened == ["demo-1.0.dist-info/RECORD"]
+    assert len(list(cache.index_dir.iterdir())) == 1
+
+
+def test_wheel_rewritten_in_place_with_same_size_and_mtime_gets_its_own_entry(
+    cache_dir: Path, tmp_path: Path
+) -> None:
+    """The index trusts a file only while inode, size, mtime and ctime all match;
+    ctime cannot be set back, so a rewrite is always seen."""
+    cache = WheelCache(cache_dir)
+    spec = demo_spec()
+    wheel = build_wheel(tmp_path / "w", spec)
+    first = cache.get(wheel)
+    before = os.stat(wheel)
+    core = spec.files["demo/core.py"]
+    # Same length, different bytes; RECORD's hashes compress unevenly, so try
+    # variants until one gives a zip of exactly the same size.
+    variants = [core.replace(b"hello from core", b"hello from %04d" % n) for n in range(400)]
+    for i, variant in enumerate(variants):
+        spec.files = {**spec.files, "demo/core.py": variant}
+        rebuilt = build_wheel(tmp_path / f"x{i}", spec)
+        if rebuilt.stat().st_size == before.st_size:
+            break
+    else:
+        pytest.fail("no same-size variant of the wheel")
+    with open(wheel, "r+b") as f:  # same inode, same size
+        f.write(rebuilt.read_bytes())
+    os.utime(wheel, ns=(before.st_atime_ns, before.st_mtime_ns))  # same mtime
+    second = cache.get(wheel)
+    assert second.key != first.key
+    assert (second.tree / "demo/core.py").read_bytes() != (first.tree / "demo/core.py").read_bytes()
 
 
 def test_executable_bits_kept_and_link_members_stored_as_files(make_wheel, cache_dir: Path) -> None:  # type: ignore[no-untyped-def]

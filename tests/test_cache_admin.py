@@ -166,3 +166,16 @@ def test_clean_beside_an_install_waits_for_it(tmp_path: Path, demo_wheel: Path) 
     # and a later install unpacks again and works
     install_wheel(demo_wheel, venv=venv, link_mode="hardlink", cache=cache.root)
     assert (site_packages(venv) / "demo/core.py").exists()
+
+
+def test_clean_forgets_indexed_wheels_and_a_later_get_unpacks_again(tmp_path: Path, demo_wheel: Path) -> None:
+    from pip_linkmode import cache_admin
+
+    cache = WheelCache(tmp_path / "cache")
+    first = cache.get(demo_wheel)
+    assert len(list(cache.index_dir.iterdir())) == 1
+    cache_admin.clean(cache)
+    assert list(cache.index_dir.iterdir()) == []  # nothing points at a removed entry
+    again = WheelCache(tmp_path / "cache")
+    assert again.get(demo_wheel).key == first.key
+    assert again.unpacked == [first.key]  # unpacked afresh, not trusted from a stale index

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import installer
@@ -12,6 +14,7 @@ import pytest
 from conftest import run_pip, site_packages, snapshot, venv_python
 from installer.destinations import SchemeDictionaryDestination
 from installer.sources import WheelFile
+from wheelmaker import WheelSpec, build_wheel, demo_spec
 
 from pip_linkmode import CachedWheelSource, LinkingDestination, LinkMode, WheelCache, install_wheel
 from pip_linkmode.install import target_for_venv
@@ -168,3 +171,48 @@ def test_long_paths_installed(demo_wheel: Path, venv: Path, cache_dir: Path) -> 
     long_files = [p for p in (venv / "share/jupyter").rglob("*.js")]
     assert long_files and len(str(long_files[0])) > 260
     assert long_files[0].read_bytes() == b"// js\n"
+
+
+def _odd_specs() -> dict[str, WheelSpec]:
+    spec = demo_spec()
+    platlib = demo_spec()
+    platlib.purelib = False
+    pycache = demo_spec()
+    pycache.files = {**pycache.files, "demo/__pycache__/core.cpython-311.pyc": b"stale"}
+    bad_scheme = demo_spec()
+    bad_scheme.files = {**bad_scheme.files, "demo-1.0.data/nowhere/x.txt": b"x"}
+    return {"demo": spec, "platlib": platlib, "pycache": pycache, "bad-scheme": bad_scheme}
+
+
+@pytest.mark.parametrize("shape", ["demo", "platlib", "pycache", "bad-scheme"])
+def test_planned_install_equals_installer_install(shape: str, tmp_path: Path) -> None:
+    """``install_cached`` (what install_wheel uses) and ``installer.install``
+    with the same destination give byte-identical trees, RECORD included, or
+    the same error; the wheels installer treats specially go through it."""
+    wheel = build_wheel(tmp_path / "w", _odd_specs()[shape])
+    meta = {"INSTALLER": b"test\n", "REQUESTED": b""}
+    cache = WheelCache(tmp_path / "cache")
+    outcomes = []
+    for name, run in (
+        ("a", lambda source, dest: installer.install(source, dest, dict(meta))),
+        ("b", lambda source, dest: dest.install_cached(source, meta)),
+    ):
+        with cache.open(wheel) as source:
+            dest = LinkingDestination(_scheme(tmp_path / name), "/usr/bin/python3", "posix", link_mode=LinkMode.HARDLINK)
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    run(source, dest)
+                outcomes.append(("ok", [str(w.message) for w in caught]))
+            except Exception as exc:  # noqa: BLE001 - the comparison is the point
+                outcomes.append((type(exc).__name__, [re.sub(r" at 0x[0-9a-f]+", "", str(exc))]))
+    assert outcomes[0] == outcomes[1]
+    assert _tree(tmp_path / "a") == _tree(tmp_path / "b")
+    if shape == "bad-scheme":
+        assert outcomes[0][0] == "InvalidWheelSource"
+    else:
+        assert outcomes[0][0] == "ok"
+        record = (tmp_path / "b" / ("platlib" if shape == "platlib" else "purelib") / "demo-1.0.dist-info/RECORD").read_text()
+        assert "demo/core.py,sha256=" in record and "../scripts/demo-shebang," in record
+    if shape == "pycache":
+        assert any("__pycache__" in m for m in outcomes[1][1])

@@ -17,15 +17,19 @@ class LinuxPlatform(PosixPlatform):
     name = "linux"
 
     def clone_file(self, src: str, dst: str) -> None:
+        # Created with the source's mode bits (as the umask allows, like any
+        # new file); only Python sources get the source's mtime, which their
+        # cached .pyc is checked against. Every syscall saved counts here.
         sfd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
         try:
             st = os.fstat(sfd)
             dfd = os.open(
-                dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
+                dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, st.st_mode & 0o777
             )
             try:
                 fcntl.ioctl(dfd, FICLONE, sfd)
-                self._finish_copy(dfd, dst, st)
+                if dst.endswith(".py"):
+                    os.utime(dfd, ns=(st.st_atime_ns, st.st_mtime_ns))
             except BaseException:
                 os.close(dfd)
                 _unlink_quietly(dst)

@@ -19,7 +19,6 @@ import os
 import py_compile
 import sys
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from importlib.util import cache_from_source
 from pathlib import Path
 
@@ -118,6 +117,8 @@ def _compile_entry(
         done = _compile_many((paths, levels, mode.name))
     else:
         chunks = [paths[i::workers] for i in range(workers)]
+        from concurrent.futures import ProcessPoolExecutor  # only for big entries
+
         with ProcessPoolExecutor(workers) as pool:
             done = [
                 item

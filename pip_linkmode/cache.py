@@ -33,8 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from packaging.utils import canonicalize_name, parse_wheel_filename
-
 
 def _filelock_class() -> Any:
     """filelock's FileLock, imported on first use (warm installs rarely lock),
@@ -484,6 +482,8 @@ class WheelCache:
             tree.mkdir(parents=True)
             infos = _checked_infos(wheel, zf)
             files = _Unpacker(wheel, zf, infos, dist_info).run(tree, record.decode("utf-8"))
+            from packaging.utils import parse_wheel_filename
+
             parsed = parse_wheel_filename(wheel.name)
             data = {
                 "layout": LAYOUT_VERSION,
@@ -558,6 +558,8 @@ def _open_zip(wheel: Path) -> Iterator[zipfile.ZipFile]:
 
 
 def _find_dist_info(wheel: Path, zf: zipfile.ZipFile) -> str:
+    from packaging.utils import canonicalize_name, parse_wheel_filename  # only on a miss
+
     try:
         parsed = parse_wheel_filename(wheel.name)
     except Exception as exc:

@@ -154,6 +154,7 @@ class Linker:
         }
         self._inode_lock = threading.Lock()
         self._dir_devs: dict[str, int] = {}
+        self._dir_modes: dict[tuple[str, str], LinkMode] = {}
 
     # -- public -----------------------------------------------------------
     def run(self, jobs: Sequence[LinkJob]) -> LinkReport:
@@ -180,17 +181,31 @@ class Linker:
         return report
 
     def link_one(self, job: LinkJob, report: LinkReport) -> None:
-        """Place a single file (for callers that hand over files one by one)."""
+        """Place a single file (for callers that hand over files one by one).
+
+        The mode is resolved once per (cache dir, target dir) pair; after
+        that a file costs its link call and nothing else.
+        """
         sdir, ddir = os.path.dirname(job.src), os.path.dirname(job.dst)
-        ddev = self._dir_devs.get(ddir)
-        if ddev is None:
-            ddev = self._dir_devs[ddir] = self._make_dir(ddir)
-        sdev = self._dir_devs.get(sdir)
-        if sdev is None:
-            sdev = self._dir_devs[sdir] = self._stat_dev(sdir, "read cache directory")
-        resolution, done = self._resolve(sdev, ddev, job, report)
-        if not done:
-            report.merge(self._run_batch(resolution.mode, (job,)))
+        mode = self._dir_modes.get((sdir, ddir))
+        if mode is None:
+            ddev = self._dir_devs.get(ddir)
+            if ddev is None:
+                ddev = self._dir_devs[ddir] = self._make_dir(ddir)
+            sdev = self._dir_devs.get(sdir)
+            if sdev is None:
+                sdev = self._dir_devs[sdir] = self._stat_dev(sdir, "read cache directory")
+            resolution, done = self._resolve(sdev, ddev, job, report)
+            self._dir_modes[(sdir, ddir)] = resolution.mode
+            if done:
+                return
+            mode = resolution.mode
+        self._place_file(self._ops[mode], mode, job)
+        report.counts[mode] += 1
+        if mode is LinkMode.COPY:
+            report.bytes_copied += job.size
+        else:
+            report.bytes_shared += job.size
 
     # -- planning ---------------------------------------------------------
     def _group_by_devices(self, jobs: Sequence[LinkJob]) -> dict[tuple[int, int], list[LinkJob]]:
@@ -320,14 +335,9 @@ class Linker:
         op = self._ops[mode]
         n = 0
         size = 0
+        place = self._place_file
         for job in batch:
-            try:
-                op(job.src, job.dst)
-            except OSError as exc:
-                try:
-                    self._recover(mode, job, exc)
-                except OSError as exc2:
-                    raise self._error(exc2, mode.value, job.dst, job.src) from exc2
+            place(op, mode, job)
             n += 1
             size += job.size
         report.counts[mode] += n
@@ -350,6 +360,15 @@ class Linker:
         else:
             report.bytes_shared += job.size
         return report
+
+    def _place_file(self, op: Callable[[str, str], None], mode: LinkMode, job: LinkJob) -> None:
+        try:
+            op(job.src, job.dst)
+        except OSError as exc:
+            try:
+                self._recover(mode, job, exc)
+            except OSError as exc2:
+                raise self._error(exc2, mode.value, job.dst, job.src) from exc2
 
     def _recover(self, mode: LinkMode, job: LinkJob, exc: OSError) -> None:
         """Handle what a first attempt can meet: an existing target, the link limit."""

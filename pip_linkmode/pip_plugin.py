@@ -326,6 +326,8 @@ def _preload() -> None:
     import multiprocessing.queues  # noqa: F401
     import multiprocessing.synchronize  # noqa: F401
 
+    import packaging.utils  # noqa: F401  (the cache parses names on a miss)
+
     from . import cache
 
     cache._filelock_class()

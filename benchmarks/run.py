@@ -149,12 +149,31 @@ def prepare_corpus(corpus: Path, wheel_dir: Path) -> list[Path]:
     return wheels
 
 
+def tools_python(work: Path, pip_version: str) -> str:
+    """An interpreter with the pip under test (the same one for plain pip and
+    for pip-linkmode's front end) and pip-linkmode's dependencies, importing
+    pip_linkmode from this repository through a .pth file."""
+    if not pip_version:
+        return sys.executable
+    venv = work / f"tools-pip-{pip_version}"
+    py = venv / "bin" / "python"
+    if not py.exists():
+        log(f"creating {venv} with pip {pip_version}")
+        check_call([sys.executable, "-m", "venv", str(venv)])
+        check_call([str(py), "-m", "pip", "install", "-q", f"pip=={pip_version}",
+                    "installer", "filelock", "packaging"])
+        site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        Path(site, "pip_linkmode_repo.pth").write_text(str(REPO) + "\n")
+    return str(py)
+
+
 def ensure_uv() -> str:
     try:
         import uv  # type: ignore[import-not-found,import-untyped,unused-ignore]
     except ImportError:
         log("installing uv into the running interpreter")
-        check_call([PY, "-m", "pip", "install", "-q", "uv"])
+        check_call([sys.executable, "-m", "pip", "install", "-q", "uv"])
         import uv  # type: ignore[import-not-found,import-untyped,unused-ignore]
     return str(uv.find_uv_bin())
 
@@ -545,7 +564,7 @@ def chart(rows: Sequence[Row], path: Path) -> None:
         import matplotlib
     except ImportError:
         log("installing matplotlib into the running interpreter")
-        check_call([PY, "-m", "pip", "install", "-q", "matplotlib"])
+        check_call([sys.executable, "-m", "pip", "install", "-q", "matplotlib"])
         import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -673,6 +692,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--profile", action="store_true", help="write results/profile.txt")
     p.add_argument("--no-xfs", action="store_true", help="skip the loop-mounted XFS clone scenarios")
     p.add_argument("--xfs-size", default="3G")
+    p.add_argument("--pip", default="26.3", metavar="VERSION",
+                   help="the pip under test, for plain pip and pip-linkmode alike, in a tools "
+                        "venv under --work (default 26.3, the newest; empty: the running interpreter's)")
     p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     p.add_argument("--work", type=Path, default=HERE / ".work")
     p.add_argument("--results", type=Path, default=HERE / "results")
@@ -687,6 +709,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     wheel_dir = work / "wheels"
     wheels = prepare_corpus(args.corpus, wheel_dir)
     uv_bin = ensure_uv()
+    global PY
+    PY = tools_python(work, args.pip)
     versions = tool_versions(uv_bin)
     args.results.mkdir(parents=True, exist_ok=True)
     native = Place(fs_type(work), work / "native")

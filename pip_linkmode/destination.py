@@ -44,6 +44,10 @@ class LinkingDestination(SchemeDictionaryDestination):
 
     link_mode: LinkMode | str = LinkMode.AUTO
     linker: Linker | None = None
+    #: hand the links to ``linker.submit`` (placed in the background; the
+    #: caller must call ``linker.wait()``) instead of placing them before
+    #: RECORD is written
+    defer_links: bool = False
     report: LinkReport = field(init=False)
     _jobs: list[LinkJob] = field(init=False, repr=False)
     #: (scheme, path) of linked .py files -> (their source, archive path)
@@ -187,7 +191,17 @@ class LinkingDestination(SchemeDictionaryDestination):
         records = list(records)
         if self.bytecode_optimization_levels and self._sources:
             records.extend(self._queue_cached_bytecode())
-        self.link_pending()
+        # installer compiles the .py files whose pyc is not from the cache,
+        # reading them where they land: those must be in place first.
+        compiles = bool(self.bytecode_optimization_levels) and any(
+            key not in self._handled for key in self._sources
+        )
+        if self.defer_links and not compiles:
+            jobs, self._jobs = self._jobs, []
+            assert self.linker is not None
+            self.linker.submit(jobs, self.report)
+        else:
+            self.link_pending()
         super().finalize_installation(scheme, record_file_path, records)
 
     def _queue_cached_bytecode(self) -> list[tuple[Scheme, RecordEntry]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -241,25 +242,41 @@ def install_wheels(
     report = InstallReport(links=LinkReport(requested=mode))
     kind = get_launcher_kind() if os.name == "nt" else "posix"
     before = len(wheel_cache.unpacked)
-    for wheel in wheels:
-        with wheel_cache.open(wheel) as source:
-            destination = LinkingDestination(
-                scheme_dict=target.scheme_for(source.distribution),
-                interpreter=target.interpreter,
-                script_kind=kind,  # type: ignore[arg-type]
-                overwrite_existing=overwrite_existing,
-                bytecode_optimization_levels=(0,) if compile_bytecode else (),
-                link_mode=mode,
-                linker=linker,
-            )
-            with wheel_cache.lock(source.entry.key):  # `cache clean` waits for us
-                destination.install_cached(
-                    source, _additional_metadata(installer_name, requested, direct_url)
-                )
-            if destination.report.counts[LinkMode.SYMLINK]:
-                record_user(wheel_cache, source.entry.key, target.paths["data"])
-            report.links.merge(destination.report)
-            report.installed.append(f"{source.distribution}-{source.version}")
+    done: list[tuple[str, LinkingDestination]] = []
+    # Each wheel's files are placed in the background while the next wheel's
+    # bookkeeping runs; the entries stay locked (`cache clean` waits) until
+    # every placement is over.
+    with contextlib.ExitStack() as locks:
+        try:
+            for wheel in wheels:
+                if linker.failed:
+                    break  # wait() below raises that failure
+                with wheel_cache.open(wheel) as source:
+                    destination = LinkingDestination(
+                        scheme_dict=target.scheme_for(source.distribution),
+                        interpreter=target.interpreter,
+                        script_kind=kind,  # type: ignore[arg-type]
+                        overwrite_existing=overwrite_existing,
+                        bytecode_optimization_levels=(0,) if compile_bytecode else (),
+                        link_mode=mode,
+                        linker=linker,
+                        defer_links=True,
+                    )
+                    locks.enter_context(wheel_cache.lock(source.entry.key))
+                    destination.install_cached(
+                        source, _additional_metadata(installer_name, requested, direct_url)
+                    )
+                    done.append((source.entry.key, destination))
+                    report.installed.append(f"{source.distribution}-{source.version}")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                linker.wait()  # nothing keeps writing after we raise
+            raise
+        linker.wait()
+    for key, destination in done:
+        if destination.report.counts[LinkMode.SYMLINK]:
+            record_user(wheel_cache, key, target.paths["data"])
+        report.links.merge(destination.report)
     report.unpacked = len(wheel_cache.unpacked) - before
     return report
 

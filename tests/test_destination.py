@@ -16,7 +16,14 @@ from installer.destinations import SchemeDictionaryDestination
 from installer.sources import WheelFile
 from wheelmaker import WheelSpec, build_wheel, demo_spec
 
-from pip_linkmode import CachedWheelSource, LinkingDestination, LinkMode, WheelCache, install_wheel
+from pip_linkmode import (
+    CachedWheelSource,
+    LinkingDestination,
+    LinkMode,
+    WheelCache,
+    install_wheel,
+    install_wheels,
+)
 from pip_linkmode.install import target_for_venv
 
 MODES = [LinkMode.AUTO, LinkMode.HARDLINK, LinkMode.SYMLINK, LinkMode.COPY]
@@ -216,3 +223,23 @@ def test_planned_install_equals_installer_install(shape: str, tmp_path: Path) ->
         assert "demo/core.py,sha256=" in record and "../scripts/demo-shebang," in record
     if shape == "pycache":
         assert any("__pycache__" in m for m in outcomes[1][1])
+
+
+def test_a_placement_failure_in_the_background_stops_the_install_and_names_the_file(
+    tmp_path: Path, venv: Path, cache_dir: Path
+) -> None:
+    """install_wheels places each wheel's files while it prepares the next; a
+    failure there is raised by install_wheels with the file named, and the
+    wheels after it are not placed."""
+    from pip_linkmode import LinkError
+
+    first = build_wheel(tmp_path / "w1", WheelSpec(name="first", files={"first/__init__.py": b"A = 1\n"}))
+    second = build_wheel(tmp_path / "w2", WheelSpec(name="second", files={"second/__init__.py": b"B = 2\n"}))
+    third = build_wheel(tmp_path / "w3", WheelSpec(name="third", files={"third/__init__.py": b"C = 3\n"}))
+    blocker = site_packages(venv) / "second" / "__init__.py"
+    (blocker / "occupied").mkdir(parents=True)  # a non-empty directory where a file must go
+    with pytest.raises(LinkError) as err:
+        install_wheels([first, second, third], venv=venv, cache=cache_dir, link_mode=LinkMode.HARDLINK)
+    assert str(blocker) in str(err.value)
+    assert (site_packages(venv) / "first" / "__init__.py").read_text() == "A = 1\n"
+    assert not (site_packages(venv) / "third" / "__init__.py").exists()

@@ -21,10 +21,30 @@ import sys
 from collections.abc import Iterable, Sequence
 from importlib.util import cache_from_source
 from pathlib import Path
+from typing import NamedTuple
 
 from .cache import CachedWheel, WheelCache
 
-__all__ = ["ensure_bytecode", "invalidation_mode"]
+__all__ = ["CachedPyc", "ensure_bytecode", "invalidation_mode", "pyc_path"]
+
+
+class CachedPyc(NamedTuple):
+    """A .pyc compiled into the cache: where it is, and its size."""
+
+    path: str
+    size: int
+
+
+def pyc_path(source: str, level: int) -> str:
+    """``importlib.util.cache_from_source`` for a ``.py`` path, by string
+    operations when no ``sys.pycache_prefix`` is set (the per-file hot path)."""
+    tag = sys.implementation.cache_tag
+    if sys.pycache_prefix is not None or tag is None or not source.endswith(".py"):
+        return cache_from_source(source, optimization="" if level == 0 else level)
+    cut = max(source.rfind("/"), source.rfind(os.sep))
+    head, name = source[: cut + 1], source[cut + 1 : -3]
+    opt = "" if level == 0 else f".opt-{level}"
+    return f"{head}__pycache__{os.sep}{name}.{tag}{opt}.pyc"
 
 #: below this many sources, compiling in-process beats starting workers
 _PARALLEL_THRESHOLD = 200
@@ -71,11 +91,11 @@ def ensure_bytecode(
     entry: CachedWheel,
     levels: Iterable[int] = (0,),
     mode: py_compile.PycInvalidationMode | None = None,
-) -> dict[tuple[str, int], str]:
+) -> dict[tuple[str, int], CachedPyc]:
     """Compile the entry's sources for the running interpreter, once.
 
-    Returns {(archive path of .py, optimisation level): absolute path of the
-    cached .pyc} for every source that compiled.
+    Returns {(archive path of .py, optimisation level): the cached .pyc} for
+    every source that compiled.
     """
     lv = tuple(sorted(set(levels)))
     mode = mode or invalidation_mode()
@@ -89,26 +109,26 @@ def ensure_bytecode(
                 tmp = marker.with_suffix(f".{os.getpid()}.tmp")
                 tmp.write_text(json.dumps(compiled), "utf-8")
                 os.replace(tmp, marker)
-    tree = entry.tree
-    out = {}
-    for rel, level in compiled:
-        src = str(tree / rel)
-        out[(rel, level)] = cache_from_source(src, optimization="" if level == 0 else level)
-    return out
+    tree = str(entry.tree)
+    return {
+        (rel, level): CachedPyc(pyc_path(f"{tree}/{rel}", level), size)
+        for rel, level, size in compiled
+    }
 
 
-def _read_marker(marker: Path) -> list[tuple[str, int]] | None:
+def _read_marker(marker: Path) -> list[tuple[str, int, int]] | None:
     try:
-        return [(rel, int(level)) for rel, level in json.loads(marker.read_text("utf-8"))]
+        rows = json.loads(marker.read_text("utf-8"))
+        return [(str(rel), int(level), int(size)) for rel, level, size in rows]
     except FileNotFoundError:
         return None
-    except (OSError, ValueError):
-        return None  # damaged: compile again
+    except (OSError, ValueError, TypeError):
+        return None  # damaged, or written by an older version: compile again
 
 
 def _compile_entry(
     entry: CachedWheel, levels: tuple[int, ...], mode: py_compile.PycInvalidationMode
-) -> list[tuple[str, int]]:
+) -> list[tuple[str, int, int]]:
     tree = str(entry.tree)
     rels = _sources(entry)
     paths = [os.path.join(tree, rel) for rel in rels]
@@ -126,7 +146,10 @@ def _compile_entry(
                 for item in part
             ]
     prefix = len(tree) + 1
-    return sorted((path[prefix:].replace(os.sep, "/"), level) for path, level in done)
+    return sorted(
+        (path[prefix:].replace(os.sep, "/"), level, os.path.getsize(pyc_path(path, level)))
+        for path, level in done
+    )
 
 
 # compileall is what pip calls; importing it here keeps it loaded before pip

@@ -9,7 +9,6 @@ import secrets
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib.util import cache_from_source
 from typing import BinaryIO, cast
 
 import installer
@@ -17,7 +16,7 @@ from installer.destinations import SchemeDictionaryDestination
 from installer.records import Hash, RecordEntry
 from installer.utils import SCHEME_NAMES, Scheme, parse_entrypoints, parse_metadata_file
 
-from .bytecode import ensure_bytecode
+from .bytecode import CachedPyc, ensure_bytecode, pyc_path
 from .cache import CachedFile, record_digest
 from .linker import Linker, LinkJob, LinkReport
 from .modes import LinkMode, parse_link_mode
@@ -214,7 +213,7 @@ class LinkingDestination(SchemeDictionaryDestination):
             return []
         levels = tuple(self.bytecode_optimization_levels)
         rows: list[tuple[Scheme, RecordEntry]] = []
-        compiled: dict[int, dict[tuple[str, int], str]] = {}
+        compiled: dict[int, dict[tuple[str, int], CachedPyc]] = {}
         for (scheme, path), (source, rel) in self._sources.items():
             pycs = compiled.get(id(source))
             if pycs is None:
@@ -224,9 +223,8 @@ class LinkingDestination(SchemeDictionaryDestination):
                 cached = pycs.get((rel, level))
                 if cached is None:
                     continue  # does not compile: skipped, as pip does
-                dst = cache_from_source(target, optimization="" if level == 0 else level)
-                self._jobs.append(LinkJob(cached, dst, os.path.getsize(cached)))
-                pyc_rel = cache_from_source(path, optimization="" if level == 0 else level)
+                self._jobs.append(LinkJob(cached.path, pyc_path(target, level), cached.size))
+                pyc_rel = pyc_path(path, level)
                 rows.append((Scheme(scheme), RecordEntry(pyc_rel.replace(os.sep, "/"), None, None)))
             self._handled.add((scheme, path))
         return rows

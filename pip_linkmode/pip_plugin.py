@@ -26,7 +26,6 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from importlib.util import cache_from_source
 from typing import Any
 
 from . import bytecode
@@ -93,7 +92,7 @@ class _Active:
     files: dict[str, int]  # archive path -> size, for files we may link
     tree: str
     linked: dict[str, str] = field(default_factory=dict)  # env path -> archive path
-    pycs: dict[tuple[int, str], dict[tuple[str, int], str]] = field(default_factory=dict)
+    pycs: dict[tuple[int, str], dict[tuple[str, int], bytecode.CachedPyc]] = field(default_factory=dict)
 
 
 class _Hook:
@@ -164,8 +163,8 @@ class _Hook:
             cached = pycs.get((rel, level))
             if cached is None:
                 return False  # it did not compile in the cache either: pip skips it
-            dest = cache_from_source(path, optimization="" if level == 0 else level)
-            self.linker.link_one(LinkJob(cached, dest, os.path.getsize(cached)), self.report)
+            dest = bytecode.pyc_path(path, level)
+            self.linker.link_one(LinkJob(cached.path, dest, cached.size), self.report)
             return True
 
         return compile_file

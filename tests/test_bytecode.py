@@ -181,3 +181,15 @@ def test_concurrent_compiles_of_one_entry(tmp_path: Path) -> None:
     cache = WheelCache(tmp_path / "c")
     entry = cache.get(wheel)
     assert len(ensure_bytecode(cache, entry)) == 300
+
+
+@pytest.mark.parametrize("level", [0, 1, 2])
+@pytest.mark.parametrize(
+    "source", ["pkg/mod.py", "/abs/dir/pkg/__init__.py", "top.py", "a/b.c/d.e.py", os.path.join("x", "y", "z.py")]
+)
+def test_pyc_path_is_cache_from_source(source: str, level: int) -> None:
+    from importlib.util import cache_from_source
+
+    from pip_linkmode.bytecode import pyc_path
+
+    assert pyc_path(source, level) == cache_from_source(source, optimization="" if level == 0 else level)

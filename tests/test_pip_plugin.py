@@ -185,9 +185,14 @@ def test_upgrade_downgrade_and_force_reinstall_keep_cache(six_wheels: Path, tmp_
 def test_target_and_prefix(option: str, six_wheels: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     dest = tmp_path / "dest"
+    # Run in a venv of its own: pip with --prefix uninstalls a different
+    # version of the package from the running environment (as plain pip
+    # does), which here would be the test runner's own six.
+    venv = make_venv(tmp_path / "runner")
     proc = subprocess.run(
-        [sys.executable, "-m", "pip_linkmode", "install", "--link-mode", "symlink", "--cache-dir", str(cache),
-         "--disable-pip-version-check", "--no-index", "--find-links", str(six_wheels), option, str(dest), "six==1.16.0"],
+        [sys.executable, "-m", "pip_linkmode", "install", "--python", venv_python(venv), "--link-mode", "symlink",
+         "--cache-dir", str(cache), "--disable-pip-version-check", "--no-index", "--find-links", str(six_wheels),
+         option, str(dest), "six==1.16.0"],
         capture_output=True, text=True,
     )
     assert proc.returncode == 0, proc.stderr

@@ -480,7 +480,9 @@ class WheelCache:
         tree = tmp / "tree"
         try:
             tree.mkdir(parents=True)
-            infos = _checked_infos(wheel, zf)
+            infos = _checked_infos(wheel, zf, dist_info)
+            _check_sizes(wheel, infos, _parse_record(wheel, record.decode("utf-8")), shutil.disk_usage(tmp).free)
+            _check_wheel_version(wheel, zf, dist_info)
             files = _Unpacker(wheel, zf, infos, dist_info).run(tree, record.decode("utf-8"))
             from packaging.utils import parse_wheel_filename
 
@@ -574,6 +576,17 @@ def _find_dist_info(wheel: Path, zf: zipfile.ZipFile) -> str:
     return dist_info
 
 
+def _check_wheel_version(wheel: Path, zf: zipfile.ZipFile, dist_info: str) -> None:
+    """Only Wheel-Version 1.x is understood (as pip and installer require)."""
+    text = _read_member(wheel, zf, f"{dist_info}/WHEEL").decode("utf-8", "replace")
+    version = next(
+        (line.partition(":")[2].strip() for line in text.splitlines() if line.lower().startswith("wheel-version:")),
+        "",
+    )
+    if not version.startswith("1."):
+        raise InvalidWheel(wheel, f"{dist_info}/WHEEL", f"Wheel-Version {version or '(none)'} is not 1.x")
+
+
 def _read_member(wheel: Path, zf: zipfile.ZipFile, name: str) -> bytes:
     try:
         info = zf.getinfo(name)
@@ -587,7 +600,13 @@ def _read_member(wheel: Path, zf: zipfile.ZipFile, name: str) -> bytes:
         raise InvalidWheel(wheel, name, f"cannot be read: {exc}") from None
 
 
-def _checked_infos(wheel: Path, zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+_DATA_SCHEMES = ("purelib", "platlib", "headers", "scripts", "data")
+
+
+def _checked_infos(wheel: Path, zf: zipfile.ZipFile, dist_info: str) -> list[zipfile.ZipInfo]:
+    """The file members, each checked before anything is written: a safe,
+    normal, unique name; under ``.data/`` a known scheme; a declared size."""
+    data = dist_info[: -len(".dist-info")] + ".data/"
     seen: set[str] = set()
     infos = []
     for info in zf.infolist():
@@ -598,9 +617,33 @@ def _checked_infos(wheel: Path, zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
             raise InvalidWheel(wheel, info.filename, "name is not in normal form")
         if norm in seen:
             raise InvalidWheel(wheel, info.filename, "duplicate member")
+        if norm.startswith(data):
+            scheme, sep, rest = norm[len(data):].partition("/")
+            if scheme not in _DATA_SCHEMES or not sep or not rest:
+                raise InvalidWheel(
+                    wheel, info.filename, f"not under a known .data scheme ({', '.join(_DATA_SCHEMES)})"
+                )
         seen.add(norm)
         infos.append(info)
     return infos
+
+
+def _check_sizes(wheel: Path, infos: list[zipfile.ZipInfo], record: dict[str, tuple[str, str, str]], room: int) -> None:
+    """Refuse before writing a byte: a member whose zip header contradicts
+    RECORD's size, or a wheel that cannot fit in the cache's free space."""
+    total = 0
+    for info in infos:
+        row = record.get(info.filename)
+        if row is not None and row[2].isdigit() and int(row[2]) != info.file_size:
+            raise InvalidWheel(
+                wheel, info.filename, f"zip declares {info.file_size} bytes, RECORD {row[2]}"
+            )
+        total += info.file_size
+    if total > room:
+        raise CacheError(
+            f"no space left for {wheel.name}: it unpacks to {total} bytes and the cache's "
+            f"filesystem has {room} free; free space or set --cache-dir"
+        )
 
 
 def remove_tree(path: Path) -> None:

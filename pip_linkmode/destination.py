@@ -144,9 +144,11 @@ class LinkingDestination(SchemeDictionaryDestination):
     ) -> RecordEntry:
         """Write a generated file: temp name beside the target, then rename."""
         target = self._path_with_destdir(scheme, path)
-        if not self.overwrite_existing and os.path.lexists(target):
+        existed = os.path.lexists(target)
+        if not self.overwrite_existing and existed:
             raise FileExistsError(f"File already exists: {target!s}")
-        target.parent.mkdir(parents=True, exist_ok=True)
+        assert self.linker is not None
+        self.linker._make_dir(os.fspath(target.parent))
         tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.plm-tmp")
         hasher = hashlib.new(self.hash_algorithm)
         size = 0
@@ -163,8 +165,9 @@ class LinkingDestination(SchemeDictionaryDestination):
                 umask = os.umask(0)
                 os.umask(umask)
                 os.chmod(tmp, (0o777 & ~umask) | 0o111)
-            assert self.linker is not None
             self.linker.platform.replace(os.fspath(tmp), os.fspath(target))
+            if not existed:
+                self.linker.created.append(os.fspath(target))
         except BaseException:
             try:
                 os.unlink(tmp)

@@ -271,8 +271,13 @@ def install_wheels(
         except BaseException:
             with contextlib.suppress(Exception):
                 linker.wait()  # nothing keeps writing after we raise
+            linker.rollback()
             raise
-        linker.wait()
+        try:
+            linker.wait()
+        except BaseException:
+            linker.rollback()
+            raise
     for key, destination in done:
         if destination.report.counts[LinkMode.SYMLINK]:
             record_user(wheel_cache, key, target.paths["data"])

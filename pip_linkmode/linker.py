@@ -155,6 +155,9 @@ class Linker:
         self._inode_lock = threading.Lock()
         self._dir_devs: dict[str, int] = {}
         self._dir_modes: dict[tuple[str, str], LinkMode] = {}
+        #: what this linker created where nothing was (for ``rollback``)
+        self.created: list[str] = []
+        self.created_dirs: list[str] = []
         self._background: ThreadPoolExecutor | None = None
         self._submitted: list[tuple[Future[LinkReport], LinkReport]] = []
         self._failed = False
@@ -305,10 +308,40 @@ class Linker:
     def _make_dir(self, path: str) -> int:
         fs = self.platform.fspath(path)
         try:
+            return os.stat(fs).st_dev
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise self._error(exc, "create directory", path) from exc
+        missing = [path]  # record what we create, outermost first
+        parent = os.path.dirname(path)
+        while parent != missing[-1] and not os.path.isdir(self.platform.fspath(parent)):
+            missing.append(parent)
+            parent = os.path.dirname(parent)
+        try:
             os.makedirs(fs, exist_ok=True)
+            self.created_dirs.extend(reversed(missing))
             return os.stat(fs).st_dev
         except OSError as exc:
             raise self._error(exc, "create directory", path) from exc
+
+    def rollback(self) -> None:
+        """Remove what this linker created (files placed where nothing was,
+        then the directories it made, deepest first, if empty), so a failed
+        install leaves the environment as it found it. Files it replaced keep
+        their new content. Never follows links; never touches the cache."""
+        created, self.created = self.created, []
+        dirs, self.created_dirs = self.created_dirs, []
+        for path in reversed(created):
+            try:
+                os.unlink(self.platform.fspath(path))
+            except OSError:
+                pass
+        for path in sorted(set(dirs), key=len, reverse=True):
+            try:
+                os.rmdir(self.platform.fspath(path))
+            except OSError:
+                pass
 
     def _stat_dev(self, path: str, what: str) -> int:
         try:
@@ -399,6 +432,7 @@ class Linker:
         """Place one file (used for probing); raises the raw OSError."""
         try:
             self._ops[mode](job.src, job.dst)
+            self.created.append(job.dst)
         except OSError as exc:
             self._recover(mode, job, exc)
         report = LinkReport(requested=self.mode)
@@ -412,6 +446,7 @@ class Linker:
     def _place_file(self, op: Callable[[str, str], None], mode: LinkMode, job: LinkJob) -> None:
         try:
             op(job.src, job.dst)
+            self.created.append(job.dst)  # new here: a rollback removes it
         except OSError as exc:
             try:
                 self._recover(mode, job, exc)

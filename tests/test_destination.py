@@ -224,8 +224,8 @@ def test_a_placement_failure_in_the_background_stops_the_install_and_names_the_f
     tmp_path: Path, venv: Path, cache_dir: Path
 ) -> None:
     """install_wheels places each wheel's files while it prepares the next; a
-    failure there is raised by install_wheels with the file named, and the
-    wheels after it are not placed."""
+    failure there is raised by install_wheels with the file named, the wheels
+    after it are not placed, and what the install created is rolled back."""
     from pip_linkmode import LinkError
 
     first = build_wheel(tmp_path / "w1", WheelSpec(name="first", files={"first/__init__.py": b"A = 1\n"}))
@@ -233,8 +233,10 @@ def test_a_placement_failure_in_the_background_stops_the_install_and_names_the_f
     third = build_wheel(tmp_path / "w3", WheelSpec(name="third", files={"third/__init__.py": b"C = 3\n"}))
     blocker = site_packages(venv) / "second" / "__init__.py"
     (blocker / "occupied").mkdir(parents=True)  # a non-empty directory where a file must go
+    before = sorted(p.name for p in site_packages(venv).iterdir())
     with pytest.raises(LinkError) as err:
         install_wheels([first, second, third], venv=venv, cache=cache_dir, link_mode=LinkMode.HARDLINK)
     assert str(blocker) in str(err.value)
-    assert (site_packages(venv) / "first" / "__init__.py").read_text() == "A = 1\n"
-    assert not (site_packages(venv) / "third" / "__init__.py").exists()
+    left = sorted(p.name for p in site_packages(venv).iterdir())
+    assert left == before, left  # the environment is as it was: only the blocker remains
+    assert (blocker / "occupied").is_dir()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import csv
+import errno
 import hashlib
 import json
 import os
@@ -111,6 +112,38 @@ class _OsFileLock:
 
 class CacheError(Exception):
     """The cache cannot be used (location, permissions, a damaged entry)."""
+
+
+class _EntryLock:
+    """An entry's file lock, which a read-only cache does without.
+
+    Nothing can change or remove an entry on a read-only filesystem, so
+    reading from it needs no lock (and could not create one); any other
+    failure to lock is a clear CacheError naming the lock file.
+    """
+
+    def __init__(self, inner: Any, path: str) -> None:
+        self.inner = inner
+        self.path = path
+        self._held: list[bool] = []
+
+    def __enter__(self) -> _EntryLock:
+        try:
+            self.inner.__enter__()
+        except OSError as exc:
+            if exc.errno != errno.EROFS:
+                raise CacheError(
+                    f"cannot lock {self.path}: {exc.strerror or exc}; check that the cache "
+                    "directory is writable, or set --cache-dir"
+                ) from exc
+            self._held.append(False)
+        else:
+            self._held.append(True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._held.pop():
+            self.inner.__exit__(*exc)
 
 
 class InvalidWheel(CacheError):
@@ -362,9 +395,9 @@ class WheelCache:
         if lock is None:
             path = str(self.locks_dir / f"{key}.lock")
             file_lock = _filelock_class()
-            lock = file_lock(path) if file_lock is not None else _OsFileLock(path)
+            lock = _EntryLock(file_lock(path) if file_lock is not None else _OsFileLock(path), path)
             self._locks[key] = lock
-        return lock  # type: ignore[return-value]
+        return lock  # type: ignore[no-any-return]
 
     # -- keys -------------------------------------------------------------
     @staticmethod
@@ -481,7 +514,7 @@ class WheelCache:
         try:
             tree.mkdir(parents=True)
             infos = _checked_infos(wheel, zf, dist_info)
-            _check_sizes(wheel, infos, _parse_record(wheel, record.decode("utf-8")), shutil.disk_usage(tmp).free)
+            _check_sizes(wheel, infos, _parse_record(wheel, record.decode("utf-8")), self.root)
             _check_wheel_version(wheel, zf, dist_info)
             files = _Unpacker(wheel, zf, infos, dist_info).run(tree, record.decode("utf-8"))
             from packaging.utils import parse_wheel_filename
@@ -628,7 +661,9 @@ def _checked_infos(wheel: Path, zf: zipfile.ZipFile, dist_info: str) -> list[zip
     return infos
 
 
-def _check_sizes(wheel: Path, infos: list[zipfile.ZipInfo], record: dict[str, tuple[str, str, str]], room: int) -> None:
+def _check_sizes(
+    wheel: Path, infos: list[zipfile.ZipInfo], record: dict[str, tuple[str, str, str]], where: Path
+) -> None:
     """Refuse before writing a byte: a member whose zip header contradicts
     RECORD's size, or a wheel that cannot fit in the cache's free space."""
     total = 0
@@ -639,10 +674,11 @@ def _check_sizes(wheel: Path, infos: list[zipfile.ZipInfo], record: dict[str, tu
                 wheel, info.filename, f"zip declares {info.file_size} bytes, RECORD {row[2]}"
             )
         total += info.file_size
+    room = shutil.disk_usage(where).free
     if total > room:
         raise CacheError(
-            f"no space left for {wheel.name}: it unpacks to {total} bytes and the cache's "
-            f"filesystem has {room} free; free space or set --cache-dir"
+            f"no space left on the cache's filesystem ({where}) for {wheel.name}: it unpacks "
+            f"to {total} bytes and {room} are free; free space or set --cache-dir"
         )
 
 

@@ -118,9 +118,16 @@ class _Hook:
             files = {f.path: f.size for f in entry.files if not f.path.startswith(data_scripts)}
             self.local.active = _Active(entry, files, str(entry.tree))
             symlinks = self.report.counts[LinkMode.SYMLINK]
+            mark = len(self.linker.created)
             try:
                 with self.cache.lock(entry.key):  # `cache clean` waits for us
                     result = original(name, wheel_path, *args, **kwargs)
+            except BaseException:
+                # pip has no rollback for a half-installed wheel: remove what
+                # we placed for it, and the directories that leaves empty.
+                placed, self.linker.created[mark:] = self.linker.created[mark:], []
+                _remove_placed(placed, args[0] if args else kwargs.get("scheme"))
+                raise
             finally:
                 self.local.active = None
             scheme = args[0] if args else kwargs.get("scheme")
@@ -214,6 +221,23 @@ class _Options:
 
 class UsageError(Exception):
     pass
+
+
+def _remove_placed(paths: Sequence[str], scheme: Any) -> None:
+    roots = {os.path.abspath(getattr(scheme, k)) for k in ("purelib", "platlib", "scripts", "data", "headers")
+             if scheme is not None and getattr(scheme, k, None)}
+    parents: set[str] = set()
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        parents.add(os.path.dirname(path))
+    for parent in sorted(parents, key=len, reverse=True):
+        while parent not in roots and os.path.dirname(parent) != parent:
+            try:
+                os.rmdir(parent)  # only if empty
+            except OSError:
+                break
+            parent = os.path.dirname(parent)
 
 
 def _split_options(argv: Sequence[str]) -> _Options:

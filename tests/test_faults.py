@@ -1,0 +1,347 @@
+"""Reliability under load and faults: concurrency, kill -9, full disks, read-only filesystems.
+
+Everything here is real: processes, signals (strace's syscall fault injection
+delivers SIGKILL at the N-th chosen system call), loop-mounted filesystems
+that fill up, read-only mounts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import IS_ROOT, make_venv, site_packages, venv_python
+from wheelmaker import WheelSpec, build_wheel, demo_spec
+
+from pip_linkmode import WheelCache, cache_admin
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+LINUX_ROOT = sys.platform == "linux" and IS_ROOT
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env["PYTHONPATH"] = str(REPO)
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    return env
+
+
+def _top_level_modules(venv: Path) -> list[str]:
+    """Every importable top-level name the installed distributions put in site-packages."""
+    names: set[str] = set()
+    for dist in site_packages(venv).glob("*.dist-info"):
+        for line in (dist / "RECORD").read_text().splitlines():
+            top = line.split(",")[0].split("/")[0]
+            if top.endswith((".dist-info", ".data", ".pth")) or top in ("..", "__pycache__"):
+                continue
+            top = top.removesuffix(".py")
+            if top.isidentifier():
+                names.add(top)
+    return sorted(names)
+
+
+def _check_venv(venv: Path) -> None:
+    check = subprocess.run([sys.executable, "-m", "pip", "--python", venv_python(venv), "check"], capture_output=True, text=True)
+    assert check.returncode == 0 and "No broken requirements" in check.stdout, check.stdout + check.stderr
+    modules = _top_level_modules(venv)
+    assert modules
+    imp = subprocess.run([venv_python(venv), "-c", f"import {', '.join(modules)}"], capture_output=True, text=True)
+    assert imp.returncode == 0, imp.stderr
+
+
+# -- concurrency ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def more_real_wheels(real_wheels: list[Path], tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    dest = tmp_path_factory.mktemp("more-real-wheels")
+    for w in real_wheels:
+        shutil.copy2(w, dest)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--only-binary", ":all:",
+         "--no-deps", "-d", str(dest), "packaging==24.2", "attrs==24.2.0", "pyparsing==3.2.0", "iniconfig==2.0.0"],
+        capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"cannot download real wheels from the package index:\n{proc.stderr}")
+    return sorted(dest.glob("*.whl"))
+
+
+def test_eight_processes_share_a_cold_cache(more_real_wheels: list[Path], tmp_path: Path) -> None:
+    """8 pip-linkmode processes at once, overlapping sets of 8 real wheels, a cold
+    shared cache; then a second round (--force-reinstall) into the same venvs."""
+    names = [w.name.split("-")[0].replace("_", "-") for w in more_real_wheels]
+    assert len(names) == 8
+    cache = tmp_path / "cache"
+    venvs = [make_venv(tmp_path / f"v{i}") for i in range(8)]
+    rng = random.Random(9)
+    sets = [sorted(rng.sample(names, 5)) for _ in venvs]
+
+    def round_(extra: list[str]) -> None:
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "pip_linkmode", "install", "--python", venv_python(v), "--cache-dir", str(cache),
+                 "--no-index", "--find-links", str(more_real_wheels[0].parent), "--no-deps", "--link-mode", "hardlink",
+                 *extra, *wanted],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+            )
+            for v, wanted in zip(venvs, sets, strict=True)
+        ]
+        for p in procs:
+            out, err = p.communicate(timeout=600)
+            assert p.returncode == 0, err
+            assert "Successfully installed" in out
+
+    round_([])
+    entries = sorted((cache / "entries").iterdir())
+    used = {n for s in sets for n in s}
+    assert len(entries) == len(used)  # each wheel unpacked exactly once
+    stamps = {e.name: os.stat(e / "entry.json").st_ino for e in entries}
+    for v in venvs:
+        _check_venv(v)
+    round_(["--force-reinstall"])
+    assert {e.name: os.stat(e / "entry.json").st_ino for e in sorted((cache / "entries").iterdir())} == stamps  # not unpacked again
+    for v in venvs:
+        _check_venv(v)
+    assert cache_admin.verify(WheelCache(cache)) == []
+    out = subprocess.run([sys.executable, "-m", "pip_linkmode", "cache", "verify", "--cache-dir", str(cache)],
+                         capture_output=True, text=True, env=_env())
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+# -- kill -9 at chosen system calls ----------------------------------------------------
+
+INSTALL = """
+import sys
+from pip_linkmode import install_wheels
+install_wheels(sys.argv[3:], venv=sys.argv[1], cache=sys.argv[2], link_mode="hardlink")
+"""
+
+KILL_SYSCALLS = ("openat", "mkdir", "link", "rename", "write", "unlink")
+
+
+def _tree(venv: Path) -> dict[str, bytes]:
+    out = {}
+    root = str(venv)
+    for dirpath, dirs, files in os.walk(venv):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for name in files:
+            p = os.path.join(dirpath, name)
+            data = b"link:" + os.readlink(p).encode() if os.path.islink(p) else Path(p).read_bytes()
+            out[os.path.relpath(p, root)] = data.replace(root.encode(), b"VENV")
+    return out
+
+
+@pytest.fixture(scope="module")
+def crash_wheels(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    d = tmp_path_factory.mktemp("crash-wheels")
+    wheels = [build_wheel(d / "a", demo_spec("alpha", long_paths=False))]
+    wheels.append(build_wheel(d / "b", WheelSpec(name="beta", files={f"beta/m{i}.py": f"X = {i}\n".encode() for i in range(30)})))
+    wheels.append(build_wheel(d / "c", demo_spec("gamma", long_paths=False)))
+    return wheels
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed (apt-get install strace): it delivers the kills")
+def test_kill_9_at_fifty_seeded_points(crash_wheels: list[Path], tmp_path: Path) -> None:
+    """SIGKILL at the N-th openat/mkdir/link/rename/write/unlink of a cold-cache
+    install (cache population, linking, RECORD and script writing), at >= 50
+    seeded points. After each: no partial cache entry, the same install into
+    the same venv succeeds, and the venv equals a clean install."""
+    reference = make_venv(tmp_path / "reference")
+    subprocess.run([sys.executable, "-c", INSTALL, str(reference), str(tmp_path / "refcache"), *map(str, crash_wheels)],
+                   check=True, env=_env())
+    clean = _tree(reference)
+    # how many of each call a whole run makes (all threads), to aim the kills
+    counts_file = tmp_path / "counts.txt"
+    v0 = make_venv(tmp_path / "count-venv")
+    subprocess.run(["strace", "-f", "-qq", "-c", "-o", str(counts_file), "-e", f"trace={','.join(KILL_SYSCALLS)}",
+                    sys.executable, "-c", INSTALL, str(v0), str(tmp_path / "countcache"), *map(str, crash_wheels)],
+                   check=True, env=_env(), capture_output=True)
+    totals = {}
+    for line in counts_file.read_text().splitlines():
+        parts = line.split()
+        if parts and parts[-1] in KILL_SYSCALLS and parts[-2].isdigit() or (len(parts) > 4 and parts[-1] in KILL_SYSCALLS):
+            calls = [int(p) for p in parts[:-1] if p.isdigit()]
+            if calls:
+                totals[parts[-1]] = max(calls)
+    assert set(totals) >= {"openat", "mkdir", "link", "rename", "write"}, totals
+    rng = random.Random(20261122)
+    kills = 0
+    trials = 0
+    record: list[str] = []
+    while kills < 50 and trials < 120:
+        trials += 1
+        syscall = rng.choice(sorted(totals))
+        when = rng.randint(1, max(1, totals[syscall]))
+        venv = make_venv(tmp_path / f"k{trials}")
+        cache = tmp_path / f"kc{trials}"
+        proc = subprocess.run(
+            ["strace", "-f", "-qq", "-o", os.devnull, "-e", f"trace={syscall}", "-e", f"inject={syscall}:signal=KILL:when={when}",
+             sys.executable, "-c", INSTALL, str(venv), str(cache), *map(str, crash_wheels)],
+            capture_output=True, text=True, env=_env(),
+        )
+        killed = proc.returncode in (-9, 137) or "Killed" in proc.stderr or "+++ killed by SIGKILL" in proc.stderr
+        if killed:
+            kills += 1
+        record.append(f"{syscall}#{when}:{'killed' if killed else 'ran'}")
+        # no partial entry: every published entry is complete and verifies
+        wc = WheelCache(cache)
+        for entry_dir in (cache / "entries").iterdir() if (cache / "entries").exists() else []:
+            assert (entry_dir / "entry.json").is_file(), f"partial entry after {record[-1]}"
+        assert cache_admin.verify(wc) == [], record[-1]
+        # the same install again succeeds, and equals a clean one
+        again = subprocess.run([sys.executable, "-c", INSTALL, str(venv), str(cache), *map(str, crash_wheels)],
+                               capture_output=True, text=True, env=_env())
+        assert again.returncode == 0, f"{record[-1]}: {again.stderr}"
+        assert _tree(venv) == clean, record[-1]
+        cache_admin.prune(wc)
+        assert not (cache / "tmp").exists() or list((cache / "tmp").iterdir()) == [], record[-1]
+        shutil.rmtree(venv)
+        shutil.rmtree(cache)
+    assert kills >= 50, f"only {kills} kills in {trials} trials: {record}"
+
+
+# -- full disks --------------------------------------------------------------------------
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    if not LINUX_ROOT:
+        pytest.skip("loop-mounting a small filesystem needs Linux and root")
+    image = tmp_path / "small.img"
+    point = tmp_path / "small"
+    point.mkdir()
+    with open(image, "wb") as f:
+        f.truncate(16 * 1024 * 1024)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, capture_output=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(point)], check=True, capture_output=True)
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+def _big_wheel(directory: Path, name: str, mb: int) -> Path:
+    rnd = random.Random(name)
+    files = {f"{name}/__init__.py": b"", **{f"{name}/blob{i}.bin": rnd.randbytes(1024 * 1024) for i in range(mb)}}
+    return build_wheel(directory, WheelSpec(name=name, files=files))
+
+
+def _state(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_target_disk_full_fails_cleanly_and_rolls_back(small_fs: Path, tmp_path: Path) -> None:
+    small_ok = build_wheel(tmp_path / "w1", WheelSpec(name="fits", files={"fits/__init__.py": b"OK = 1\n"}))
+    big = _big_wheel(tmp_path / "w2", "toobig", 24)  # 24 MB of incompressible data, 16 MB disk
+    venv = make_venv(small_fs / "venv")
+    before = _state(venv)
+    proc = subprocess.run(
+        [sys.executable, "-c", INSTALL.replace('"hardlink"', '"copy"'), str(venv), str(tmp_path / "cache"), str(small_ok), str(big)],
+        capture_output=True, text=True, env=_env(),
+    )
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "No space left" in last or "no space" in last.lower(), proc.stderr
+    assert str(small_fs) in last, last  # where
+    assert _state(venv) == before  # rolled back: even the wheel that fitted is gone
+    assert cache_admin.verify(WheelCache(tmp_path / "cache")) == []
+
+
+def test_cache_disk_full_leaves_no_entry(small_fs: Path, tmp_path: Path) -> None:
+    big = _big_wheel(tmp_path / "w", "huge", 20)
+    venv = make_venv(tmp_path / "venv")
+    before = _state(venv)
+    cache = small_fs / "cache"
+    proc = subprocess.run([sys.executable, "-c", INSTALL, str(venv), str(cache), str(big)], capture_output=True, text=True, env=_env())
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "no space" in last.lower() and str(small_fs) in last, proc.stderr
+    assert list((cache / "entries").iterdir()) == []
+    assert list((cache / "tmp").iterdir()) == []  # the failed unpack cleaned up after itself
+    assert _state(venv) == before
+
+
+def test_pip_front_end_disk_full_keeps_the_environment(small_fs: Path, tmp_path: Path) -> None:
+    big = _big_wheel(tmp_path / "w", "toobig", 24)
+    venv = make_venv(small_fs / "venv")
+    before = _state(venv)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip_linkmode", "install", "--python", venv_python(venv), "--link-mode", "copy",
+         "--cache-dir", str(tmp_path / "cache"), "--no-index", "--no-deps", str(big)],
+        capture_output=True, text=True, env=_env(),
+    )
+    assert proc.returncode != 0
+    assert "No space left" in proc.stderr or "no space" in proc.stderr.lower(), proc.stderr
+    assert not (site_packages(venv) / "toobig-1.0.dist-info" / "RECORD").exists()  # not recorded as installed
+    listed = subprocess.run([sys.executable, "-m", "pip", "--python", venv_python(venv), "list", "--format", "json"],
+                            capture_output=True, text=True, check=True)
+    assert "toobig" not in {d["name"] for d in json.loads(listed.stdout)}
+    assert not (site_packages(venv) / "toobig").exists() or not any((site_packages(venv) / "toobig").iterdir())
+    assert _state(venv) == before or all("toobig" not in p for p in set(_state(venv)) - set(before))
+
+
+# -- read-only filesystems -------------------------------------------------------------------
+
+def _remount(point: Path, mode: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{mode}", str(point)], check=True, capture_output=True)
+
+
+def test_read_only_target_is_one_clear_error(small_fs: Path, tmp_path: Path) -> None:
+    wheel = build_wheel(tmp_path / "w", WheelSpec(name="ro", files={"ro/__init__.py": b""}))
+    venv = make_venv(small_fs / "venv")
+    before = _state(venv)
+    _remount(small_fs, "ro")
+    try:
+        proc = subprocess.run([sys.executable, "-c", INSTALL, str(venv), str(tmp_path / "cache"), str(wheel)],
+                              capture_output=True, text=True, env=_env())
+    finally:
+        _remount(small_fs, "rw")
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "Read-only file system" in last and str(venv) in last, proc.stderr
+    assert _state(venv) == before
+
+
+def test_read_only_cache_still_serves_its_entries(small_fs: Path, tmp_path: Path) -> None:
+    """Entries on a read-only cache are used as they are (nothing can change
+    them, so no lock is needed); a wheel not in it is one clear error."""
+    present = build_wheel(tmp_path / "w1", WheelSpec(name="present", files={"present/__init__.py": b"P = 1\n"}))
+    absent = build_wheel(tmp_path / "w2", WheelSpec(name="absent", files={"absent/__init__.py": b""}))
+    cache = small_fs / "cache"
+    WheelCache(cache).get(present)
+    _remount(small_fs, "ro")
+    try:
+        venv = make_venv(tmp_path / "venv")
+        ok = subprocess.run([sys.executable, "-c", INSTALL.replace('"hardlink"', '"copy"'), str(venv), str(cache), str(present)],
+                            capture_output=True, text=True, env=_env())
+        assert ok.returncode == 0, ok.stderr
+        assert (site_packages(venv) / "present" / "__init__.py").read_text() == "P = 1\n"
+        bad = subprocess.run([sys.executable, "-c", INSTALL, str(venv), str(cache), str(absent)],
+                             capture_output=True, text=True, env=_env())
+    finally:
+        _remount(small_fs, "rw")
+    assert bad.returncode != 0
+    last = bad.stderr.strip().splitlines()[-1]
+    assert "Read-only file system" in last and str(cache) in last, bad.stderr
+
+
+def test_read_only_cache_files_still_link(tmp_path: Path) -> None:
+    wheel = build_wheel(tmp_path / "w", WheelSpec(name="frozen", files={"frozen/__init__.py": b"F = 1\n"}))
+    cache = WheelCache(tmp_path / "cache")
+    entry = cache.get(wheel)
+    for p in entry.tree.rglob("*"):
+        p.chmod(0o444 if p.is_file() else 0o555)
+    try:
+        venv = make_venv(tmp_path / "venv")
+        subprocess.run([sys.executable, "-c", INSTALL, str(venv), str(tmp_path / "cache"), str(wheel)], check=True, env=_env())
+        assert (site_packages(venv) / "frozen" / "__init__.py").read_text() == "F = 1\n"
+    finally:
+        for p in entry.tree.rglob("*"):
+            p.chmod(0o755 if p.is_dir() else 0o644)

@@ -18,7 +18,7 @@ from installer.utils import SCHEME_NAMES, Scheme, parse_entrypoints, parse_metad
 
 from .bytecode import CachedPyc, ensure_bytecode, pyc_path
 from .cache import CachedFile, record_digest
-from .linker import Linker, LinkJob, LinkReport
+from .linker import TEMP_SUFFIX, Linker, LinkJob, LinkReport
 from .modes import LinkMode, parse_link_mode
 from .source import CachedFileStream, CachedWheelSource
 
@@ -149,7 +149,8 @@ class LinkingDestination(SchemeDictionaryDestination):
             raise FileExistsError(f"File already exists: {target!s}")
         assert self.linker is not None
         self.linker._make_dir(os.fspath(target.parent))
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.plm-tmp")
+        self.linker.sweep_temps(os.fspath(target.parent))
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
         hasher = hashlib.new(self.hash_algorithm)
         size = 0
         try:

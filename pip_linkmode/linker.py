@@ -35,6 +35,8 @@ _CHAINS = {
     LinkMode.COPY: (LinkMode.COPY,),
 }
 _BATCH = 256
+#: the suffix of the temp names files are written to before the rename over their target
+TEMP_SUFFIX = ".plm-tmp"
 
 
 class LinkError(OSError):
@@ -155,6 +157,7 @@ class Linker:
         self._inode_lock = threading.Lock()
         self._dir_devs: dict[str, int] = {}
         self._dir_modes: dict[tuple[str, str], LinkMode] = {}
+        self._swept: set[str] = set()
         #: what this linker created where nothing was (for ``rollback``)
         self.created: list[str] = []
         self.created_dirs: list[str] = []
@@ -325,6 +328,23 @@ class Linker:
         except OSError as exc:
             raise self._error(exc, "create directory", path) from exc
 
+    def sweep_temps(self, directory: str) -> None:
+        """Remove temp files (``.NAME.HEX.plm-tmp``) that a killed install left
+        in a directory we are about to write in; once per directory."""
+        if directory in self._swept:
+            return
+        self._swept.add(directory)
+        try:
+            names = os.listdir(self.platform.fspath(directory))
+        except OSError:
+            return
+        for name in names:
+            if name.startswith(".") and name.endswith(TEMP_SUFFIX):
+                try:
+                    os.unlink(self.platform.fspath(os.path.join(directory, name)))
+                except OSError:
+                    pass
+
     def rollback(self) -> None:
         """Remove what this linker created (files placed where nothing was,
         then the directories it made, deepest first, if empty), so a failed
@@ -475,7 +495,8 @@ class Linker:
         if mode is LinkMode.HARDLINK and _same_inode(self.platform.fspath(job.src), self.platform.fspath(job.dst)):
             return  # already that very file
         head, tail = os.path.split(job.dst)
-        tmp = os.path.join(head, f".{tail}.{secrets.token_hex(4)}.plm-tmp")
+        self.sweep_temps(head)
+        tmp = os.path.join(head, f".{tail}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
         self._ops[mode](job.src, tmp)
         try:
             self.platform.replace(tmp, job.dst)

@@ -298,6 +298,11 @@ class Linker:
             try:
                 os.makedirs(self.platform.fspath(os.path.dirname(dst)), exist_ok=True)
                 self.platform.clone_tree(src, dst)
+                # A whole-directory clone keeps the cache's directory mtime;
+                # give the new directory and its parent a fresh one, so an
+                # interpreter that cached a listing of either sees the change.
+                os.utime(fdst)
+                os.utime(self.platform.fspath(os.path.dirname(dst)))
             except OSError as exc:
                 note = f"cloned {os.path.basename(dst)} file by file: the directory could not be cloned whole ({exc.strerror or exc})"
                 if note not in report.notes:

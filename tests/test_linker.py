@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import Mounts, shares_extents, snapshot
-from wheelmaker import WheelSpec, build_wheel
+from conftest import Mounts, make_venv, shares_extents, snapshot, venv_python
+from wheelmaker import WheelSpec, build_wheel, demo_spec
 
-from pip_linkmode import LinkError, LinkMode, WheelCache
+from pip_linkmode import LinkError, LinkMode, WheelCache, install_wheel
 from pip_linkmode.linker import Linker, LinkJob
 
 
@@ -191,3 +192,28 @@ def test_error_on_probe_is_not_a_fallback(tmp_path: Path) -> None:
     os.unlink(jobs[0].src)  # the source vanished: a real error, not a mode problem
     with pytest.raises(LinkError, match="hardlink failed for .*No such file"):
         Linker(LinkMode.HARDLINK).run(jobs)
+
+
+def _clone_dir(request: pytest.FixtureRequest) -> Path:
+    """Where clone mode must work: PIP_LINKMODE_TEST_CLONE_DIR (CI sets it to
+    APFS on macOS and to a ReFS volume on Windows), else this session's XFS."""
+    configured = os.environ.get("PIP_LINKMODE_TEST_CLONE_DIR")
+    if configured:
+        return Path(configured)
+    if sys.platform == "linux":
+        mounts: Mounts = request.getfixturevalue("mounts")
+        return mounts.points["xfs"]
+    pytest.skip("set PIP_LINKMODE_TEST_CLONE_DIR to a directory on a filesystem that clones (APFS, ReFS / Dev Drive)")
+
+
+def test_clone_mode_installs_a_real_venv_without_fallback(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    root = _clone_dir(request) / f"clone-{tmp_path.name}"
+    root.mkdir(parents=True)
+    wheel = build_wheel(tmp_path / "w", demo_spec())
+    venv = make_venv(root / "venv")
+    report = install_wheel(wheel, venv=venv, cache=root / "cache", link_mode=LinkMode.CLONE)
+    assert report.links.counts[LinkMode.CLONE] > 0
+    assert set(report.links.modes_used) == {LinkMode.CLONE}, report.summary()  # no fallback
+    assert not any("fell back" in n for n in report.links.notes)
+    out = subprocess.run([venv_python(venv), "-c", "import demo; print(demo.hello())"], capture_output=True, text=True)
+    assert out.stdout.strip() == "hello from core", out.stderr

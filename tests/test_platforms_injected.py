@@ -10,6 +10,7 @@ import errno
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
 import installer
@@ -240,6 +241,24 @@ def test_macos_clones_each_package_directory_in_one_call(tmp_path: Path) -> None
     dest = _install_demo(tmp_path, DarwinPlatform(calls), LinkMode.AUTO)
     assert calls.calls.count("dir") == 2  # pkg/ and other/; dist-info holds RECORD, so per file
     assert dest.report.counts[LinkMode.CLONE] == 10  # 8 package files + METADATA + WHEEL
+
+
+def test_macos_whole_directory_clone_gets_fresh_mtimes(tmp_path: Path) -> None:
+    """clonefile keeps the cache directory's mtime; the package directory and
+    site-packages get a fresh one, so a running interpreter's import cache
+    (keyed by directory mtimes) sees the new package."""
+    _install_demo(tmp_path, DarwinPlatform(FakeDarwinCalls()), LinkMode.AUTO)  # fills the cache
+    shutil.rmtree(tmp_path / "env")
+    (entry,) = (tmp_path / "cache" / "entries").iterdir()
+    for d in (entry / "tree" / "pkg", entry / "tree" / "other"):
+        os.utime(d, ns=(10**18, 10**18))  # old, distinctive mtimes the fake clonefile copies
+    started = time.time_ns() - 10**9
+    calls = FakeDarwinCalls()
+    _install_demo(tmp_path, DarwinPlatform(calls), LinkMode.AUTO)
+    assert calls.calls.count("dir") == 2  # both cloned whole
+    for d in ("pkg", "other", ""):
+        mtime = os.stat(tmp_path / "env/purelib" / d).st_mtime_ns
+        assert mtime != 10**18 and mtime >= started, d
 
 
 def test_macos_directory_refused_is_cloned_file_by_file(tmp_path: Path) -> None:

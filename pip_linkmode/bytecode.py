@@ -14,18 +14,22 @@ concurrent installs compile once.
 from __future__ import annotations
 
 import compileall
+import contextlib
 import json
 import os
 import py_compile
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from importlib.util import cache_from_source
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from .cache import CachedWheel, WheelCache
 
-__all__ = ["CachedPyc", "ensure_bytecode", "invalidation_mode", "pyc_path"]
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ProcessPoolExecutor
+
+__all__ = ["CachedPyc", "ensure_bytecode", "invalidation_mode", "prepare", "pyc_path"]
 
 
 class CachedPyc(NamedTuple):
@@ -106,14 +110,119 @@ def ensure_bytecode(
             compiled = _read_marker(marker)
             if compiled is None:
                 compiled = _compile_entry(entry, lv, mode)
-                tmp = marker.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(compiled), "utf-8")
-                os.replace(tmp, marker)
+                _write_marker(marker, compiled)
     tree = str(entry.tree)
     return {
         (rel, level): CachedPyc(pyc_path(f"{tree}/{rel}", level), size)
         for rel, level, size in compiled
     }
+
+
+def _write_marker(marker: Path, compiled: list[tuple[str, int, int]]) -> None:
+    tmp = marker.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(compiled), "utf-8")
+    os.replace(tmp, marker)
+
+
+#: sources per task sent to a compiling worker: small enough to keep every
+#: worker busy to the end, large enough that the hand-over costs little
+_CHUNK = 32
+
+
+def prepare(
+    cache: WheelCache,
+    wheels: Sequence[str | os.PathLike[str]],
+    levels: Iterable[int] = (),
+    mode: py_compile.PycInvalidationMode | None = None,
+) -> list[CachedWheel]:
+    """Every wheel's cache entry, unpacked on a miss, and with ``levels``
+    its bytecode compiled: one pool of worker processes compiles the
+    entries already unpacked while this thread unpacks the next ones.
+
+    Locks are only ever tried while others are held: an entry another
+    process is unpacking or compiling is left to the end, when this call
+    holds no lock and can wait for it (so no two installs wait on each
+    other in a cycle).
+    """
+    lv = tuple(sorted(set(levels)))
+    mode = mode or invalidation_mode()
+    if not lv:
+        return _unpack_all(cache, wheels)
+    entries: list[CachedWheel | None] = []
+    later: list[int] = []
+    compiling: set[str] = set()
+    jobs: list[tuple[CachedWheel, Path, list[Future[list[tuple[str, int]]]]]] = []
+    with contextlib.ExitStack() as held, contextlib.ExitStack() as pools:
+        pool: ProcessPoolExecutor | None = None
+        for i, wheel in enumerate(wheels):
+            entry = cache.get_nowait(wheel)
+            entries.append(entry)
+            if entry is None:
+                later.append(i)
+                continue
+            marker = _marker(entry, lv, mode)
+            if entry.key in compiling or _read_marker(marker) is not None:
+                continue
+            lock = cache.lock(entry.key)
+            if not lock.acquire(blocking=False):
+                later.append(i)
+                continue
+            held.push(lock)
+            if _read_marker(marker) is not None:
+                continue
+            tree = str(entry.tree)
+            paths = [os.path.join(tree, rel) for rel in _sources(entry)]
+            if pool is None:
+                pool = pools.enter_context(_compiling_pool())
+            futures = [
+                pool.submit(_compile_many, (paths[k : k + _CHUNK], lv, mode.name))
+                for k in range(0, len(paths), _CHUNK)
+            ]
+            jobs.append((entry, marker, futures))
+            compiling.add(entry.key)
+        for entry, marker, futures in jobs:
+            done = [item for future in futures for item in future.result()]
+            _write_marker(marker, _compiled_rows(str(entry.tree), done))
+    # What others held: wait for it now, one entry at a time.
+    for i in later:
+        entry = entries[i] = cache.get(wheels[i])
+        ensure_bytecode(cache, entry, lv, mode)
+    return [e for e in entries if e is not None]
+
+
+#: threads unpacking wheels at once when nothing compiles: inflating,
+#: hashing and the file system calls release the GIL
+_UNPACKERS = 4
+
+
+def _unpack_all(cache: WheelCache, wheels: Sequence[str | os.PathLike[str]]) -> list[CachedWheel]:
+    """``prepare`` without bytecode: wheels unpacked by a few threads."""
+    unique = list(dict.fromkeys(os.path.abspath(w) for w in wheels))
+    found: dict[str, CachedWheel | None]
+    if len(unique) < 2:
+        found = {w: cache.get(w) for w in unique}
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(_UNPACKERS, len(unique))) as threads:
+            found = dict(zip(unique, threads.map(cache.get_nowait, unique), strict=True))
+    for wheel, entry in found.items():  # held by another process: wait now, holding nothing
+        if entry is None:
+            found[wheel] = cache.get(wheel)
+    return [e for e in (found[os.path.abspath(w)] for w in wheels) if e is not None]
+
+
+@contextlib.contextmanager
+def _compiling_pool() -> Iterator[ProcessPoolExecutor]:
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(os.cpu_count() or 1)
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _read_marker(marker: Path) -> list[tuple[str, int, int]] | None:
@@ -145,6 +254,11 @@ def _compile_entry(
                 for part in pool.map(_compile_many, [(c, levels, mode.name) for c in chunks])
                 for item in part
             ]
+    return _compiled_rows(tree, done)
+
+
+def _compiled_rows(tree: str, done: Iterable[tuple[str, int]]) -> list[tuple[str, int, int]]:
+    """The marker's rows: [archive path of the .py, level, size of its .pyc]."""
     prefix = len(tree) + 1
     return sorted(
         (path[prefix:].replace(os.sep, "/"), level, os.path.getsize(pyc_path(path, level)))

@@ -78,9 +78,14 @@ class _OsFileLock:
         self._depth = 0
 
     def __enter__(self) -> _OsFileLock:
-        self._depth += 1
-        if self._depth > 1:
-            return self
+        self.acquire(blocking=True)
+        return self
+
+    def acquire(self, blocking: bool) -> bool:
+        """Take the lock; without ``blocking``, False when another holds it."""
+        if self._depth:
+            self._depth += 1
+            return True
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             if sys.platform == "win32":  # pragma: no cover - Windows
@@ -88,20 +93,27 @@ class _OsFileLock:
 
                 while True:
                     try:
-                        msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+                        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
                         break
                     except OSError:
-                        continue
+                        if not blocking:
+                            os.close(fd)
+                            return False
+                        time.sleep(0.05)
             else:
                 import fcntl
 
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    return False
         except BaseException:
             os.close(fd)
-            self._depth -= 1
             raise
         self._fd = fd
-        return self
+        self._depth = 1
+        return True
 
     def __exit__(self, *exc: object) -> None:
         self._depth -= 1
@@ -128,8 +140,23 @@ class _EntryLock:
         self._held: list[bool] = []
 
     def __enter__(self) -> _EntryLock:
+        self.acquire(blocking=True)
+        return self
+
+    def acquire(self, blocking: bool) -> bool:
+        """Take the lock (release it with ``__exit__``); without ``blocking``,
+        False at once when another process holds it."""
         try:
-            self.inner.__enter__()
+            if isinstance(self.inner, _OsFileLock):
+                if not self.inner.acquire(blocking):
+                    return False
+            elif blocking:
+                self.inner.acquire()
+            else:
+                try:
+                    self.inner.acquire(timeout=0)
+                except TimeoutError:  # filelock's Timeout is a TimeoutError
+                    return False
         except OSError as exc:
             if exc.errno != errno.EROFS:
                 raise CacheError(
@@ -139,11 +166,14 @@ class _EntryLock:
             self._held.append(False)
         else:
             self._held.append(True)
-        return self
+        return True
 
     def __exit__(self, *exc: object) -> None:
         if self._held.pop():
-            self.inner.__exit__(*exc)
+            if isinstance(self.inner, _OsFileLock):
+                self.inner.__exit__(*exc)
+            else:
+                self.inner.release()
 
 
 class InvalidWheel(CacheError):
@@ -384,7 +414,7 @@ class WheelCache:
             ) from exc
         self._ready = True
 
-    def lock(self, key: str) -> contextlib.AbstractContextManager[object]:
+    def lock(self, key: str) -> _EntryLock:
         """The file lock guarding one entry (re-entrant within this object).
 
         Unpacking, compiling bytecode, installing from an entry and removing
@@ -397,7 +427,7 @@ class WheelCache:
             file_lock = _filelock_class()
             lock = _EntryLock(file_lock(path) if file_lock is not None else _OsFileLock(path), path)
             self._locks[key] = lock
-        return lock  # type: ignore[no-any-return]
+        return lock
 
     # -- keys -------------------------------------------------------------
     @staticmethod
@@ -437,6 +467,16 @@ class WheelCache:
 
     def get(self, wheel_path: str | os.PathLike[str]) -> CachedWheel:
         """The verified entry for a wheel, unpacking it first on a miss."""
+        entry = self._get(wheel_path, wait=True)
+        assert entry is not None
+        return entry
+
+    def get_nowait(self, wheel_path: str | os.PathLike[str]) -> CachedWheel | None:
+        """As ``get``, but None at once where another process holds the
+        entry's lock (it is unpacking it, compiling or removing it)."""
+        return self._get(wheel_path, wait=False)
+
+    def _get(self, wheel_path: str | os.PathLike[str], wait: bool) -> CachedWheel | None:
         wheel = Path(os.path.abspath(wheel_path))
         self._ensure_dirs()
         try:
@@ -453,10 +493,15 @@ class WheelCache:
                 key = self._read_key(wheel, zf, st.st_size, record)
                 entry = self.lookup(key)
                 if entry is None:
-                    with self.lock(key):
+                    lock = self.lock(key)
+                    if not lock.acquire(blocking=wait):
+                        return None
+                    try:
                         entry = self.lookup(key)
                         if entry is None:
                             entry = self._populate(wheel, zf, key, dist_info, record)
+                    finally:
+                        lock.__exit__(None, None, None)
             self._remember(index, stamp, entry.key)
         self._touch(entry)
         return entry

@@ -15,11 +15,13 @@ from typing import Any
 
 from installer.utils import get_launcher_kind
 
+from . import bytecode
 from .cache import WheelCache
 from .cache_admin import record_user
 from .destination import LinkingDestination
 from .linker import Linker, LinkReport
 from .modes import LinkMode, link_mode_from_env, parse_link_mode
+from .source import CachedWheelSource
 
 __all__ = [
     "InstallReport",
@@ -242,32 +244,42 @@ def install_wheels(
     report = InstallReport(links=LinkReport(requested=mode))
     kind = get_launcher_kind() if os.name == "nt" else "posix"
     before = len(wheel_cache.unpacked)
+    levels = (0,) if compile_bytecode else ()
+    # First every entry, unpacked and compiled where missing (compiling
+    # overlaps unpacking), taking no lock while waiting for another.
+    wheel_list = list(wheels)
+    entries = bytecode.prepare(wheel_cache, wheel_list, levels)
     done: list[tuple[str, LinkingDestination]] = []
     # Each wheel's files are placed in the background while the next wheel's
     # bookkeeping runs; the entries stay locked (`cache clean` waits) until
-    # every placement is over.
+    # every placement is over. Locks are taken in one global order, so
+    # installs sharing entries never wait on each other in a cycle.
     with contextlib.ExitStack() as locks:
+        for key in sorted({entry.key for entry in entries}):
+            locks.enter_context(wheel_cache.lock(key))
+        for i, entry in enumerate(entries):
+            if not (entry.root / "entry.json").is_file():  # removed before we locked it
+                entries[i] = wheel_cache.get(wheel_list[i])
         try:
-            for wheel in wheels:
+            for entry in entries:
                 if linker.failed:
                     break  # wait() below raises that failure
-                with wheel_cache.open(wheel) as source:
-                    destination = LinkingDestination(
-                        scheme_dict=target.scheme_for(source.distribution),
-                        interpreter=target.interpreter,
-                        script_kind=kind,  # type: ignore[arg-type]
-                        overwrite_existing=overwrite_existing,
-                        bytecode_optimization_levels=(0,) if compile_bytecode else (),
-                        link_mode=mode,
-                        linker=linker,
-                        defer_links=True,
-                    )
-                    locks.enter_context(wheel_cache.lock(source.entry.key))
-                    destination.install_cached(
-                        source, _additional_metadata(installer_name, requested, direct_url)
-                    )
-                    done.append((source.entry.key, destination))
-                    report.installed.append(f"{source.distribution}-{source.version}")
+                source = CachedWheelSource(entry, wheel_cache)
+                destination = LinkingDestination(
+                    scheme_dict=target.scheme_for(source.distribution),
+                    interpreter=target.interpreter,
+                    script_kind=kind,  # type: ignore[arg-type]
+                    overwrite_existing=overwrite_existing,
+                    bytecode_optimization_levels=levels,
+                    link_mode=mode,
+                    linker=linker,
+                    defer_links=True,
+                )
+                destination.install_cached(
+                    source, _additional_metadata(installer_name, requested, direct_url)
+                )
+                done.append((source.entry.key, destination))
+                report.installed.append(f"{source.distribution}-{source.version}")
         except BaseException:
             with contextlib.suppress(Exception):
                 linker.wait()  # nothing keeps writing after we raise

@@ -186,8 +186,29 @@ class _Hook:
 
         return install
 
+    def wrap_install_given_reqs(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        """Before pip installs anything: every wheel into the cache, and its
+        bytecode compiled when pip will compile, in one pass that compiles
+        on every core while it unpacks (pip installs one wheel at a time)."""
+
+        def install_given_reqs(requirements: Any, *args: Any, **kwargs: Any) -> Any:
+            wheels = [
+                path
+                for req in requirements
+                if not getattr(req, "editable", False)
+                and isinstance(path := getattr(req, "local_file_path", None), str)
+                and path.endswith(".whl")
+            ]
+            compiling = kwargs.get("pycompile", True)
+            level = sys.flags.optimize
+            bytecode.prepare(self.cache, wheels, (level,) if compiling else ())
+            return original(requirements, *args, **kwargs)
+
+        return install_given_reqs
+
     @contextlib.contextmanager
     def attached(self) -> Iterator[None]:
+        from pip._internal.commands import install as install_cmd
         from pip._internal.operations.install import wheel as wheel_mod
         from pip._internal.req import req_install
 
@@ -198,6 +219,8 @@ class _Hook:
             setattr(owner, attr, new)
 
         patch(wheel_mod, "install_wheel", self.wrap_install_wheel(wheel_mod.install_wheel))
+        if hasattr(install_cmd, "install_given_reqs"):
+            patch(install_cmd, "install_given_reqs", self.wrap_install_given_reqs(install_cmd.install_given_reqs))
         if hasattr(req_install, "install_wheel"):  # pip < 24.1 imports it at module level
             patch(req_install, "install_wheel", wheel_mod.install_wheel)
         patch(wheel_mod.ZipBackedFile, "save", self.wrap_save(wheel_mod.ZipBackedFile.save))

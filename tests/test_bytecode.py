@@ -12,7 +12,7 @@ from conftest import make_venv, site_packages, snapshot, venv_python
 from wheelmaker import WheelSpec, build_wheel
 
 from pip_linkmode import WheelCache, install_wheel
-from pip_linkmode.bytecode import ensure_bytecode
+from pip_linkmode.bytecode import ensure_bytecode, prepare
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -163,7 +163,7 @@ def test_interpreters_sharing_a_cache_get_their_own_tags(tmp_path: Path) -> None
 _COMPILER = """
 import sys
 from pip_linkmode import WheelCache
-from pip_linkmode.bytecode import ensure_bytecode
+from pip_linkmode.bytecode import ensure_bytecode, prepare
 cache = WheelCache(sys.argv[1])
 entry = cache.get(sys.argv[2])
 print(len(ensure_bytecode(cache, entry)))
@@ -193,3 +193,76 @@ def test_pyc_path_is_cache_from_source(source: str, level: int) -> None:
     from pip_linkmode.bytecode import pyc_path
 
     assert pyc_path(source, level) == cache_from_source(source, optimization="" if level == 0 else level)
+
+
+def _many_module_wheels(tmp_path: Path, count: int, modules: int) -> list[Path]:
+    return [
+        build_wheel(
+            tmp_path / f"w{i}",
+            WheelSpec(
+                name=f"many{i}",
+                files={f"many{i}/m{k}.py": f"X = {k}\n".encode() for k in range(modules)}
+                | {f"many{i}/bad.py": b"def (:\n"},
+            ),
+        )
+        for i in range(count)
+    ]
+
+
+def test_prepare_unpacks_and_compiles_every_entry_in_order(tmp_path: Path) -> None:
+    """One pass over many wheels: entries come back in the wheels' order, each
+    compiled exactly as ``ensure_bytecode`` compiles it alone."""
+    wheels = _many_module_wheels(tmp_path, 6, 45)  # 6 x 45 sources: several worker tasks each
+    cache = WheelCache(tmp_path / "cache")
+    entries = prepare(cache, [*wheels, wheels[0]], (0, 1))
+    assert [e.name for e in entries] == [f"many{i}" for i in (0, 1, 2, 3, 4, 5, 0)]
+    assert len(cache.unpacked) == 6
+    other = WheelCache(tmp_path / "other")
+    tag = sys.implementation.cache_tag
+    for entry, wheel in zip(entries, wheels, strict=False):
+        got = ensure_bytecode(cache, entry, (0, 1))  # read from the marker prepare wrote
+        alone = ensure_bytecode(other, other.get(wheel), (0, 1))
+        assert sorted(got) == sorted(alone) and len(got) == 90  # bad.py skipped at both levels
+        pyc = Path(got[(f"{entry.name}/m7.py", 1)].path)
+        assert pyc.name == f"m7.{tag}.opt-1.pyc" and pyc.stat().st_size == got[(f"{entry.name}/m7.py", 1)].size
+        ours = pyc.read_bytes().replace(os.fsencode(tmp_path / "cache"), os.fsencode(tmp_path / "other"))
+        theirs = Path(alone[(f"{entry.name}/m7.py", 1)].path).read_bytes()
+        source = entry.path_of(f"{entry.name}/m7.py").stat()
+        assert ours[:8] == theirs[:8] and ours[16:] == theirs[16:]  # all but co_filename and the stamp
+        assert ours[8:16] == (int(source.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little") + source.st_size.to_bytes(4, "little")
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from pip_linkmode import WheelCache
+cache = WheelCache(sys.argv[1])
+with cache.lock(cache.key_for(sys.argv[2])):
+    Path(sys.argv[3]).touch()
+    time.sleep(float(sys.argv[4]))
+"""
+
+
+@pytest.mark.parametrize("levels", [(0,), ()], ids=["compiling", "unpacking-threads"])
+def test_prepare_waits_for_an_entry_another_process_holds_last(tmp_path: Path, levels: tuple[int, ...]) -> None:
+    """An entry locked by another process (here: held before it exists, as an
+    unpacking process would) is not waited for while prepare holds other
+    locks: the rest is unpacked and compiled first, then prepare waits for it."""
+    wheels = _many_module_wheels(tmp_path, 3, 5)
+    cache_dir = tmp_path / "cache"
+    held = tmp_path / "held"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(cache_dir), str(wheels[0]), str(held), "1.5"],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    while not held.exists():
+        assert holder.poll() is None, "the lock holder died"
+    cache = WheelCache(cache_dir)
+    entries = prepare(cache, [*wheels, wheels[1]], levels)
+    assert holder.wait(timeout=30) == 0
+    assert [e.name for e in entries] == ["many0", "many1", "many2", "many1"]
+    assert cache.unpacked[-1] == entries[0].key  # the held one, unpacked last
+    assert len(cache.unpacked) == 3
+    assert [len(list(e.root.glob("bytecode-*.json"))) for e in entries] == [len(levels)] * 4
+    for entry in entries:
+        assert len(ensure_bytecode(cache, entry, (0,))) == 5

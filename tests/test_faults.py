@@ -116,6 +116,51 @@ def test_eight_processes_share_a_cold_cache(more_real_wheels: list[Path], tmp_pa
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+REVERSED_ORDERS = """
+import sys, time
+from pathlib import Path
+from pip_linkmode import install_wheels
+venv, cache, start, rounds, *wheels = sys.argv[1:]
+while not Path(start).exists():
+    time.sleep(0.005)
+for i in range(int(rounds)):
+    install_wheels(wheels, venv=venv, cache=cache, link_mode="hardlink", compile_bytecode=i % 2 == 0)
+print("done")
+"""
+
+
+def test_installs_in_opposite_orders_never_wait_on_each_other(make_wheel, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Two library installs of the same wheels in opposite orders, started
+    together, 8 rounds each, cold cache then warm, compiling every other
+    round. Installs hold their entries' locks while placing files: taken in
+    the order of the wheel list, that used to be a lock-order deadlock."""
+    wheels = [str(make_wheel(demo_spec(name=f"order{i}", long_paths=False))) for i in range(5)]
+    cache = tmp_path / "cache"
+    start = tmp_path / "start"
+    venvs = [make_venv(tmp_path / f"v{i}") for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", REVERSED_ORDERS, str(v), str(cache), str(start), "8", *order],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+        )
+        for v, order in zip(venvs, (wheels, wheels[::-1]), strict=True)
+    ]
+    start.touch()
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=120)
+            assert p.returncode == 0 and out.strip() == "done", err
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            p.kill()
+        pytest.fail("the two installs waited on each other's locks (deadlock)")
+    assert len(list((cache / "entries").iterdir())) == 5  # each wheel unpacked once
+    assert cache_admin.verify(WheelCache(cache)) == []
+    for v in venvs:
+        _check_venv(v)
+        assert len(list(site_packages(v).glob("order0/__pycache__/*.pyc"))) == 2
+
+
 # -- kill -9 at chosen system calls ----------------------------------------------------
 
 INSTALL = """

@@ -3,9 +3,9 @@
     python benchmarks/bench_cold.py [--runs 3] [--pip 26.3] [--no-api]
 
 Each timed command installs the pinned corpus into a fresh venv with a new,
-empty cache of its own (created and removed outside the timing, followed by
-``sync`` so one run's deletions do not slow the next), hardlink mode, on the
-filesystem of ``benchmarks/.work``:
+empty cache of its own, hardlink mode, both on a new loop-mounted ext4 image
+made for that run (as root; ``--same-fs`` uses ``benchmarks/.work``'s
+filesystem instead). The wheel files stay in ``benchmarks/.work/wheels``.
 
 * ``uv pip install --offline --no-index --find-links DIR -r CORPUS
   --link-mode hardlink`` with and without ``--compile-bytecode``;
@@ -23,12 +23,14 @@ install no slower than uv's. Not part of the test suite.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,7 +85,37 @@ def configs(py: str, uv: str, corpus: Path, wheel_dir: Path, api: bool) -> list[
     return out
 
 
-def measure(cfg: Cold, work: Path, expected: int) -> None:
+@contextlib.contextmanager
+def fresh_ext4(work: Path, size: str) -> Iterator[Path]:
+    """A new loop-mounted ext4 filesystem for one run, removed after it.
+
+    Deleting a cache of 20,000 files and unpacking a new one where it was
+    makes ext4 skip the recently freed inodes one by one for minutes
+    afterwards (``recently_deleted`` in its inode allocator): with every
+    run on one filesystem, a run's time depends on what the previous run
+    deleted. A fresh filesystem per run gives each tool the same start.
+    """
+    img, mnt = work / "cold-ext4.img", work / "cold-mnt"
+    mnt.mkdir(parents=True, exist_ok=True)
+    if subprocess.run(["mountpoint", "-q", str(mnt)]).returncode == 0:
+        harness.check_call(["umount", str(mnt)])
+    img.unlink(missing_ok=True)
+    harness.check_call(["truncate", "-s", size, str(img)])
+    harness.check_call(["mkfs.ext4", "-q", "-F", str(img)])
+    harness.check_call(["mount", "-o", "loop", str(img), str(mnt)])
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+        img.unlink(missing_ok=True)
+
+
+def measure(cfg: Cold, work: Path, expected: int, fresh_fs: bool) -> None:
+    with fresh_ext4(work, "6G") if fresh_fs else contextlib.nullcontext(work) as root:
+        _measure(cfg, root, expected)
+
+
+def _measure(cfg: Cold, work: Path, expected: int) -> None:
     venv, cache = work / "cold-venv", work / "cold-cache"
     for d in (venv, cache):
         shutil.rmtree(d, ignore_errors=True)
@@ -105,7 +137,7 @@ def measure(cfg: Cold, work: Path, expected: int) -> None:
             shutil.rmtree(d, ignore_errors=True)
 
 
-def table(results: list[Cold], runs: int, versions: dict[str, str]) -> str:
+def table(results: list[Cold], runs: int, versions: dict[str, str], fresh: bool) -> str:
     med = {c.name: statistics.median(c.times) for c in results if c.times}
     uv_of = {c.compile: c.name for c in results if c.tool == "uv"}
     lines = [
@@ -113,6 +145,7 @@ def table(results: list[Cold], runs: int, versions: dict[str, str]) -> str:
         "",
         f"- command: `python benchmarks/bench_cold.py --runs {runs}`",
         f"- {versions['machine']}; Python {versions['python']}; {versions['pip']}; {versions['uv']}",
+        "- venv and cache: " + ("a fresh loop-mounted ext4 (6 GB) per run" if fresh else "the work directory"),
         "",
         "| configuration | median s | min–max s | time ÷ uv |",
         "|---|---:|---:|---:|",
@@ -132,6 +165,8 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--pip", default="26.3", metavar="VERSION", help="the pip pip-linkmode runs (as run.py)")
     p.add_argument("--no-api", action="store_true", help="skip the library's install_wheels rows")
+    p.add_argument("--same-fs", action="store_true",
+                   help="run on the work directory's filesystem instead of a fresh loop-mounted ext4 per run")
     p.add_argument("--corpus", type=Path, default=harness.DEFAULT_CORPUS)
     p.add_argument("--work", type=Path, default=HERE / ".work")
     p.add_argument("--out", type=Path, default=HERE / "results" / "cold.md")
@@ -143,11 +178,13 @@ def main() -> int:
     harness.PY = py  # new_venv and tool_versions use the harness's interpreter
     uv = harness.ensure_uv()
     results = configs(py, uv, args.corpus, wheel_dir, not args.no_api)
+    fresh = not args.same_fs and os.geteuid() == 0 and shutil.which("mkfs.ext4") is not None
+    harness.log("a fresh loop-mounted ext4 per run" if fresh else "runs on the work directory's filesystem")
     for i in range(args.runs):
         shift = i % len(results)
         for cfg in results[shift:] + results[:shift]:
-            measure(cfg, args.work, len(wheels))
-    text = table(results, args.runs, harness.tool_versions(uv))
+            measure(cfg, args.work, len(wheels), fresh)
+    text = table(results, args.runs, harness.tool_versions(uv), fresh)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

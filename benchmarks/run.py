@@ -377,6 +377,9 @@ def build_configs(
 def measure(cfg: Config, expected: int, tag: str) -> tuple[Sample | None, str | None]:
     venv = cfg.place.venvs / f"{tag}"
     vpy = new_venv(venv)
+    # Flush what earlier runs left dirty (a copy-mode install writes 0.5 GB)
+    # so its writeback does not land in this run's time.
+    os.sync()
     try:
         out = run_timed(cfg.argv(venv, vpy))
         if out.returncode != 0:

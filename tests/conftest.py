@@ -94,6 +94,22 @@ def site_packages(venv: Path) -> Path:
     return next((venv / "lib").glob("python3.*/site-packages"))
 
 
+def scripts_dir(venv: Path) -> Path:
+    """Where a venv's console scripts live: ``bin`` (``Scripts`` on Windows)."""
+    return venv / ("Scripts" if os.name == "nt" else "bin")
+
+
+def script(venv: Path, name: str) -> Path:
+    """A console script of a venv (a ``.exe`` launcher on Windows)."""
+    return scripts_dir(venv) / (f"{name}.exe" if os.name == "nt" else name)
+
+
+def record_path(venv: Path, path: Path) -> str:
+    """How RECORD names ``path``: relative to site-packages, '/'-separated
+    (``../../../bin/x`` on POSIX, ``../../Scripts/x.exe`` on Windows)."""
+    return os.path.relpath(path, site_packages(venv)).replace(os.sep, "/")
+
+
 # -- real filesystems ---------------------------------------------------------
 
 class Mounts:

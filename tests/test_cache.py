@@ -118,7 +118,7 @@ def test_executable_bits_kept_and_link_members_stored_as_files(make_wheel, cache
     )
     entry = WheelCache(cache_dir).get(make_wheel(spec))
     run = entry.tree / "pkg/run.sh"
-    assert os.stat(run).st_mode & 0o111
+    assert os.stat(run).st_mode & 0o111 or os.name == "nt"  # Windows keeps no executable bits
     link = entry.tree / "pkg/link"
     assert not link.is_symlink() and link.read_bytes() == b"/etc/passwd"
     assert not os.stat(link).st_mode & 0o111

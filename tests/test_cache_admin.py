@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import make_venv, site_packages
+from conftest import make_venv, site_packages, venv_python
 from wheelmaker import WheelSpec, build_wheel
 
 from pip_linkmode import WheelCache, install_wheel
@@ -84,7 +84,7 @@ def test_clean_all_after_symlink_env_is_gone(filled: tuple[Path, Path, Path]) ->
     result = cli(cache, "clean")
     assert result.returncode == 0 and "removed demo 1.0" in result.stdout and "removed other 1.0" in result.stdout
     # hardlink environments never depend on the cache
-    out = subprocess.run([str(hard / "bin/python"), "-c", "import demo; print(demo.hello())"], capture_output=True, text=True)
+    out = subprocess.run([venv_python(hard), "-c", "import demo; print(demo.hello())"], capture_output=True, text=True)
     assert out.stdout.strip() == "hello from core"
 
 

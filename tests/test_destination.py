@@ -11,7 +11,7 @@ from pathlib import Path
 
 import installer
 import pytest
-from conftest import run_pip, site_packages, snapshot, venv_python
+from conftest import record_path, run_pip, script, scripts_dir, site_packages, snapshot, venv_python
 from installer.destinations import SchemeDictionaryDestination
 from installer.sources import WheelFile
 from wheelmaker import WheelSpec, build_wheel, demo_spec
@@ -98,21 +98,22 @@ def test_install_into_real_venv_then_pip_uninstall(mode: LinkMode, demo_wheel: P
         assert not (sp / rel).is_symlink()
         assert os.stat(sp / rel).st_nlink == 1
     bin_dir = Path(venv_python(venv)).parent
-    for script in ("demo-hello", "demo-shebang"):
-        assert os.stat(bin_dir / script).st_nlink == 1 and not (bin_dir / script).is_symlink()
+    for name in ("demo-hello", "demo-shebang"):
+        made = script(venv, name) if name == "demo-hello" else bin_dir / name
+        assert os.stat(made).st_nlink == 1 and not made.is_symlink()
     # it runs
-    out = subprocess.run([str(bin_dir / "demo-hello")], capture_output=True, text=True, check=True)
+    out = subprocess.run([str(script(venv, "demo-hello"))], capture_output=True, text=True, check=True)
     assert out.stdout == "hello from core\n"
     out = subprocess.run([venv_python(venv), "-c", "import demo, importlib.metadata as m; print(demo.hello(), m.version('demo'))"], capture_output=True, text=True, check=True)
     assert out.stdout == "hello from core 1.0\n"
     # pip agrees it is installed properly
     shown = run_pip(venv, "show", "-f", "demo").stdout
-    assert "Name: demo" in shown and "demo/core.py" in shown and "../../../bin/demo-hello" in shown
+    assert "Name: demo" in shown and "demo/core.py" in shown and record_path(venv, script(venv, "demo-hello")) in shown
     assert "No broken requirements" in run_pip(venv, "check").stdout
     before = snapshot(cache_dir)
     run_pip(venv, "uninstall", "-y", "demo")
     assert snapshot(cache_dir) == before  # uninstall never touches the cache
-    assert not (sp / "demo").exists() and not (bin_dir / "demo-hello").exists()
+    assert not (sp / "demo").exists() and not script(venv, "demo-hello").exists()
     assert not list(sp.glob("demo-1.0.dist-info"))
 
 
@@ -138,10 +139,11 @@ def test_record_matches_pip_install_of_the_same_wheel(demo_wheel: Path, tmp_path
     assert set(ours_rows) == set(pip_rows)
     differ = {p for p in ours_rows if ours_rows[p] != pip_rows[p]}
     # INSTALLER's content and the entry-point launcher's template are the only differences
-    assert differ <= {"demo-1.0.dist-info/INSTALLER", "../../../bin/demo-hello", "../../../bin/demo-shebang"}
+    launchers = {record_path(ours, script(ours, "demo-hello")), record_path(ours, scripts_dir(ours) / "demo-shebang")}
+    assert differ <= {"demo-1.0.dist-info/INSTALLER", *launchers}
     # the rewritten #!python script differs only by the venv path in its shebang
-    ours_script = (ours / "bin/demo-shebang").read_text().replace(str(ours), "VENV")
-    assert ours_script == (pips / "bin/demo-shebang").read_text().replace(str(pips), "VENV")
+    ours_script = (scripts_dir(ours) / "demo-shebang").read_text().replace(str(ours), "VENV")
+    assert ours_script == (scripts_dir(pips) / "demo-shebang").read_text().replace(str(pips), "VENV")
     for rel in ("demo/core.py", "demo/tool.sh", "demo-1.0.dist-info/METADATA"):
         assert (site_packages(ours) / rel).read_bytes() == (site_packages(pips) / rel).read_bytes()
         assert os.stat(site_packages(ours) / rel).st_mode == os.stat(site_packages(pips) / rel).st_mode

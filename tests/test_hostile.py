@@ -311,7 +311,8 @@ def _check_record_self_hash(sp: Path) -> None:
 
 def _check_setuid_dropped(sp: Path) -> None:
     mode = os.stat(sp / "evil" / "tool").st_mode
-    assert not mode & (stat.S_ISUID | stat.S_ISGID) and mode & 0o100
+    assert not mode & (stat.S_ISUID | stat.S_ISGID)
+    assert mode & 0o100 or os.name == "nt"  # Windows keeps no executable bits
 
 
 ACCEPTED: dict[str, Accepted] = {
@@ -389,6 +390,10 @@ def test_refused_through_the_library(case: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("case", sorted(ACCEPTED))
 def test_accepted_through_the_library_as_installer_does(case: str, tmp_path: Path) -> None:
     good = ACCEPTED[case]
+    probe = tmp_path / "CaseProbe"
+    probe.touch()
+    if case == "case-colliding" and (tmp_path / "caseprobe").exists():
+        pytest.skip("this filesystem folds case (APFS, NTFS): Mod.py and mod.py are one file here")
     venv = make_venv(tmp_path / "venv")
     (tmp_path / "outside").mkdir()
     wheel = build_wheel(tmp_path / "wheels", good.spec)

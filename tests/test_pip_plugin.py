@@ -10,7 +10,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_venv, site_packages, snapshot, venv_python
+from conftest import (
+    make_venv,
+    record_path,
+    script,
+    scripts_dir,
+    site_packages,
+    snapshot,
+    venv_python,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 # The newest release of each supported line.
@@ -87,7 +95,7 @@ def test_real_pip_release(pip_version: str, tmp_path: Path) -> None:
     assert set(ours_files) == set(plain_files)
     assert ours_files == plain_files
     ours_rows, plain_rows = _record_rows(ours), _record_rows(plain)
-    scripts = {r for r in ours_rows if r.startswith("../../../bin/")}
+    scripts = {r for r in ours_rows if r.startswith(record_path(ours, scripts_dir(ours)) + "/")}
     assert {r: v for r, v in ours_rows.items() if r not in scripts} == {r: v for r, v in plain_rows.items() if r not in scripts}
     sp = site_packages(ours)
     assert os.stat(sp / "pyflakes/checker.py").st_nlink >= 2  # hardlinked from the cache
@@ -100,12 +108,12 @@ def test_real_pip_release(pip_version: str, tmp_path: Path) -> None:
     assert "Name: pyflakes" in shown and "pyflakes/checker.py" in shown
     frozen = _run(ours, "-m", "pip", "freeze").stdout
     assert "pyflakes==3.2.0" in frozen and "docopt==0.6.2" in frozen and "jupyterlab_widgets==3.0.16" in frozen
-    flakes = subprocess.run([str(ours / "bin/pyflakes"), "--version"], capture_output=True, text=True)
+    flakes = subprocess.run([str(script(ours, "pyflakes")), "--version"], capture_output=True, text=True)
     assert flakes.returncode == 0 and "3.2.0" in flakes.stdout
     before = snapshot(cache)
     _run(ours, "-m", "pip", "uninstall", "-y", "pyflakes", "jupyterlab-widgets", "docopt")
     assert snapshot(cache) == before
-    assert not (sp / "pyflakes").exists() and not (ours / "bin/pyflakes").exists()
+    assert not (sp / "pyflakes").exists() and not script(ours, "pyflakes").exists()
 
 
 def test_pip_commands_pass_through(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import IS_ROOT, Mounts, shares_extents, snapshot
+from conftest import IS_ROOT, Mounts, scripts_dir, shares_extents, site_packages, snapshot
 
 from pip_linkmode import LinkMode, WheelCache
 from pip_linkmode.venv import LinkedEnvBuilder, create, interpreter_info, main_venv
@@ -55,11 +55,16 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
 
 
 def bin_of(env: Path) -> Path:
-    return env / "bin"
+    return scripts_dir(env)
 
 
 def site_of(env: Path) -> Path:
-    return next((env / "lib").glob("python3.*/site-packages"))
+    return site_packages(env)
+
+
+def exe(env: Path, name: str) -> Path:
+    """A venv's interpreter or console script by name (``.exe`` on Windows)."""
+    return bin_of(env) / (f"{name}.exe" if os.name == "nt" else name)
 
 
 def run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
@@ -148,11 +153,11 @@ def assert_like_ensurepip(ours: Path, ref: Path, pyc: bool) -> None:
 
 def pip_works(env: Path, wheel: Path, cache: Path) -> None:
     """The seeded pip runs, installs a local wheel and uninstalls it and itself; cache untouched."""
-    python = str(bin_of(env) / "python")
+    python = str(exe(env, "python"))
     out = run([python, "-m", "pip", "--version"]).stdout
     assert str(site_of(env)) in out
     before = snapshot(cache)
-    pip = [str(bin_of(env) / "pip"), "--disable-pip-version-check", "--no-input"]
+    pip = [str(exe(env, "pip")), "--disable-pip-version-check", "--no-input"]
     run([*pip, "install", "--no-index", str(wheel)])
     assert run([python, "-c", "import demo; print(demo.hello())"]).stdout.strip() == "hello from core"
     run([*pip, "check"])
@@ -179,7 +184,7 @@ def test_default_interpreter_matches_python_m_venv(
     pyc = site_of(env) / "pip" / "__pycache__" / f"__init__.{sys.implementation.cache_tag}.pyc"
     assert pyc.stat().st_nlink > 1 or "hardlinked" not in proc.stdout
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    assert run([str(bin_of(env) / f"pip{version}"), "--version"]).stdout.endswith(f"(python {version})\n")
+    assert run([str(exe(env, f"pip{version}")), "--version"]).stdout.endswith(f"(python {version})\n")
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -197,7 +202,7 @@ def test_each_interpreter_matches_python_m_venv(
     assert proc.returncode == 0, proc.stderr
     cfg = (env / "pyvenv.cfg").read_text()
     assert re.search(rf"^version(_info)? = {re.escape(version)}\.", cfg, re.M), cfg
-    out = run([str(bin_of(env) / "python"), "-c", "import sys; print(sys.prefix != sys.base_prefix)"]).stdout
+    out = run([str(exe(env, "python")), "-c", "import sys; print(sys.prefix != sys.base_prefix)"]).stdout
     assert out.strip() == "True"
     ref = reference_venv(python, reference_venvs, tmp_path_factory)
     same = version == f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -206,7 +211,7 @@ def test_each_interpreter_matches_python_m_venv(
     # the bundled pip of *that* interpreter, under its own versioned name
     bundled = interpreter_info(python).wheels["pip"]
     pip_version = Path(bundled).name.split("-")[1]
-    out = run([str(bin_of(env) / f"pip{version}"), "--version"]).stdout
+    out = run([str(exe(env, f"pip{version}")), "--version"]).stdout
     assert out.startswith(f"pip {pip_version} ") and out.endswith(f"(python {version})\n")
     pip_works(env, demo_wheel, cache_dir)
 
@@ -236,7 +241,7 @@ def test_link_modes(mode: str, tmp_path: Path, cache_dir: Path, demo_wheel: Path
     # per-environment files are never links into the cache
     record = next(site_of(env).glob("pip-*.dist-info")) / "RECORD"
     assert record.stat().st_nlink == 1 and not record.is_symlink()
-    assert (bin_of(env) / "pip").stat().st_nlink == 1
+    assert (exe(env, "pip")).stat().st_nlink == 1
     pip_works(env, demo_wheel, cache_dir)
 
 
@@ -276,14 +281,14 @@ def test_prompt_system_site_packages_and_clear(other: bool, tmp_path: Path, cach
     cfg = (env / "pyvenv.cfg").read_text()
     assert "include-system-site-packages = true" in cfg
     assert "prompt = 'hello'" in cfg or "prompt = hello" in cfg
-    assert (bin_of(env) / "pip").exists()
+    assert (exe(env, "pip")).exists()
 
 
 def test_without_pip(tmp_path: Path, cache_dir: Path) -> None:
     env = tmp_path / "env"
     proc = run_cli(str(env), "--without-pip", "--cache-dir", str(cache_dir))
     assert proc.returncode == 0, proc.stderr
-    assert not list(site_of(env).glob("pip*")) and not (bin_of(env) / "pip").exists()
+    assert not list(site_of(env).glob("pip*")) and not (exe(env, "pip")).exists()
     assert not cache_dir.exists()  # nothing needed from the cache
 
 
@@ -293,11 +298,11 @@ def test_seed_linkmode(tmp_path: Path, cache_dir: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     for name in ("pip_linkmode", "installer", "packaging", "filelock"):
         assert (site_of(env) / name).is_dir(), name
-    python = str(bin_of(env) / "python")
+    python = str(exe(env, "python"))
     code = "import pip_linkmode, installer, packaging, filelock, pip_linkmode.venv; print(pip_linkmode.__file__)"
     # (not from the work tree: run outside it, where '' on sys.path finds nothing)
     assert run([python, "-c", code], cwd=tmp_path).stdout.startswith(str(site_of(env)))
-    tool = str(bin_of(env) / "pip-linkmode")
+    tool = str(exe(env, "pip-linkmode"))
     assert run([tool, "--version"]).stdout.startswith("pip-linkmode ")
     run([python, "-m", "pip", "check"])
     # the seeded tool makes another environment, from its own copy
@@ -358,7 +363,7 @@ def test_empty_existing_directory_is_used(tmp_path: Path, cache_dir: Path) -> No
     env = tmp_path / "env"
     env.mkdir()
     assert run_cli(str(env), "-q", "--cache-dir", str(cache_dir)).returncode == 0
-    assert (bin_of(env) / "pip").exists()
+    assert (exe(env, "pip")).exists()
 
 
 @pytest.mark.parametrize("python", ["/no/such/python3", "python9.99", "9.99"])
@@ -431,7 +436,7 @@ def test_linked_env_builder(tmp_path: Path, cache_dir: Path, demo_wheel: Path, m
     assert builder.seed_result is not None
     assert any(i.startswith("pip-") for i in builder.seed_result.installed)
     assert builder.seed_result.report.links.counts[LinkMode.HARDLINK] > 500
-    assert (bin_of(env) / "python").is_symlink()
+    assert (exe(env, "python")).is_symlink()
     assert "prompt = 'api'" in (env / "pyvenv.cfg").read_text()
     assert os.path.samefile(site_of(env) / "pip" / "__init__.py", _cache_file(cache_dir, "pip/__init__.py"))
     monkeypatch.undo()
@@ -442,13 +447,13 @@ def test_create_function(tmp_path: Path, cache_dir: Path) -> None:
     cache = WheelCache(cache_dir)
     result = create(tmp_path / "a", link_mode=LinkMode.COPY, cache_dir=cache)
     assert result is not None and result.report.links.counts[LinkMode.COPY] > 500
-    assert not (bin_of(tmp_path / "a") / "python").is_symlink()  # venv.create's default: copies
-    assert (bin_of(tmp_path / "a") / "pip").exists()
+    assert not (exe(tmp_path / "a", "python")).is_symlink()  # venv.create's default: copies
+    assert (exe(tmp_path / "a", "pip")).exists()
     assert create(tmp_path / "b", with_pip=False, cache_dir=cache) is None
     assert not list(site_of(tmp_path / "b").glob("pip*"))
     # clear=True replaces an environment, as venv.create does
     (tmp_path / "a" / "junk").write_text("x")
     create(tmp_path / "a", clear=True, symlinks=True, cache_dir=cache)
-    assert not (tmp_path / "a" / "junk").exists() and (bin_of(tmp_path / "a") / "pip3").exists()
-    out = run([str(bin_of(tmp_path / "a") / "python"), "-m", "pip", "--version"]).stdout
+    assert not (tmp_path / "a" / "junk").exists() and (exe(tmp_path / "a", "pip3")).exists()
+    out = run([str(exe(tmp_path / "a", "python")), "-m", "pip", "--version"]).stdout
     assert out.startswith("pip ")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -189,3 +190,58 @@ def real_wheels(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     if proc.returncode != 0:
         pytest.fail(f"cannot download real wheels from the package index:\n{proc.stderr}")
     return sorted(dest.glob("*.whl"))
+
+
+# -- other interpreters ---------------------------------------------------------
+
+ENV_PYTHONS = "PIP_LINKMODE_TEST_PYTHONS"
+
+
+def _pyenv_root() -> Path:
+    root = os.environ.get("PYENV_ROOT")
+    if root:
+        return Path(root)
+    exe = shutil.which("pyenv")
+    if exe:
+        out = subprocess.run([exe, "root"], capture_output=True, text=True)
+        if out.returncode == 0 and out.stdout.strip():
+            return Path(out.stdout.strip())
+    return Path.home() / ".pyenv"
+
+
+def _version_of(python: str) -> str | None:
+    out = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                         capture_output=True, text=True)
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+_PYTHONS: dict[str, str] | None = None
+
+
+def supported_pythons() -> dict[str, str]:
+    """Interpreters for 3.10-3.13 by minor version ("3.12" -> path): those
+    listed in PIP_LINKMODE_TEST_PYTHONS (os.pathsep-separated; CI sets it from
+    setup-python), then pyenv's (newest patch release of each)."""
+    global _PYTHONS
+    if _PYTHONS is None:
+        found: dict[str, str] = {}
+        for python in filter(None, os.environ.get(ENV_PYTHONS, "").split(os.pathsep)):
+            version = _version_of(python)
+            if version is not None:
+                found.setdefault(version, python)
+        exe = "python.exe" if os.name == "nt" else "bin/python"
+        versions = _pyenv_root() / "versions"
+        by_patch = sorted(versions.glob(f"3.1[0-3].*/{exe}"),
+                          key=lambda p: [int(x) for x in re.findall(r"\d+", p.relative_to(versions).parts[0])])
+        for python_path in by_patch:
+            name = python_path.relative_to(versions).parts[0]
+            if re.fullmatch(r"3\.1[0-3]\.\d+", name):
+                found[".".join(name.split(".")[:2])] = str(python_path)  # newest patch wins
+        _PYTHONS = {v: p for v, p in sorted(found.items())}
+    return _PYTHONS
+
+
+def other_pythons() -> list[str]:
+    """The supported interpreters other than the running one's version."""
+    running = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    return [p for v, p in supported_pythons().items() if v != running]

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_venv, site_packages, snapshot, venv_python
+from conftest import make_venv, other_pythons, site_packages, snapshot, venv_python
 from wheelmaker import WheelSpec, build_wheel
 
 from pip_linkmode import WheelCache, install_wheel
@@ -131,14 +131,13 @@ def test_source_date_epoch_gives_checked_hash_pycs(tmp_path: Path) -> None:
 
 
 def _other_pythons() -> list[str]:
-    found = sorted(Path(os.path.expanduser("~/.pyenv/versions")).glob("3.1[0-3].*/bin/python"))
-    return [str(p) for p in found if not str(p).startswith(sys.base_prefix)]
+    return other_pythons()
 
 
 def test_interpreters_sharing_a_cache_get_their_own_tags(tmp_path: Path) -> None:
     others = _other_pythons()
     if not others:
-        pytest.skip("needs a second interpreter (pyenv 3.10-3.13)")
+        pytest.skip("needs a second interpreter (pyenv 3.10-3.13, or PIP_LINKMODE_TEST_PYTHONS)")
     wheel = _wheel(tmp_path)
     cache = tmp_path / "cache"
     tags = set()

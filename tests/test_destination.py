@@ -5,13 +5,21 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import installer
 import pytest
-from conftest import record_path, run_pip, script, scripts_dir, site_packages, snapshot, venv_python
+from conftest import (
+    other_pythons,
+    record_path,
+    run_pip,
+    script,
+    scripts_dir,
+    site_packages,
+    snapshot,
+    venv_python,
+)
 from installer.destinations import SchemeDictionaryDestination
 from installer.sources import WheelFile
 from wheelmaker import WheelSpec, build_wheel, demo_spec
@@ -160,10 +168,9 @@ def test_reinstall_over_hardlinked_install_keeps_cache(demo_wheel: Path, venv: P
 
 
 def test_target_for_other_interpreter(tmp_path: Path, demo_wheel: Path, cache_dir: Path) -> None:
-    pythons = sorted(Path(os.path.expanduser("~/.pyenv/versions")).glob("3.1[0-3].*/bin/python"))
-    others = [p for p in pythons if not str(p).startswith(sys.base_prefix)]
+    others = other_pythons()
     if not others:
-        pytest.skip("no second interpreter installed (pyenv versions 3.10-3.13 expected)")
+        pytest.skip("no second interpreter installed (pyenv 3.10-3.13, or PIP_LINKMODE_TEST_PYTHONS)")
     from conftest import make_venv
 
     venv = make_venv(tmp_path / "v", str(others[0]))
@@ -171,7 +178,7 @@ def test_target_for_other_interpreter(tmp_path: Path, demo_wheel: Path, cache_di
     assert target.interpreter == venv_python(venv)
     assert Path(target.paths["purelib"]).is_relative_to(venv)
     install_wheel(demo_wheel, venv=venv, link_mode="hardlink", cache=cache_dir)
-    out = subprocess.run([str(Path(venv_python(venv)).parent / "demo-hello")], capture_output=True, text=True, check=True)
+    out = subprocess.run([str(script(venv, "demo-hello"))], capture_output=True, text=True, check=True)
     assert out.stdout == "hello from core\n"
 
 

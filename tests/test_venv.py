@@ -13,7 +13,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import IS_ROOT, Mounts, scripts_dir, shares_extents, site_packages, snapshot
+from conftest import (
+    IS_ROOT,
+    Mounts,
+    scripts_dir,
+    shares_extents,
+    site_packages,
+    snapshot,
+    supported_pythons,
+)
 
 from pip_linkmode import LinkMode, WheelCache
 from pip_linkmode.venv import LinkedEnvBuilder, create, interpreter_info, main_venv
@@ -23,26 +31,12 @@ pytestmark = pytest.mark.skipif(os.name == "nt", reason="these tests use POSIX v
 VERSIONS = ["3.10", "3.11", "3.12", "3.13"]
 
 
-def _pyenv_root() -> Path:
-    root = os.environ.get("PYENV_ROOT")
-    if root:
-        return Path(root)
-    exe = shutil.which("pyenv")
-    if exe:
-        out = subprocess.run([exe, "root"], capture_output=True, text=True)
-        if out.returncode == 0 and out.stdout.strip():
-            return Path(out.stdout.strip())
-    return Path.home() / ".pyenv"
-
-
 def pyenv_python(version: str) -> str:
-    """The pyenv interpreter of a minor version, or skip the test."""
-    versions = _pyenv_root() / "versions"
-    found = sorted(versions.glob(f"{version}.*/bin/python"), key=lambda p: [int(x) for x in re.findall(r"\d+", p.parent.parent.name)])
-    found = [p for p in found if re.fullmatch(rf"{re.escape(version)}\.\d+", p.parent.parent.name)]
-    if not found:
-        pytest.skip(f"no pyenv interpreter for Python {version} under {versions}")
-    return str(found[-1])
+    """The interpreter of a minor version (pyenv's, or PIP_LINKMODE_TEST_PYTHONS), or skip the test."""
+    python = supported_pythons().get(version)
+    if python is None:
+        pytest.skip(f"no Python {version} interpreter (pyenv, or PIP_LINKMODE_TEST_PYTHONS)")
+    return python
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

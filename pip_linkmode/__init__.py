@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
-from .cache import CacheError, InvalidWheel, WheelCache
-from .destination import LinkingDestination
-from .install import InstallReport, Target, install_wheel, install_wheels
-from .linker import LinkError, LinkReport
-from .modes import LinkMode
-from .source import CachedWheelSource
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .cache import CacheError, InvalidWheel, WheelCache
+    from .destination import LinkingDestination
+    from .install import InstallReport, Target, install_wheel, install_wheels
+    from .linker import LinkError, LinkReport
+    from .modes import LinkMode
+    from .source import CachedWheelSource
 
 __version__ = "0.1.0"
+
+# Public names and the module defining each, imported on first use: the
+# command line's fast paths (``pip-linkmode venv``) do not pay for installer.
+_EXPORTS = {
+    "CacheError": "cache",
+    "InvalidWheel": "cache",
+    "WheelCache": "cache",
+    "LinkingDestination": "destination",
+    "InstallReport": "install",
+    "Target": "install",
+    "install_wheel": "install",
+    "install_wheels": "install",
+    "LinkError": "linker",
+    "LinkReport": "linker",
+    "LinkMode": "modes",
+    "CachedWheelSource": "source",
+}
 
 __all__ = [
     "CacheError",
@@ -26,3 +47,16 @@ __all__ = [
     "install_wheel",
     "install_wheels",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import csv
-import errno
 import hashlib
 import json
 import os
@@ -34,15 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-
-def _filelock_class() -> Any:
-    """filelock's FileLock, imported on first use (warm installs rarely lock),
-    or None where it cannot be imported by this interpreter."""
-    try:
-        from filelock import FileLock
-    except (ImportError, TypeError, SyntaxError):  # pragma: no cover - see _OsFileLock
-        return None
-    return FileLock
+from ._cachecore import (
+    ENV_CACHE_DIR,
+    CacheError,
+    EntryLock,
+    OsFileLock,
+    default_cache_dir,
+    filelock_class,
+)
 
 if TYPE_CHECKING:
     from .source import CachedWheelSource
@@ -57,123 +55,10 @@ __all__ = [
     "ENV_CACHE_DIR",
 ]
 
-ENV_CACHE_DIR = "PIP_LINKMODE_CACHE_DIR"
 LAYOUT_VERSION = 1
 _CHUNK = 1024 * 1024
 _ALLOWED_HASHES = {"sha256", "sha384", "sha512", "sha3_256", "sha3_384", "sha3_512", "blake2b"}
 _SIGNATURES = ("RECORD.jws", "RECORD.p7s")
-
-
-class _OsFileLock:
-    """An exclusive lock on a file, straight from the OS.
-
-    Used only when the installed ``filelock`` cannot be imported by this
-    interpreter, which happens when ``pip-linkmode install --python`` runs our
-    code in an older interpreter than the one whose packages it borrows.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._fd: int | None = None
-        self._depth = 0
-
-    def __enter__(self) -> _OsFileLock:
-        self.acquire(blocking=True)
-        return self
-
-    def acquire(self, blocking: bool) -> bool:
-        """Take the lock; without ``blocking``, False when another holds it."""
-        if self._depth:
-            self._depth += 1
-            return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            if sys.platform == "win32":  # pragma: no cover - Windows
-                import msvcrt
-
-                while True:
-                    try:
-                        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-                        break
-                    except OSError:
-                        if not blocking:
-                            os.close(fd)
-                            return False
-                        time.sleep(0.05)
-            else:
-                import fcntl
-
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    os.close(fd)
-                    return False
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
-        self._depth = 1
-        return True
-
-    def __exit__(self, *exc: object) -> None:
-        self._depth -= 1
-        if self._depth == 0 and self._fd is not None:
-            os.close(self._fd)  # closing releases the lock
-            self._fd = None
-
-
-class CacheError(Exception):
-    """The cache cannot be used (location, permissions, a damaged entry)."""
-
-
-class _EntryLock:
-    """An entry's file lock, which a read-only cache does without.
-
-    Nothing can change or remove an entry on a read-only filesystem, so
-    reading from it needs no lock (and could not create one); any other
-    failure to lock is a clear CacheError naming the lock file.
-    """
-
-    def __init__(self, inner: Any, path: str) -> None:
-        self.inner = inner
-        self.path = path
-        self._held: list[bool] = []
-
-    def __enter__(self) -> _EntryLock:
-        self.acquire(blocking=True)
-        return self
-
-    def acquire(self, blocking: bool) -> bool:
-        """Take the lock (release it with ``__exit__``); without ``blocking``,
-        False at once when another process holds it."""
-        try:
-            if isinstance(self.inner, _OsFileLock):
-                if not self.inner.acquire(blocking):
-                    return False
-            elif blocking:
-                self.inner.acquire()
-            else:
-                try:
-                    self.inner.acquire(timeout=0)
-                except TimeoutError:  # filelock's Timeout is a TimeoutError
-                    return False
-        except OSError as exc:
-            if exc.errno != errno.EROFS:
-                raise CacheError(
-                    f"cannot lock {self.path}: {exc.strerror or exc}; check that the cache "
-                    "directory is writable, or set --cache-dir"
-                ) from exc
-            self._held.append(False)
-        else:
-            self._held.append(True)
-        return True
-
-    def __exit__(self, *exc: object) -> None:
-        if self._held.pop():
-            if isinstance(self.inner, _OsFileLock):
-                self.inner.__exit__(*exc)
-            else:
-                self.inner.release()
 
 
 class InvalidWheel(CacheError):
@@ -185,20 +70,6 @@ class InvalidWheel(CacheError):
         self.reason = reason
         where = f", member {member!r}" if member else ""
         super().__init__(f"invalid wheel {os.path.basename(self.wheel)}{where}: {reason}")
-
-
-def default_cache_dir() -> Path:
-    """The cache root: ``PIP_LINKMODE_CACHE_DIR`` or the user cache directory."""
-    env = os.environ.get(ENV_CACHE_DIR)
-    if env:
-        return Path(env).expanduser()
-    if sys.platform == "win32":
-        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~\\AppData\\Local")
-        return Path(base) / "pip-linkmode" / "Cache"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "pip-linkmode"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(base) / "pip-linkmode"
 
 
 @dataclass(frozen=True)
@@ -414,7 +285,7 @@ class WheelCache:
             ) from exc
         self._ready = True
 
-    def lock(self, key: str) -> _EntryLock:
+    def lock(self, key: str) -> EntryLock:
         """The file lock guarding one entry (re-entrant within this object).
 
         Unpacking, compiling bytecode, installing from an entry and removing
@@ -424,8 +295,8 @@ class WheelCache:
         lock = self._locks.get(key)
         if lock is None:
             path = str(self.locks_dir / f"{key}.lock")
-            file_lock = _filelock_class()
-            lock = _EntryLock(file_lock(path) if file_lock is not None else _OsFileLock(path), path)
+            file_lock = filelock_class()
+            lock = EntryLock(file_lock(path) if file_lock is not None else OsFileLock(path), path)
             self._locks[key] = lock
         return lock
 

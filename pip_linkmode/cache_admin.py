@@ -263,7 +263,17 @@ def prune(cache: WheelCache, older_than_days: float | None = None, force: bool =
 
 
 def _prune_index(cache: WheelCache) -> None:
-    """Forget wheel files whose entry is gone (the index is only a shortcut)."""
+    """Forget wheel files whose entry is gone (the index is only a shortcut),
+    and recorded plans that link from a removed entry (see ``plan``)."""
+    plans = cache.root / "plans"
+    for path in sorted(plans.glob("*.json")) if plans.is_dir() else []:
+        try:
+            keys = [str(k) for k in json.loads(path.read_bytes())["entries"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            keys = [""]
+        if not all(k and (cache.entry_dir(k) / "entry.json").is_file() for k in keys):
+            with contextlib.suppress(OSError):
+                path.unlink()
     if not cache.index_dir.is_dir():
         return
     for path in cache.index_dir.iterdir():

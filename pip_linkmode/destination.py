@@ -5,9 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import secrets
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO, cast
 
@@ -18,7 +17,7 @@ from installer.utils import SCHEME_NAMES, Scheme, parse_entrypoints, parse_metad
 
 from .bytecode import CachedPyc, ensure_bytecode, pyc_path
 from .cache import CachedFile, record_digest
-from .linker import TEMP_SUFFIX, Linker, LinkJob, LinkReport
+from .linker import Linker, LinkJob, LinkReport, write_beside
 from .modes import LinkMode, parse_link_mode
 from .source import CachedFileStream, CachedWheelSource
 
@@ -47,6 +46,11 @@ class LinkingDestination(SchemeDictionaryDestination):
     #: caller must call ``linker.wait()``) instead of placing them before
     #: RECORD is written
     defer_links: bool = False
+    #: link .pyc files compiled into the cache by the running interpreter:
+    #: None decides by the interpreter's path (the running one's, resolved);
+    #: True where the caller knows the target runs the same Python (a venv
+    #: whose interpreter is a copy of the running one)
+    cached_bytecode: bool | None = None
     report: LinkReport = field(init=False)
     _jobs: list[LinkJob] = field(init=False, repr=False)
     #: (scheme, path) of linked .py files -> (their source, archive path)
@@ -150,31 +154,24 @@ class LinkingDestination(SchemeDictionaryDestination):
         assert self.linker is not None
         self.linker._make_dir(os.fspath(target.parent))
         self.linker.sweep_temps(os.fspath(target.parent))
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
         hasher = hashlib.new(self.hash_algorithm)
         size = 0
-        try:
-            with open(tmp, "xb") as out:
-                while True:
-                    chunk = stream.read(_CHUNK)
-                    if not chunk:
-                        break
-                    hasher.update(chunk)
-                    size += len(chunk)
-                    out.write(chunk)
-            if is_executable:
-                umask = os.umask(0)
-                os.umask(umask)
-                os.chmod(tmp, (0o777 & ~umask) | 0o111)
-            self.linker.platform.replace(os.fspath(tmp), os.fspath(target))
-            if not existed:
-                self.linker.created.append(os.fspath(target))
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+
+        def chunks() -> Iterator[bytes]:
+            nonlocal size
+            while chunk := stream.read(_CHUNK):
+                hasher.update(chunk)
+                size += len(chunk)
+                yield chunk
+
+        mode = None
+        if is_executable:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = (0o777 & ~umask) | 0o111
+        write_beside(os.fspath(target), chunks(), mode, self.linker.platform.replace)
+        if not existed:
+            self.linker.created.append(os.fspath(target))
         self.report.written += 1
         digest = Hash(self.hash_algorithm, record_digest(hasher.digest()))
         return RecordEntry(path, digest, size)
@@ -213,7 +210,10 @@ class LinkingDestination(SchemeDictionaryDestination):
         The cache holds bytecode of the running interpreter, so this applies
         when it is the target's; otherwise installer compiles as usual.
         """
-        if os.path.realpath(self.interpreter) != os.path.realpath(sys.executable):
+        same = self.cached_bytecode
+        if same is None:
+            same = os.path.realpath(self.interpreter) == os.path.realpath(sys.executable)
+        if not same:
             return []
         levels = tuple(self.bytecode_optimization_levels)
         rows: list[tuple[Scheme, RecordEntry]] = []

@@ -9,19 +9,14 @@ import subprocess
 import sys
 import sysconfig
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from installer.utils import get_launcher_kind
-
-from . import bytecode
-from .cache import WheelCache
-from .cache_admin import record_user
-from .destination import LinkingDestination
 from .linker import Linker, LinkReport
 from .modes import LinkMode, link_mode_from_env, parse_link_mode
-from .source import CachedWheelSource
+
+if TYPE_CHECKING:
+    from .cache import WheelCache
 
 __all__ = [
     "InstallReport",
@@ -50,8 +45,7 @@ print(json.dumps({
 """
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """Where an interpreter's environment keeps each kind of file."""
 
     interpreter: str
@@ -182,13 +176,21 @@ def _cfg_version(cfg: Path) -> tuple[int, int] | None:
     return None
 
 
-@dataclass
 class InstallReport:
     """What ``install_wheels`` did."""
 
-    installed: list[str] = field(default_factory=list)  # "name-version"
-    links: LinkReport = field(default_factory=LinkReport)
-    unpacked: int = 0  # wheels unpacked into the cache by this call
+    def __init__(
+        self,
+        installed: list[str] | None = None,
+        links: LinkReport | None = None,
+        unpacked: int = 0,
+    ) -> None:
+        self.installed: list[str] = [] if installed is None else installed  # "name-version"
+        self.links = LinkReport() if links is None else links
+        self.unpacked = unpacked  # wheels unpacked into the cache by this call
+
+    def __repr__(self) -> str:
+        return f"<InstallReport {self.installed} unpacked={self.unpacked} {self.links!r}>"
 
     def summary(self) -> str:
         return self.links.summary()
@@ -219,6 +221,7 @@ def install_wheels(
     installer_name: str = "pip-linkmode",
     overwrite_existing: bool = True,
     compile_bytecode: bool = False,
+    journal: list[tuple[str, str, int]] | None = None,
 ) -> InstallReport:
     """Install wheel files into a target, a venv or an interpreter's environment.
 
@@ -227,7 +230,18 @@ def install_wheels(
     ``compile_bytecode`` links ``.pyc`` files compiled once into the cache; it
     needs the target interpreter to be the running one (as pip's, whose
     ``--python`` re-runs pip there; ``pip-linkmode install --python`` does too).
+    ``journal``, a list, receives (cache path, target path, size) of every
+    file placed from the cache (what ``plan.record`` needs).
     """
+    # Imported here: replaying a recorded plan (``plan``) needs none of them.
+    from installer.utils import get_launcher_kind
+
+    from . import bytecode
+    from .cache import WheelCache
+    from .cache_admin import record_user
+    from .destination import LinkingDestination
+    from .source import CachedWheelSource
+
     if sum(x is not None for x in (target, venv, python)) > 1:
         raise TypeError("give at most one of target, venv and python")
     if target is None:
@@ -241,6 +255,7 @@ def install_wheels(
         )
     wheel_cache = cache if isinstance(cache, WheelCache) else WheelCache(cache)
     linker = Linker(mode, overwrite=overwrite_existing)
+    linker.journal = journal
     report = InstallReport(links=LinkReport(requested=mode))
     kind = get_launcher_kind() if os.name == "nt" else "posix"
     before = len(wheel_cache.unpacked)
@@ -274,6 +289,8 @@ def install_wheels(
                     link_mode=mode,
                     linker=linker,
                     defer_links=True,
+                    # compile_bytecode checked above that the target's Python is ours
+                    cached_bytecode=bool(levels) and target.cache_tag == sys.implementation.cache_tag,
                 )
                 destination.install_cached(
                     source, _additional_metadata(installer_name, requested, direct_url)

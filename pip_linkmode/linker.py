@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import _platform
 from ._platform import Cause, Platform
 from .modes import LinkMode, parse_link_mode
 
-__all__ = ["LinkError", "LinkJob", "LinkReport", "Linker", "reset_process_state"]
+if TYPE_CHECKING:  # imported when first needed: a small install runs no thread
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+__all__ = ["LinkError", "LinkJob", "LinkReport", "Linker", "reset_process_state", "write_beside"]
 
 logger = logging.getLogger("pip_linkmode")
 
@@ -46,8 +47,7 @@ class LinkError(OSError):
         return str(self.strerror) if self.strerror else super().__str__()
 
 
-@dataclass(frozen=True)
-class LinkJob:
+class LinkJob(NamedTuple):
     src: str  # file in the cache
     dst: str  # path in the environment
     size: int
@@ -56,8 +56,7 @@ class LinkJob:
     tree: tuple[str, str] | None = None
 
 
-@dataclass(frozen=True)
-class _Resolution:
+class _Resolution(NamedTuple):
     mode: LinkMode
     note: str | None  # why this mode, when it is not the one asked for
 
@@ -75,16 +74,19 @@ def reset_process_state() -> None:
         _warned.clear()
 
 
-@dataclass
 class LinkReport:
     """What an install did: files per mode, bytes not written, notes."""
 
-    requested: LinkMode = LinkMode.AUTO
-    counts: Counter[LinkMode] = field(default_factory=Counter)
-    bytes_shared: int = 0
-    bytes_copied: int = 0
-    written: int = 0  # files generated per environment (RECORD, scripts, ...)
-    notes: list[str] = field(default_factory=list)
+    def __init__(self, requested: LinkMode = LinkMode.AUTO) -> None:
+        self.requested = requested
+        self.counts: Counter[LinkMode] = Counter()
+        self.bytes_shared = 0
+        self.bytes_copied = 0
+        self.written = 0  # files generated per environment (RECORD, scripts, ...)
+        self.notes: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"<LinkReport {self.summary()!r}>"
 
     def merge(self, other: LinkReport) -> None:
         self.counts.update(other.counts)
@@ -120,6 +122,16 @@ def _human(n: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     return f"{n} B"
+
+
+def _posix_parent(path: str) -> str:
+    """``os.path.dirname`` of an absolute POSIX path, without its generality."""
+    cut = path.rfind("/")
+    return path[:cut] if cut > 0 else path[: cut + 1]
+
+
+#: the per-file hot path's dirname (Windows paths have two separators)
+_parent = os.path.dirname if os.altsep else _posix_parent
 
 
 def _count_files(path: str) -> int:
@@ -164,12 +176,16 @@ class Linker:
         self._background: ThreadPoolExecutor | None = None
         self._submitted: list[tuple[Future[LinkReport], LinkReport]] = []
         self._failed = False
+        #: when a list: every job ``run`` is given, (cache path, target path, size)
+        self.journal: list[tuple[str, str, int]] | None = None
 
     # -- public -----------------------------------------------------------
     def run(self, jobs: Sequence[LinkJob]) -> LinkReport:
         report = LinkReport(requested=self.mode)
         if not jobs:
             return report
+        if self.journal is not None:
+            self.journal.extend((job.src, job.dst, job.size) for job in jobs)
         if self.platform.clones_directories and self.mode in (LinkMode.AUTO, LinkMode.CLONE):
             jobs = self._clone_trees(list(jobs), report)
         groups = self._group_by_devices(jobs)
@@ -184,6 +200,8 @@ class Linker:
             for mode, batch in batches:
                 report.merge(self._run_batch(mode, batch))
         else:
+            from concurrent.futures import ThreadPoolExecutor
+
             with ThreadPoolExecutor(self.max_workers) as pool:
                 for sub in pool.map(lambda b: self._run_batch(*b), batches):
                     report.merge(sub)
@@ -198,6 +216,8 @@ class Linker:
         later submissions are not placed.
         """
         if self._background is None:
+            from concurrent.futures import ThreadPoolExecutor
+
             # One placer: submissions are placed in order, so where two touch
             # the same path the later wins, as without the background. (Two
             # placers were measured: mkdir does not scale on ext4 here.)
@@ -267,13 +287,13 @@ class Linker:
         ddevs: dict[str, int] = {}
         sdevs: dict[str, int] = {}
         groups: dict[tuple[int, int], list[LinkJob]] = {}
-        split = os.path.split
+        parent = _parent
         for job in jobs:
-            ddir = split(job.dst)[0]
+            ddir = parent(job.dst)
             ddev = ddevs.get(ddir)
             if ddev is None:
-                ddev = ddevs[ddir] = self._make_dir(ddir)
-            sdir = split(job.src)[0]
+                ddev = ddevs[ddir] = self._make_dir(ddir, ddevs)
+            sdir = parent(job.src)
             sdev = sdevs.get(sdir)
             if sdev is None:
                 sdev = sdevs[sdir] = self._stat_dev(sdir, "read cache directory")
@@ -313,8 +333,24 @@ class Linker:
             report.bytes_shared += sum(m.size for m in members)
         return rest
 
-    def _make_dir(self, path: str) -> int:
+    def _make_dir(self, path: str, known: dict[str, int] | None = None) -> int:
+        """Create ``path`` (and missing parents) if need be; its device.
+
+        ``known`` maps directories already made or seen to their device: a
+        directory created in one of them is on its device (a new directory
+        is no mount point), so it costs one ``mkdir`` and nothing more.
+        """
         fs = self.platform.fspath(path)
+        parent_dev = known.get(os.path.dirname(path)) if known else None
+        if parent_dev is not None:
+            try:
+                os.mkdir(fs)
+                self.created_dirs.append(path)
+                return parent_dev
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise self._error(exc, "create directory", path) from exc
         try:
             return os.stat(fs).st_dev
         except FileNotFoundError:
@@ -501,7 +537,7 @@ class Linker:
             return  # already that very file
         head, tail = os.path.split(job.dst)
         self.sweep_temps(head)
-        tmp = os.path.join(head, f".{tail}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        tmp = os.path.join(head, f".{tail}.{os.urandom(4).hex()}{TEMP_SUFFIX}")
         self._ops[mode](job.src, tmp)
         try:
             self.platform.replace(tmp, job.dst)
@@ -529,7 +565,7 @@ class Linker:
                 if self.platform.classify(exc) is not Cause.LINK_LIMIT:
                     raise
             head, tail = os.path.split(job.src)
-            fresh = os.path.join(head, f".{tail}.{secrets.token_hex(4)}.plm-inode")
+            fresh = os.path.join(head, f".{tail}.{os.urandom(4).hex()}.plm-inode")
             self.platform.copy_file(job.src, fresh)
             self.platform.replace(fresh, job.src)
             try:
@@ -547,3 +583,40 @@ class Linker:
         )
         err.filename = path
         return err
+
+
+def write_beside(
+    path: str,
+    data: bytes | Iterable[bytes],
+    mode: int | None = None,
+    replace: Callable[[str, str], None] = os.replace,
+) -> None:
+    """Write a per-environment file: to a temp name beside ``path``, then rename over it.
+
+    An existing ``path`` (perhaps a hardlink into the cache) is replaced,
+    never opened for writing. ``data`` is the content or its chunks; ``mode``
+    None keeps the default permissions; ``replace`` does the rename (the
+    platform's, which knows Windows' rename-aside).
+    """
+    head, tail = os.path.split(path)
+    tmp = os.path.join(head, f".{tail}.{os.urandom(4).hex()}{TEMP_SUFFIX}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else mode)
+        try:
+            for chunk in (data,) if isinstance(data, bytes) else data:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
+            if mode is not None and os.chmod in os.supports_fd:
+                os.fchmod(fd, mode)  # exactly these bits, whatever the umask
+        finally:
+            os.close(fd)
+        if mode is not None and os.chmod not in os.supports_fd:
+            os.chmod(tmp, mode)
+        replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

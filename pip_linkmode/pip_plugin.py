@@ -367,6 +367,7 @@ def _preload() -> None:
     """Import now what the hook may need mid-install: pip 26.3 refuses new
     imports while it installs (it guards against half-replaced packages)."""
     import concurrent.futures.process  # noqa: F401
+    import concurrent.futures.thread  # noqa: F401  (the linker's pool, imported lazily)
     import multiprocessing.connection  # noqa: F401
     import multiprocessing.context  # noqa: F401
     import multiprocessing.queues  # noqa: F401
@@ -374,9 +375,9 @@ def _preload() -> None:
 
     import packaging.utils  # noqa: F401  (the cache parses names on a miss)
 
-    from . import cache
+    from . import _cachecore, cache  # noqa: F401
 
-    cache._filelock_class()
+    _cachecore.filelock_class()
     if sys.platform != "win32":
         import multiprocessing.popen_fork  # noqa: F401
         import multiprocessing.popen_forkserver  # noqa: F401

@@ -21,7 +21,6 @@ import json
 import os
 import posixpath
 import re
-import secrets
 import shutil
 import stat
 import subprocess
@@ -30,15 +29,18 @@ import tempfile
 import venv
 import zipfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .cache import CacheError, WheelCache, record_digest, remove_tree
+from . import plan
+from ._cachecore import CacheError, default_cache_dir
 from .install import InstallReport, Target, install_wheels, target_for_venv, venv_python
-from .linker import LinkError
-from .modes import CHOICES, LinkMode, parse_link_mode
+from .linker import LinkError, write_beside
+from .modes import CHOICES, LinkMode, link_mode_from_env, parse_link_mode
+
+if TYPE_CHECKING:
+    from .cache import WheelCache
 
 __all__ = [
     "Interpreter",
@@ -101,8 +103,7 @@ class VenvError(Exception):
     """A failure reported as one line on stderr with exit status 2."""
 
 
-@dataclass(frozen=True)
-class Interpreter:
+class Interpreter(NamedTuple):
     """A Python interpreter and the wheels its ``ensurepip`` bundles."""
 
     executable: str
@@ -178,12 +179,15 @@ def _last_line(text: str) -> str:
 # -- seeding ------------------------------------------------------------------
 
 
-@dataclass
 class SeedResult:
     """What ``seed`` put into an environment."""
 
-    installed: list[str] = field(default_factory=list)  # "name-version"
-    report: InstallReport = field(default_factory=InstallReport)
+    def __init__(self, installed: list[str] | None = None, report: InstallReport | None = None) -> None:
+        self.installed: list[str] = [] if installed is None else installed  # "name-version"
+        self.report = InstallReport() if report is None else report
+
+    def __repr__(self) -> str:
+        return f"<SeedResult {self.installed} {self.report!r}>"
 
 
 def seed(
@@ -210,7 +214,6 @@ def seed(
             f"{interp.executable} bundles no pip wheel for ensurepip; use --without-pip "
             "and install pip yourself"
         )
-    wheel_cache = cache if isinstance(cache, WheelCache) else WheelCache(cache)
     if target is None:
         target = target_for_venv(env_dir)
     same_version = tuple(target.version) == tuple(sys.version_info[:2])
@@ -222,19 +225,48 @@ def seed(
             f"from Python {sys.version_info[0]}.{sys.version_info[1]}; leave out --compile"
         )
     names = sorted(interp.wheels, key=lambda n: (n == "pip", n))  # pip last, as ensurepip
+    wheels = [interp.wheels[n] for n in names]
+    mode = link_mode_from_env() if link_mode is None else parse_link_mode(link_mode)
     result = SeedResult()
+    # The same seed into a fresh environment of the same layout is recorded
+    # once and replayed after (``plan``): no wheel opened, installer not imported.
+    key = None
+    env_root = os.path.abspath(env_dir)
+    layout = _layout(target, env_root)
+    if layout is not None and not seed_linkmode and interpreter is None:
+        cache_root = _cache_root(cache)
+        levels = (0,) if compile_bytecode else ()
+        key = plan.plan_key(wheels, layout, mode, levels, "pip")
+        replayed = plan.replay(cache_root, key, env_root, target.interpreter, mode)
+        if replayed is not None:
+            if replayed.report.counts[LinkMode.SYMLINK]:
+                _record_symlink_user(cache, replayed.entries, target)
+            result.installed.extend(replayed.installed)
+            result.report.installed.extend(replayed.installed)
+            result.report.links = replayed.report
+            return result
+        before = plan.snapshot(env_root)
+    from .cache import WheelCache
+
+    wheel_cache = cache if isinstance(cache, WheelCache) else WheelCache(cache)
+    journal: list[tuple[str, str, int]] | None = [] if key is not None else None
     report = install_wheels(
-        [interp.wheels[n] for n in names],
+        wheels,
         target=target,
-        link_mode=link_mode,
+        link_mode=mode,
         cache=wheel_cache,
         installer_name="pip",
         compile_bytecode=compile_bytecode,
+        journal=journal,
     )
     result.report.links.requested = report.links.requested
     _merge(result, report)
     pip = next(i for i in report.installed if i.rpartition("-")[0].lower() == "pip")
     fix_pip_scripts(target, Path(target.paths["purelib"]) / f"{pip}.dist-info", interp.version[:2])
+    if key is not None and journal is not None:
+        plan.record(
+            str(wheel_cache.root), key, env_root, target.interpreter, journal, before, report.installed
+        )
     if seed_linkmode:
         with tempfile.TemporaryDirectory(prefix="pip-linkmode-seed-") as tmp:
             own, deps = linkmode_wheels(Path(tmp), interp.version[:2])
@@ -259,6 +291,40 @@ def seed(
     return result
 
 
+def _record_symlink_user(
+    cache: WheelCache | str | os.PathLike[str] | None, keys: Iterable[str], target: Target
+) -> None:
+    """Register a symlink-mode environment with its entries, as ``install_wheels`` does."""
+    from .cache import WheelCache
+    from .cache_admin import record_user
+
+    wheel_cache = cache if isinstance(cache, WheelCache) else WheelCache(cache)
+    for key in keys:
+        record_user(wheel_cache, key, target.paths["data"])
+
+
+def _layout(target: Target, env_root: str) -> dict[str, str] | None:
+    """The target's scheme paths relative to ``env_root``; None if one lies outside."""
+    layout = {}
+    for name, path in target.paths.items():
+        rel = os.path.relpath(path, env_root)
+        if rel.startswith(os.pardir):
+            return None
+        layout[name] = rel
+    return layout
+
+
+def _cache_root(cache: WheelCache | str | os.PathLike[str] | None) -> str:
+    """The absolute cache root that ``WheelCache(cache)`` would use."""
+    if cache is None:
+        root: str | os.PathLike[str] = default_cache_dir()
+    elif isinstance(cache, (str, os.PathLike)):
+        root = cache
+    else:  # a WheelCache (not imported here: it is what the fast path avoids)
+        root = cache.root
+    return os.path.abspath(os.path.expanduser(os.fspath(root)))
+
+
 def _merge(result: SeedResult, report: InstallReport) -> None:
     result.installed.extend(report.installed)
     result.report.installed.extend(report.installed)
@@ -266,23 +332,6 @@ def _merge(result: SeedResult, report: InstallReport) -> None:
     result.report.unpacked += report.unpacked
 
 
-
-
-def _write_beside(target: Path, data: bytes, mode: int | None = None) -> None:
-    """Write a per-environment file: temp name beside it, then rename over."""
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.plm-tmp")
-    try:
-        with open(tmp, "xb") as out:
-            out.write(data)
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def fix_pip_scripts(target: Target, dist_info: Path, version: tuple[int, ...]) -> None:
@@ -328,12 +377,12 @@ def fix_pip_scripts(target: Target, dist_info: Path, version: tuple[int, ...]) -
         mode = stat.S_IMODE(model_path.stat().st_mode)
         prefix = posixpath.dirname(model_row[0])
         for stem in missing:
-            _write_beside(model_path.with_name(stem + ext), data, mode)
+            write_beside(str(model_path.with_name(stem + ext)), data, mode)
             rows.append([posixpath.join(prefix, stem + ext), model_row[1], model_row[2]])
     rows.sort(key=lambda r: r[0])  # installer writes RECORD sorted by path
     buf = io.StringIO()
     csv.writer(buf, delimiter=",", quotechar='"', lineterminator="\n").writerows(rows)
-    _write_beside(record, buf.getvalue().encode("utf-8"))
+    write_beside(str(record), buf.getvalue().encode("utf-8"))
 
 
 # -- pip-linkmode itself as wheels (for --seed-linkmode) ----------------------
@@ -412,6 +461,8 @@ def _dist_files(dist: Any) -> dict[str, Path]:
 def _pack_wheel(out_dir: Path, dist: Any, files: dict[str, Path]) -> Path:
     from packaging.utils import canonicalize_name
 
+    from .cache import record_digest
+
     name = canonicalize_name(dist.metadata["Name"]).replace("-", "_")
     version = str(dist.version)
     dist_info = f"{name}-{version}.dist-info"
@@ -485,7 +536,7 @@ class LinkedEnvBuilder(venv.EnvBuilder):
             **kwargs,
         )
         self.link_mode = None if link_mode is None else parse_link_mode(link_mode)
-        self.cache = cache_dir if isinstance(cache_dir, WheelCache) else WheelCache(cache_dir)
+        self.cache_dir = cache_dir
         self.seed_linkmode = seed_linkmode
         self.compile_bytecode = compile_bytecode
         self.seed_result: SeedResult | None = None
@@ -495,7 +546,7 @@ class LinkedEnvBuilder(venv.EnvBuilder):
         self.seed_result = seed(
             context.env_dir,
             link_mode=self.link_mode,
-            cache=self.cache,
+            cache=self.cache_dir,
             seed_linkmode=self.seed_linkmode,
             compile_bytecode=self.compile_bytecode,
         )
@@ -611,6 +662,8 @@ def _make_dir(path: Path) -> Path | None:
 
 def _undo(env_dir: Path, created: Path | None) -> None:
     """Remove what this run put there: the directories it created, else the contents."""
+    from .cache import remove_tree
+
     try:
         if created is not None:
             remove_tree(created)

@@ -274,8 +274,8 @@ def test_killed_unpack_leaves_no_entry(tmp_path: Path, cache_dir: Path) -> None:
 
 _LOCKER = """
 import sys, time
-from pip_linkmode.cache import _OsFileLock
-with _OsFileLock(sys.argv[1]):
+from pip_linkmode._cachecore import OsFileLock
+with OsFileLock(sys.argv[1]):
     with open(sys.argv[2], "a") as f:
         f.write("in\\n"); f.flush(); time.sleep(0.3); f.write("out\\n")
 """

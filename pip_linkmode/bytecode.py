@@ -198,14 +198,17 @@ _UNPACKERS = 4
 def _unpack_all(cache: WheelCache, wheels: Sequence[str | os.PathLike[str]]) -> list[CachedWheel]:
     """``prepare`` without bytecode: wheels unpacked by a few threads."""
     unique = list(dict.fromkeys(os.path.abspath(w) for w in wheels))
-    found: dict[str, CachedWheel | None]
-    if len(unique) < 2:
-        found = {w: cache.get(w) for w in unique}
-    else:
+    # Entries the index knows need only their manifest read: that is work
+    # for one thread (threads would queue for the GIL). The rest unpack.
+    found: dict[str, CachedWheel | None] = {w: cache.get_indexed(w) for w in unique}
+    missing = [w for w, entry in found.items() if entry is None]
+    if len(missing) == 1:
+        found[missing[0]] = cache.get(missing[0])
+    elif missing:
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(min(_UNPACKERS, len(unique))) as threads:
-            found = dict(zip(unique, threads.map(cache.get_nowait, unique), strict=True))
+        with ThreadPoolExecutor(min(_UNPACKERS, len(missing))) as threads:
+            found.update(zip(missing, threads.map(cache.get_nowait, missing), strict=True))
     for wheel, entry in found.items():  # held by another process: wait now, holding nothing
         if entry is None:
             found[wheel] = cache.get(wheel)

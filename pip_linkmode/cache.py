@@ -347,6 +347,22 @@ class WheelCache:
         entry's lock (it is unpacking it, compiling or removing it)."""
         return self._get(wheel_path, wait=False)
 
+    def get_indexed(self, wheel_path: str | os.PathLike[str]) -> CachedWheel | None:
+        """The entry of a wheel file seen before and unchanged since, from the
+        index alone (no zip read, no lock); None when ``get`` has work to do."""
+        wheel = os.path.abspath(wheel_path)
+        try:
+            stamp = _file_stamp(os.stat(wheel))
+        except OSError:
+            return None
+        entry = self._indexed(self._index_path(wheel), stamp)
+        if entry is not None:
+            self._touch(entry)
+        return entry
+
+    def _index_path(self, wheel: str | os.PathLike[str]) -> Path:
+        return self.index_dir / f"{hashlib.sha256(os.fsencode(wheel)).hexdigest()[:40]}.json"
+
     def _get(self, wheel_path: str | os.PathLike[str], wait: bool) -> CachedWheel | None:
         wheel = Path(os.path.abspath(wheel_path))
         self._ensure_dirs()
@@ -355,7 +371,7 @@ class WheelCache:
         except OSError as exc:
             raise CacheError(f"cannot read wheel {wheel}: {exc.strerror or exc}") from exc
         stamp = _file_stamp(st)
-        index = self.index_dir / f"{hashlib.sha256(os.fsencode(wheel)).hexdigest()[:40]}.json"
+        index = self._index_path(wheel)
         entry = self._indexed(index, stamp)
         if entry is None:
             with _open_zip(wheel) as zf:

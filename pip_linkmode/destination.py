@@ -42,10 +42,6 @@ class LinkingDestination(SchemeDictionaryDestination):
 
     link_mode: LinkMode | str = LinkMode.AUTO
     linker: Linker | None = None
-    #: hand the links to ``linker.submit`` (placed in the background; the
-    #: caller must call ``linker.wait()``) instead of placing them before
-    #: RECORD is written
-    defer_links: bool = False
     #: link .pyc files compiled into the cache by the running interpreter:
     #: None decides by the interpreter's path (the running one's, resolved);
     #: True where the caller knows the target runs the same Python (a venv
@@ -65,6 +61,7 @@ class LinkingDestination(SchemeDictionaryDestination):
         self._sources = {}
         self._handled: set[tuple[str, str]] = set()
         self._roots: dict[str, str] = {}
+        self._whole_trees = self.linker.platform.clones_directories
 
     def write_file(
         self,
@@ -89,14 +86,15 @@ class LinkingDestination(SchemeDictionaryDestination):
         source: CachedWheelSource | None,
     ) -> RecordEntry:
         """Queue one cached file's link; its RECORD row reuses the wheel's hash."""
-        target = self._target(scheme, path)
+        target = self._cached_target(scheme, path)
         if source is not None and scheme in ("purelib", "platlib") and path.endswith(".py"):
             self._sources[(scheme, path)] = (source, cached.path)
         tree = None
-        top, sep, _ = path.partition("/")
-        if sep and cached.path == path:  # a package directory at the scheme's root
-            cut = len(path) - len(top)
-            tree = (cache_path[: len(cache_path) - cut], target[: len(target) - cut])
+        if self._whole_trees:  # only platforms that clone a directory in one call use it
+            top, sep, _ = path.partition("/")
+            if sep and cached.path == path:  # a package directory at the scheme's root
+                cut = len(path) - len(top)
+                tree = (cache_path[: len(cache_path) - cut], target[: len(target) - cut])
         self._jobs.append(LinkJob(cache_path, target, cached.size, tree))
         algorithm, _, value = cached.hash.partition("=")
         return RecordEntry(path, Hash(algorithm, value), cached.size)
@@ -193,15 +191,7 @@ class LinkingDestination(SchemeDictionaryDestination):
             records.extend(self._queue_cached_bytecode())
         # installer compiles the .py files whose pyc is not from the cache,
         # reading them where they land: those must be in place first.
-        compiles = bool(self.bytecode_optimization_levels) and any(
-            key not in self._handled for key in self._sources
-        )
-        if self.defer_links and not compiles:
-            jobs, self._jobs = self._jobs, []
-            assert self.linker is not None
-            self.linker.submit(jobs, self.report)
-        else:
-            self.link_pending()
+        self.link_pending()
         super().finalize_installation(scheme, record_file_path, records)
 
     def _queue_cached_bytecode(self) -> list[tuple[Scheme, RecordEntry]]:
@@ -222,7 +212,7 @@ class LinkingDestination(SchemeDictionaryDestination):
             pycs = compiled.get(id(source))
             if pycs is None:
                 pycs = compiled[id(source)] = ensure_bytecode(source.cache, source.entry, levels)
-            target = self._target(Scheme(scheme), path)
+            target = self._cached_target(Scheme(scheme), path)
             for level in levels:
                 cached = pycs.get((rel, level))
                 if cached is None:
@@ -237,6 +227,15 @@ class LinkingDestination(SchemeDictionaryDestination):
         if not record.path.endswith(".py") or (scheme, record.path) in self._handled:
             return  # nothing to compile, or its pyc came from the cache
         super()._compile_bytecode(scheme, record)
+
+    def _cached_target(self, scheme: Scheme, path: str) -> str:
+        """``_target`` of a cache entry's path, which the cache admitted only
+        in normal form, relative and without ``..``: on POSIX a plain
+        concatenation (the hottest line of an install)."""
+        root = self._roots.get(scheme)
+        if root is None or self.destdir is not None or os.sep != "/" or root == "/":
+            return self._target(scheme, path)
+        return f"{root}/{path}"
 
     def _target(self, scheme: Scheme, path: str) -> str:
         """``_path_with_destdir`` without pathlib, for the per-file hot path."""

@@ -15,14 +15,11 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from . import _platform
 from ._platform import Cause, Platform
 from .modes import LinkMode, parse_link_mode
-
-if TYPE_CHECKING:  # imported when first needed: a small install runs no thread
-    from concurrent.futures import Future, ThreadPoolExecutor
 
 __all__ = ["LinkError", "LinkJob", "LinkReport", "Linker", "reset_process_state", "write_beside"]
 
@@ -159,7 +156,11 @@ class Linker:
         self.mode = parse_link_mode(mode)
         self.platform = platform or _platform.current()
         self.overwrite = overwrite
-        self.max_workers = max_workers or min(8, os.cpu_count() or 1)
+        #: threads placing files; None: one for links and clones (measured:
+        #: a second thread only fights the first for the GIL between system
+        #: calls), one per CPU (up to 8) for copies, whose long reads and
+        #: writes run without the GIL
+        self.max_workers = max_workers
         self._ops: dict[LinkMode, Callable[[str, str], None]] = {
             LinkMode.CLONE: self.platform.clone_file,
             LinkMode.HARDLINK: self.platform.hardlink,
@@ -173,9 +174,6 @@ class Linker:
         #: what this linker created where nothing was (for ``rollback``)
         self.created: list[str] = []
         self.created_dirs: list[str] = []
-        self._background: ThreadPoolExecutor | None = None
-        self._submitted: list[tuple[Future[LinkReport], LinkReport]] = []
-        self._failed = False
         #: when a list: every job ``run`` is given, (cache path, target path, size)
         self.journal: list[tuple[str, str, int]] | None = None
 
@@ -196,63 +194,20 @@ class Linker:
             batches.extend(
                 (resolution.mode, rest[i : i + _BATCH]) for i in range(0, len(rest), _BATCH)
             )
-        if len(batches) <= 1 or self.max_workers <= 1:
+        workers = self.max_workers
+        if workers is None:
+            copies = any(mode is LinkMode.COPY for mode, _ in batches)
+            workers = min(8, os.cpu_count() or 1) if copies else 1
+        if len(batches) <= 1 or workers <= 1:
             for mode, batch in batches:
                 report.merge(self._run_batch(mode, batch))
         else:
             from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(self.max_workers) as pool:
+            with ThreadPoolExecutor(workers) as pool:
                 for sub in pool.map(lambda b: self._run_batch(*b), batches):
                     report.merge(sub)
         return report
-
-    def submit(self, jobs: Sequence[LinkJob], into: LinkReport) -> None:
-        """Place ``jobs`` in the background, after everything submitted before.
-
-        The caller goes on (with the next wheel's bookkeeping) while the
-        kernel creates directories and links; ``wait`` merges each result
-        into its ``into`` report and raises the first error. After an error,
-        later submissions are not placed.
-        """
-        if self._background is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            # One placer: submissions are placed in order, so where two touch
-            # the same path the later wins, as without the background. (Two
-            # placers were measured: mkdir does not scale on ext4 here.)
-            self._background = ThreadPoolExecutor(1, thread_name_prefix="pip-linkmode-place")
-        self._submitted.append((self._background.submit(self._run_unless_failed, list(jobs)), into))
-
-    def wait(self) -> None:
-        """Wait for every submitted placement; raise the first failure."""
-        first: BaseException | None = None
-        submitted, self._submitted = self._submitted, []
-        for future, into in submitted:
-            try:
-                into.merge(future.result())
-            except BaseException as exc:  # noqa: BLE001 - re-raised below
-                first = first or exc
-        if self._background is not None:
-            self._background.shutdown()
-            self._background = None
-        self._failed = False
-        if first is not None:
-            raise first
-
-    @property
-    def failed(self) -> bool:
-        """Has a background placement failed (so submitting more is pointless)?"""
-        return self._failed
-
-    def _run_unless_failed(self, jobs: Sequence[LinkJob]) -> LinkReport:
-        if self._failed:
-            return LinkReport(requested=self.mode)
-        try:
-            return self.run(jobs)
-        except BaseException:
-            self._failed = True
-            raise
 
     def link_one(self, job: LinkJob, report: LinkReport) -> None:
         """Place a single file (for callers that hand over files one by one).

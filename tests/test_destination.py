@@ -229,12 +229,12 @@ def test_planned_install_equals_installer_install(shape: str, tmp_path: Path) ->
         assert any("__pycache__" in m for m in outcomes[1][1])
 
 
-def test_a_placement_failure_in_the_background_stops_the_install_and_names_the_file(
+def test_a_placement_failure_stops_the_install_and_names_the_file(
     tmp_path: Path, venv: Path, cache_dir: Path
 ) -> None:
-    """install_wheels places each wheel's files while it prepares the next; a
-    failure there is raised by install_wheels with the file named, the wheels
-    after it are not placed, and what the install created is rolled back."""
+    """A failure placing one wheel's files is raised by install_wheels with the
+    file named, the wheels after it are not placed, and what the install
+    created is rolled back."""
     from pip_linkmode import LinkError
 
     first = build_wheel(tmp_path / "w1", WheelSpec(name="first", files={"first/__init__.py": b"A = 1\n"}))

@@ -217,6 +217,8 @@ def _build(
         entries.add(parts[1])
         linked.add(d)
         sbase, dbase, rel = _split_common_suffix(s, d)
+        if not rel:
+            return None  # a file renamed on its way: not this format's business
         groups.setdefault((sbase, dbase), []).append([rel, size])
     generated: dict[str, tuple[bytes, int]] = {}
     for rel in sorted(snapshot(env_root) - before - linked):

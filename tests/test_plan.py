@@ -219,6 +219,8 @@ def test_record_refuses_what_it_cannot_repeat(tmp_path: Path) -> None:
     assert not plan.record(str(cache), "k1", str(env), python, journal, {"a.py"}, ["a-1"])
     # a link source outside the cache's entries
     assert not plan.record(str(cache), "k2", str(env), python, [(str(tmp_path / "x"), str(env / "a.py"), 1)], set(), ["a-1"])
+    # a file placed under another name (a plan stores names once for both sides)
+    assert not plan.record(str(cache), "k5", str(env), python, [(str(src), str(env / "b.py"), 1)], set(), ["a-1"])
     # a link the install did not make itself (a symlink appeared)
     os.symlink("elsewhere", env / "odd")
     assert not plan.record(str(cache), "k3", str(env), python, journal, set(), ["a-1"])

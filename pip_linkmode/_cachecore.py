@@ -22,6 +22,8 @@ __all__ = [
     "OsFileLock",
     "default_cache_dir",
     "filelock_class",
+    "lock_path",
+    "resolve_root",
 ]
 
 ENV_CACHE_DIR = "PIP_LINKMODE_CACHE_DIR"
@@ -39,6 +41,17 @@ def default_cache_dir() -> Path:
         return Path.home() / "Library" / "Caches" / "pip-linkmode"
     base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
     return Path(base) / "pip-linkmode"
+
+
+def resolve_root(root: str | os.PathLike[str] | None) -> Path:
+    """The absolute cache root for ``root`` (None: ``default_cache_dir()``)."""
+    path = Path(root).expanduser() if root is not None else default_cache_dir()
+    return Path(os.path.abspath(path))
+
+
+def lock_path(root: str | os.PathLike[str], key: str) -> str:
+    """The file whose lock guards entry ``key`` of the cache at ``root``."""
+    return os.path.join(root, "locks", f"{key}.lock")
 
 
 def filelock_class() -> Any:

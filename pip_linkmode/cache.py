@@ -40,6 +40,8 @@ from ._cachecore import (
     OsFileLock,
     default_cache_dir,
     filelock_class,
+    lock_path,
+    resolve_root,
 )
 
 if TYPE_CHECKING:
@@ -252,8 +254,7 @@ class WheelCache:
     """A directory of unpacked, verified wheels shared by environments."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
-        self.root = Path(root).expanduser() if root is not None else default_cache_dir()
-        self.root = Path(os.path.abspath(self.root))
+        self.root = resolve_root(root)
         self.entries_dir = self.root / "entries"
         self.locks_dir = self.root / "locks"
         self.tmp_dir = self.root / "tmp"
@@ -294,7 +295,7 @@ class WheelCache:
         self._ensure_dirs()
         lock = self._locks.get(key)
         if lock is None:
-            path = str(self.locks_dir / f"{key}.lock")
+            path = lock_path(self.root, key)
             file_lock = filelock_class()
             lock = EntryLock(file_lock(path) if file_lock is not None else OsFileLock(path), path)
             self._locks[key] = lock

@@ -490,9 +490,8 @@ class Linker:
             )
         if mode is LinkMode.HARDLINK and _same_inode(self.platform.fspath(job.src), self.platform.fspath(job.dst)):
             return  # already that very file
-        head, tail = os.path.split(job.dst)
-        self.sweep_temps(head)
-        tmp = os.path.join(head, f".{tail}.{os.urandom(4).hex()}{TEMP_SUFFIX}")
+        self.sweep_temps(os.path.dirname(job.dst))
+        tmp = _beside(job.dst, TEMP_SUFFIX)
         self._ops[mode](job.src, tmp)
         try:
             self.platform.replace(tmp, job.dst)
@@ -519,8 +518,7 @@ class Linker:
             except OSError as exc:
                 if self.platform.classify(exc) is not Cause.LINK_LIMIT:
                     raise
-            head, tail = os.path.split(job.src)
-            fresh = os.path.join(head, f".{tail}.{os.urandom(4).hex()}.plm-inode")
+            fresh = _beside(job.src, ".plm-inode")
             self.platform.copy_file(job.src, fresh)
             self.platform.replace(fresh, job.src)
             try:
@@ -540,6 +538,12 @@ class Linker:
         return err
 
 
+def _beside(path: str, suffix: str) -> str:
+    """A fresh hidden name in ``path``'s directory: ``.NAME.HEX<suffix>``."""
+    head, tail = os.path.split(path)
+    return os.path.join(head, f".{tail}.{os.urandom(4).hex()}{suffix}")
+
+
 def write_beside(
     path: str,
     data: bytes | Iterable[bytes],
@@ -553,8 +557,7 @@ def write_beside(
     None keeps the default permissions; ``replace`` does the rename (the
     platform's, which knows Windows' rename-aside).
     """
-    head, tail = os.path.split(path)
-    tmp = os.path.join(head, f".{tail}.{os.urandom(4).hex()}{TEMP_SUFFIX}")
+    tmp = _beside(path, TEMP_SUFFIX)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else mode)
         try:

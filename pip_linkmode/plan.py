@@ -50,7 +50,7 @@ except ImportError:
         from hashlib import sha256  # type: ignore[assignment,no-redef]
 
 from . import __version__
-from ._cachecore import EntryLock, OsFileLock
+from ._cachecore import EntryLock, OsFileLock, lock_path
 from .linker import Linker, LinkError, LinkJob, LinkReport, write_beside
 from .modes import LinkMode
 
@@ -324,7 +324,7 @@ def replay(
         entries: list[str] = plan["entries"]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    lock_paths = [os.path.join(cache_root, "locks", f"{k}.lock") for k in entries]
+    lock_paths = [lock_path(cache_root, k) for k in entries]
     locks = [EntryLock(OsFileLock(path), path) for path in lock_paths]
     held: list[EntryLock] = []
     try:

@@ -34,7 +34,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import plan
-from ._cachecore import CacheError, default_cache_dir
+from ._cachecore import CacheError, resolve_root
 from .install import InstallReport, Target, install_wheels, target_for_venv, venv_python
 from .linker import LinkError, write_beside
 from .modes import CHOICES, LinkMode, link_mode_from_env, parse_link_mode
@@ -246,9 +246,7 @@ def seed(
             result.report.links = replayed.report
             return result
         before = plan.snapshot(env_root)
-    from .cache import WheelCache
-
-    wheel_cache = cache if isinstance(cache, WheelCache) else WheelCache(cache)
+    wheel_cache = _wheel_cache(cache)
     journal: list[tuple[str, str, int]] | None = [] if key is not None else None
     report = install_wheels(
         wheels,
@@ -295,10 +293,9 @@ def _record_symlink_user(
     cache: WheelCache | str | os.PathLike[str] | None, keys: Iterable[str], target: Target
 ) -> None:
     """Register a symlink-mode environment with its entries, as ``install_wheels`` does."""
-    from .cache import WheelCache
     from .cache_admin import record_user
 
-    wheel_cache = cache if isinstance(cache, WheelCache) else WheelCache(cache)
+    wheel_cache = _wheel_cache(cache)
     for key in keys:
         record_user(wheel_cache, key, target.paths["data"])
 
@@ -316,13 +313,16 @@ def _layout(target: Target, env_root: str) -> dict[str, str] | None:
 
 def _cache_root(cache: WheelCache | str | os.PathLike[str] | None) -> str:
     """The absolute cache root that ``WheelCache(cache)`` would use."""
-    if cache is None:
-        root: str | os.PathLike[str] = default_cache_dir()
-    elif isinstance(cache, (str, os.PathLike)):
-        root = cache
-    else:  # a WheelCache (not imported here: it is what the fast path avoids)
-        root = cache.root
-    return os.path.abspath(os.path.expanduser(os.fspath(root)))
+    if cache is None or isinstance(cache, (str, os.PathLike)):
+        return str(resolve_root(cache))
+    return str(cache.root)  # a WheelCache (not imported here: the fast path avoids it)
+
+
+def _wheel_cache(cache: WheelCache | str | os.PathLike[str] | None) -> WheelCache:
+    """``cache`` as a WheelCache (imported here: only the full install needs it)."""
+    from .cache import WheelCache
+
+    return cache if isinstance(cache, WheelCache) else WheelCache(cache)
 
 
 def _merge(result: SeedResult, report: InstallReport) -> None:

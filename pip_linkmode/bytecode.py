@@ -29,7 +29,7 @@ from .cache import CachedWheel, WheelCache
 if TYPE_CHECKING:
     from concurrent.futures import Future, ProcessPoolExecutor
 
-__all__ = ["CachedPyc", "ensure_bytecode", "invalidation_mode", "prepare", "pyc_path"]
+__all__ = ["CachedPyc", "compiled_rows", "ensure_bytecode", "invalidation_mode", "prepare", "pyc_path"]
 
 
 class CachedPyc(NamedTuple):
@@ -101,6 +101,21 @@ def ensure_bytecode(
     Returns {(archive path of .py, optimisation level): the cached .pyc} for
     every source that compiled.
     """
+    tree = str(entry.tree)
+    return {
+        (rel, level): CachedPyc(pyc_path(f"{tree}/{rel}", level), size)
+        for rel, level, size in compiled_rows(cache, entry, levels, mode)
+    }
+
+
+def compiled_rows(
+    cache: WheelCache,
+    entry: CachedWheel,
+    levels: Iterable[int] = (0,),
+    mode: py_compile.PycInvalidationMode | None = None,
+) -> list[tuple[str, int, int]]:
+    """``ensure_bytecode``'s work, as (archive path of the .py, level, size
+    of its .pyc) for every source that compiled."""
     lv = tuple(sorted(set(levels)))
     mode = mode or invalidation_mode()
     marker = _marker(entry, lv, mode)
@@ -111,11 +126,7 @@ def ensure_bytecode(
             if compiled is None:
                 compiled = _compile_entry(entry, lv, mode)
                 _write_marker(marker, compiled)
-    tree = str(entry.tree)
-    return {
-        (rel, level): CachedPyc(pyc_path(f"{tree}/{rel}", level), size)
-        for rel, level, size in compiled
-    }
+    return compiled
 
 
 def _write_marker(marker: Path, compiled: list[tuple[str, int, int]]) -> None:

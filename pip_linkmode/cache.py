@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import _platform
 from ._cachecore import (
     ENV_CACHE_DIR,
     CacheError,
@@ -85,18 +86,62 @@ class CachedFile:
     python_shebang: bool  # starts with b"#!python": rewritten per environment
 
 
-@dataclass(frozen=True)
 class CachedWheel:
-    """A published, verified cache entry."""
+    """A published, verified cache entry.
 
-    key: str
-    root: Path  # entries/<key>
-    filename: str
-    name: str
-    version: str
-    dist_info: str
-    files: tuple[CachedFile, ...]
-    record_rows: tuple[tuple[str, str, str], ...]
+    ``files`` and ``record_rows`` are built from the entry's manifest on
+    first use: an install from the entry's layout never needs them.
+    """
+
+    __slots__ = ("key", "root", "filename", "name", "version", "dist_info", "_files", "_rows", "_record")
+
+    def __init__(
+        self,
+        key: str,
+        root: Path,
+        filename: str,
+        name: str,
+        version: str,
+        dist_info: str,
+        files: list[list[Any]],
+        record_rows: list[list[str]],
+    ) -> None:
+        self.key = key
+        self.root = root  # entries/<key>
+        self.filename = filename
+        self.name = name
+        self.version = version
+        self.dist_info = dist_info
+        self._rows = files  # [path, hash, size, executable, python_shebang] as in entry.json
+        self._record = record_rows
+        self._files: tuple[CachedFile, ...] | None = None
+
+    def __repr__(self) -> str:
+        return f"<CachedWheel {self.filename} {self.key}>"
+
+    def _identity(self) -> tuple[Any, ...]:
+        return (self.key, self.root, self.filename, self.name, self.version, self.dist_info, self._rows)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CachedWheel):
+            return NotImplemented
+        return self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash((self.key, self.root))
+
+    @property
+    def files(self) -> tuple[CachedFile, ...]:
+        files = self._files
+        if files is None:
+            files = self._files = tuple(
+                CachedFile(p, h, s, bool(x), bool(sb)) for p, h, s, x, sb in self._rows
+            )
+        return files
+
+    @property
+    def record_rows(self) -> tuple[tuple[str, str, str], ...]:
+        return tuple(tuple(r) for r in self._record)  # type: ignore[misc]
 
     @property
     def tree(self) -> Path:
@@ -107,7 +152,7 @@ class CachedWheel:
 
     @property
     def size(self) -> int:
-        return sum(f.size for f in self.files)
+        return sum(row[2] for row in self._rows)
 
 
 def record_digest(digest: bytes) -> str:
@@ -154,7 +199,7 @@ class _Unpacker:
         self.zf = zf
         self.infos = infos
         self.dist_info = dist_info
-        self.umask = _current_umask()
+        self.umask = _platform.umask()
 
     def run(self, dest: Path, record_text: str) -> list[CachedFile]:
         record = _parse_record(self.wheel, record_text)
@@ -242,12 +287,6 @@ class _Unpacker:
 
 def _file_stamp(st: os.stat_result) -> list[int]:
     return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 class WheelCache:
@@ -506,10 +545,8 @@ def _entry_from_json(root: Path, data: dict[str, Any]) -> CachedWheel:
         name=data["name"],
         version=data["version"],
         dist_info=data["dist_info"],
-        files=tuple(
-            CachedFile(p, h, s, bool(x), bool(sb)) for p, h, s, x, sb in data["files"]
-        ),
-        record_rows=tuple(tuple(r) for r in data["record"]),  # type: ignore[misc]
+        files=data["files"],
+        record_rows=data["record"],
     )
 
 

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import hashlib
 import io
+import json
 import os
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, NamedTuple, cast
 
 import installer
 from installer.destinations import SchemeDictionaryDestination
 from installer.records import Hash, RecordEntry
 from installer.utils import SCHEME_NAMES, Scheme, parse_entrypoints, parse_metadata_file
 
-from .bytecode import CachedPyc, ensure_bytecode, pyc_path
+from .bytecode import CachedPyc, compiled_rows, ensure_bytecode, pyc_path
 from .cache import CachedFile, record_digest
-from .linker import Linker, LinkJob, LinkReport, write_beside
+from .linker import DirJob, Linker, LinkJob, LinkReport, write_beside
 from .modes import LinkMode, parse_link_mode
 from .source import CachedFileStream, CachedWheelSource
 
@@ -47,6 +50,10 @@ class LinkingDestination(SchemeDictionaryDestination):
     #: True where the caller knows the target runs the same Python (a venv
     #: whose interpreter is a copy of the running one)
     cached_bytecode: bool | None = None
+    #: False: the files of a cache entry may still be in placement when
+    #: ``install_cached`` returns; the caller (``install_wheels``) then calls
+    #: ``linker.finish()`` before it reports the install done
+    wait_for_links: bool = True
     report: LinkReport = field(init=False)
     _jobs: list[LinkJob] = field(init=False, repr=False)
     #: (scheme, path) of linked .py files -> (their source, archive path)
@@ -109,6 +116,11 @@ class LinkingDestination(SchemeDictionaryDestination):
         a known scheme) goes through ``installer.install`` unchanged, so its
         warnings and errors are installer's own.
         """
+        if self._fast_path_applies():
+            layout = load_layout(source)
+            if layout is not None:
+                self._install_laid_out(source, layout, additional_metadata)
+                return
         plan = _plan(source)
         if plan is None:
             installer.install(source, self, dict(additional_metadata))
@@ -137,6 +149,128 @@ class LinkingDestination(SchemeDictionaryDestination):
         records.append((root_scheme, RecordEntry(record_path, None, None)))
         self.finalize_installation(root_scheme, record_path, records)
 
+    def _fast_path_applies(self) -> bool:
+        """Whether ``_install_laid_out`` gives what the general path gives:
+        POSIX paths, no destdir, files placed one by one, and bytecode either
+        not wanted or linked from the cache (no per-environment compiling)."""
+        assert self.linker is not None
+        if os.sep != "/" or self.destdir is not None or self._whole_trees:
+            return False
+        if self.bytecode_optimization_levels:
+            return sys.pycache_prefix is None and sys.implementation.cache_tag is not None and (
+                self._same_interpreter()
+            )
+        return True
+
+    def _same_interpreter(self) -> bool:
+        if self.cached_bytecode is not None:
+            return self.cached_bytecode
+        return os.path.realpath(self.interpreter) == os.path.realpath(sys.executable)
+
+    def _scheme_root(self, scheme: str) -> str:
+        root = self._roots.get(scheme)
+        if root is None:
+            root = self._roots[scheme] = os.path.abspath(self.scheme_dict[scheme])
+        return root
+
+    def _install_laid_out(
+        self, source: CachedWheelSource, layout: Layout, additional_metadata: Mapping[str, bytes]
+    ) -> None:
+        """``install_cached`` from the entry's precomputed layout.
+
+        The same files, modes and RECORD bytes as the general path (a test
+        compares them on real wheels), with the per-file work done once per
+        entry: a file costs its link call and its precomputed RECORD line.
+        """
+        assert self.linker is not None
+        root_scheme = Scheme(layout.root)
+        prefixes: dict[str, str | None] = {root_scheme: None}
+
+        def line(scheme: str, path: str, hash_: str, size: str) -> str:
+            prefix = prefixes.get(scheme, "")
+            if prefix == "":
+                prefix = prefixes[scheme] = (
+                    os.path.relpath(self.scheme_dict[scheme], start=self.scheme_dict[root_scheme]) + "/"
+                )
+            return record_line(path if prefix is None else prefix + path, hash_, size)
+
+        def row(scheme: str, record: RecordEntry) -> tuple[str, str]:
+            hash_ = str(record.hash_ or "")
+            size = str(record.size) if record.size is not None else ""
+            return record.path, line(scheme, record.path, hash_, size)
+
+        rows: list[tuple[str, str]] = []
+        if layout.entry_points:
+            text = source.read_dist_info("entry_points.txt")
+            for name, module, attr, section in parse_entrypoints(text):
+                rows.append(row("scripts", self.write_script(name, module, attr, section)))
+        lines = list(layout.lines)
+        tree = str(source.entry.tree)
+        for index, kind, scheme, path, a, b in layout.special:
+            if kind == "write":  # a script whose #!python shebang is rewritten
+                cached = CachedFile(a, "", 0, bool(b), True)
+                with CachedFileStream(f"{tree}/{a}", cached, source) as stream:
+                    record = self.write_file(Scheme(scheme), path, cast(BinaryIO, stream), bool(b))
+                lines[index] = row(scheme, record)[1]
+            else:  # linked, in a scheme other than the root one
+                lines[index] = line(scheme, path, a, str(b))
+        rows.extend(zip(layout.keys, lines, strict=True))
+        groups: list[DirJob] = [
+            (f"{tree}/{sdir}" if sdir else tree, self._dir_of(scheme, ddir), names, sizes)
+            for scheme, sdir, ddir, names, sizes in layout.groups
+        ]
+        if self.bytecode_optimization_levels:
+            groups.extend(self._cached_pyc_groups(source, layout, rows, line))
+        self.report.merge(self.linker.run_dirs(groups, wait=self.wait_for_links))
+        dist_info = source.dist_info_dir
+        for filename, contents in additional_metadata.items():
+            with io.BytesIO(contents) as other:
+                rows.append(row(root_scheme, self.write_file(root_scheme, f"{dist_info}/{filename}", other, False)))
+        record_path = f"{dist_info}/RECORD"
+        rows.append((record_path, line(root_scheme, record_path, "", "")))
+        rows.sort(key=_first)  # stable, as installer's sorted(key=path)
+        content = "".join([r[1] for r in rows]).encode("utf-8")
+        with io.BytesIO(content) as record_stream:
+            self.write_to_fs(root_scheme, record_path, record_stream, is_executable=False)
+
+    def _dir_of(self, scheme: str, rel: str) -> str:
+        root = self._scheme_root(scheme)
+        return f"{root}/{rel}" if rel else root
+
+    def _cached_pyc_groups(
+        self,
+        source: CachedWheelSource,
+        layout: Layout,
+        rows: list[tuple[str, str]],
+        line: Callable[[str, str, str, str], str],
+    ) -> list[DirJob]:
+        """Link groups for the entry's cached .pyc files; their RECORD rows
+        (no hash, as pip lists them) go into ``rows``."""
+        tree = str(source.entry.tree)
+        tag = sys.implementation.cache_tag
+        data = f"{source.data_dir}/"
+        groups: dict[tuple[str, str], tuple[str, list[str], list[int]]] = {}
+        for rel, level, size in compiled_rows(source.cache, source.entry, self.bytecode_optimization_levels):
+            if rel.startswith(data):
+                scheme, _, path = rel[len(data):].partition("/")
+            else:
+                scheme, path = layout.root, rel
+            sdir, _, name = rel.rpartition("/")
+            ddir = path[: len(path) - len(name) - 1] if sdir else ""
+            pyc = f"{name[:-3]}.{tag}{'' if level == 0 else f'.opt-{level}'}.pyc"
+            key = (scheme, ddir)
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = (f"{tree}/{sdir}/__pycache__" if sdir else f"{tree}/__pycache__", [], [])
+            group[1].append(pyc)
+            group[2].append(size)
+            record_path = f"{ddir}/__pycache__/{pyc}" if ddir else f"__pycache__/{pyc}"
+            rows.append((record_path, line(scheme, record_path, "", "")))
+        return [
+            (sdir, self._dir_of(scheme, f"{ddir}/__pycache__" if ddir else "__pycache__"), names, sizes)
+            for (scheme, ddir), (sdir, names, sizes) in groups.items()
+        ]
+
     def write_to_fs(
         self,
         scheme: Scheme,
@@ -144,14 +278,18 @@ class LinkingDestination(SchemeDictionaryDestination):
         stream: BinaryIO,
         is_executable: bool,
     ) -> RecordEntry:
-        """Write a generated file: temp name beside the target, then rename."""
-        target = self._path_with_destdir(scheme, path)
+        """Write a generated file: where nothing is, straight to its name
+        (created exclusively); over an existing file, to a temp name beside
+        it that is then renamed over it."""
+        assert self.linker is not None
+        target = self._target(scheme, path)
+        self.linker.settle(target)  # a file of this path still being placed
         existed = os.path.lexists(target)
         if not self.overwrite_existing and existed:
             raise FileExistsError(f"File already exists: {target!s}")
-        assert self.linker is not None
-        self.linker._make_dir(os.fspath(target.parent))
-        self.linker.sweep_temps(os.fspath(target.parent))
+        parent = os.path.dirname(target)
+        self.linker.ensure_dir(parent)
+        self.linker.sweep_temps(parent)
         hasher = hashlib.new(self.hash_algorithm)
         size = 0
 
@@ -162,14 +300,10 @@ class LinkingDestination(SchemeDictionaryDestination):
                 size += len(chunk)
                 yield chunk
 
-        mode = None
-        if is_executable:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = (0o777 & ~umask) | 0o111
-        write_beside(os.fspath(target), chunks(), mode, self.linker.platform.replace)
+        mode = (0o777 & ~self.linker.umask) | 0o111 if is_executable else None
+        write_beside(target, chunks(), mode, self.linker.platform.replace, fresh=not existed)
         if not existed:
-            self.linker.created.append(os.fspath(target))
+            self.linker.created.append(target)
         self.report.written += 1
         digest = Hash(self.hash_algorithm, record_digest(hasher.digest()))
         return RecordEntry(path, digest, size)
@@ -200,10 +334,7 @@ class LinkingDestination(SchemeDictionaryDestination):
         The cache holds bytecode of the running interpreter, so this applies
         when it is the target's; otherwise installer compiles as usual.
         """
-        same = self.cached_bytecode
-        if same is None:
-            same = os.path.realpath(self.interpreter) == os.path.realpath(sys.executable)
-        if not same:
+        if not self._same_interpreter():
             return []
         levels = tuple(self.bytecode_optimization_levels)
         rows: list[tuple[Scheme, RecordEntry]] = []
@@ -277,3 +408,101 @@ def _plan(source: CachedWheelSource) -> tuple[Scheme, list[tuple[Scheme, str, Ca
         else:
             files.append((root, path, cached))
     return root, files
+
+
+def _first(row: tuple[str, str]) -> str:
+    return row[0]
+
+
+_QUOTED = frozenset(',"\r\n')
+
+
+def record_line(path: str, hash_: str, size: str) -> str:
+    """One RECORD line, exactly as installer's csv writer spells it."""
+    if _QUOTED.isdisjoint(path):
+        return f"{path},{hash_},{size}\n"
+    out = io.StringIO()
+    csv.writer(out, delimiter=",", quotechar='"', lineterminator="\n").writerow((path, hash_, size))
+    return out.getvalue()
+
+
+class Layout(NamedTuple):
+    """What a cache entry's files become in any install, computed once per
+    entry and kept beside it (``layout.json``): an install then adds only
+    what depends on the target (its directories, generated files)."""
+
+    root: str  # the root scheme, purelib or platlib
+    #: (scheme, archive dir, dir in the scheme, file names, sizes): files to
+    #: link, directory by directory, parents first ('' is the root)
+    groups: list[tuple[str, str, str, list[str], list[int]]]
+    keys: list[str]  # per file, in the wheel's order: its path in its scheme
+    lines: list[str]  # its RECORD line; "" for the files in ``special``
+    #: (index, "link", scheme, path, hash, size) for a file linked into a
+    #: scheme other than the root one (its RECORD path depends on the
+    #: target); (index, "write", "scripts", path, archive path, executable)
+    #: for a script whose shebang is rewritten per environment
+    special: list[tuple[int, str, str, str, Any, Any]]
+    entry_points: bool
+
+
+_LAYOUT_FILE = "layout.json"
+_LAYOUT_VERSION = 1
+
+
+def load_layout(source: CachedWheelSource) -> Layout | None:
+    """The entry's layout (None: installer must route this wheel itself),
+    read from beside the entry or computed and kept there."""
+    path = source.entry.root / _LAYOUT_FILE
+    try:
+        data = json.loads(path.read_bytes())
+        if data.get("v") == _LAYOUT_VERSION:
+            return None if data.get("none") else Layout(*data["layout"])
+    except (OSError, ValueError, TypeError, KeyError):
+        pass  # missing, damaged or older: computed again
+    layout = _build_layout(source)
+    data = {"v": _LAYOUT_VERSION, "none": layout is None, "layout": layout}
+    with contextlib.suppress(OSError):  # a read-only cache: computed each time
+        write_beside(os.fspath(path), json.dumps(data).encode("utf-8"))
+    return layout
+
+
+def _build_layout(source: CachedWheelSource) -> Layout | None:
+    plan = _plan(source)
+    if plan is None:
+        return None
+    root, files = plan
+    data = f"{source.data_dir}/"
+    groups: dict[tuple[str, str], tuple[str, str, str, list[str], list[int]]] = {}
+    keys: list[str] = []
+    lines: list[str] = []
+    special: list[tuple[int, str, str, str, Any, Any]] = []
+
+    def group(scheme: str, ddir: str) -> tuple[str, str, str, list[str], list[int]]:
+        found = groups.get((scheme, ddir))
+        if found is None:
+            if ddir:  # parents first: creating a directory then costs one mkdir
+                group(scheme, ddir.rpartition("/")[0])
+            if scheme == root:  # the wheel's root is the root scheme's
+                sdir = ddir
+            else:
+                sdir = f"{data}{scheme}/{ddir}" if ddir else f"{data}{scheme}"
+            found = groups[(scheme, ddir)] = (scheme, sdir, ddir, [], [])
+        return found
+
+    for index, (scheme, path, cached) in enumerate(files):
+        keys.append(path)
+        if scheme == "scripts" and cached.python_shebang:
+            lines.append("")
+            special.append((index, "write", scheme, path, cached.path, cached.executable))
+            continue
+        if scheme == root:
+            lines.append(record_line(path, cached.hash, str(cached.size)))
+        else:
+            lines.append("")
+            special.append((index, "link", scheme, path, cached.hash, cached.size))
+        ddir, _, name = path.rpartition("/")
+        _, _, _, names, sizes = group(scheme, ddir)
+        names.append(name)
+        sizes.append(cached.size)
+    entry_points = "entry_points.txt" in source.dist_info_filenames
+    return Layout(root, list(groups.values()), keys, lines, special, entry_points)

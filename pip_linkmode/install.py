@@ -289,12 +289,14 @@ def install_wheels(
                     linker=linker,
                     # compile_bytecode checked above that the target's Python is ours
                     cached_bytecode=bool(levels) and target.cache_tag == sys.implementation.cache_tag,
+                    wait_for_links=False,  # the linker's threads go on during the next wheel
                 )
                 destination.install_cached(
                     source, _additional_metadata(installer_name, requested, direct_url)
                 )
                 done.append((source.entry.key, destination))
                 report.installed.append(f"{source.distribution}-{source.version}")
+            linker.finish()
         except BaseException:
             linker.rollback()
             raise

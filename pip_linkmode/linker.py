@@ -10,18 +10,22 @@ naming the file.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import _platform
 from ._platform import Cause, Platform
 from .modes import LinkMode, parse_link_mode
 
-__all__ = ["LinkError", "LinkJob", "LinkReport", "Linker", "reset_process_state", "write_beside"]
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+__all__ = ["DirJob", "LinkError", "LinkJob", "LinkReport", "Linker", "reset_process_state", "write_beside"]
 
 logger = logging.getLogger("pip_linkmode")
 
@@ -33,6 +37,10 @@ _CHAINS = {
     LinkMode.COPY: (LinkMode.COPY,),
 }
 _BATCH = 256
+#: threads placing links and clones for ``run_dirs``: the system calls
+#: release the GIL, and with no per-file Python work left between them two
+#: threads nearly halve a link or clone install (measured on 2 CPUs)
+_LINKERS = 4
 #: the suffix of the temp names files are written to before the rename over their target
 TEMP_SUFFIX = ".plm-tmp"
 
@@ -51,6 +59,11 @@ class LinkJob(NamedTuple):
     #: (cache dir, target dir) of the top-level directory holding this file,
     #: so platforms that clone whole directories can do it in one call
     tree: tuple[str, str] | None = None
+
+
+#: (cache directory, target directory, file names, their sizes): the files
+#: of one directory, for ``Linker.run_dirs``
+DirJob = tuple[str, str, Sequence[str], Sequence[int]]
 
 
 class _Resolution(NamedTuple):
@@ -167,6 +180,8 @@ class Linker:
             LinkMode.SYMLINK: self.platform.symlink,
             LinkMode.COPY: self.platform.copy_file,
         }
+        #: the process's umask, read once before any thread creates files
+        self.umask = _platform.umask()
         self._inode_lock = threading.Lock()
         self._dir_devs: dict[str, int] = {}
         self._dir_modes: dict[tuple[str, str], LinkMode] = {}
@@ -176,6 +191,11 @@ class Linker:
         self.created_dirs: list[str] = []
         #: when a list: every job ``run`` is given, (cache path, target path, size)
         self.journal: list[tuple[str, str, int]] | None = None
+        # run_dirs's worker threads, their tasks, and per target directory
+        # (with its "/") the tasks in flight there with their file names
+        self._pool: ThreadPoolExecutor | None = None
+        self._futures: list[Future[None]] = []
+        self._inflight: dict[str, list[tuple[Future[None], Sequence[str]]]] = {}
 
     # -- public -----------------------------------------------------------
     def run(self, jobs: Sequence[LinkJob]) -> LinkReport:
@@ -208,6 +228,139 @@ class Linker:
                 for sub in pool.map(lambda b: self._run_batch(*b), batches):
                     report.merge(sub)
         return report
+
+    def run_dirs(self, groups: Iterable[DirJob], *, wait: bool = True) -> LinkReport:
+        """Place files given directory by directory (POSIX paths).
+
+        This thread creates each group's target directory (its parent must
+        come in an earlier group or exist) and resolves the mode once per
+        group; worker threads place the files, a file costing its system
+        call and nothing else (no per-file job object or device lookup).
+        The system calls release the GIL, so links and clones in different
+        directories proceed in parallel. With ``wait`` False this returns
+        once every file is handed over, and the caller goes on (with the
+        next wheel, say) until ``finish``; a file is never placed before an
+        earlier call's file of the same path. Files a mode resolves to copy
+        are copied (by ``run``'s threads) after every link.
+        """
+        report = LinkReport(requested=self.mode)
+        known = self._dir_devs
+        sdevs: dict[str, int] = {}
+        copies: list[LinkJob] = []
+        journal = self.journal
+        task: list[tuple[LinkMode, str, str, Sequence[str]]] = []
+        pending = 0
+        for sdir, ddir, names, sizes in groups:
+            ddev = known.get(ddir)
+            if ddev is None:
+                ddev = known[ddir] = self._make_dir(ddir, known)
+            if not names:
+                continue
+            sp, dp = sdir + "/", ddir + "/"
+            if journal is not None:
+                journal.extend(zip([sp + n for n in names], [dp + n for n in names], sizes, strict=True))
+            sdev = sdevs.get(sdir)
+            if sdev is None:
+                sdev = sdevs[sdir] = self._stat_dev(sdir, "read cache directory")
+            first = names[0]
+            self.settle(dp + first)
+            resolution, done = self._resolve(sdev, ddev, LinkJob(sp + first, dp + first, sizes[0]), report)
+            mode = resolution.mode
+            rest = names[1:] if done else names
+            if mode is LinkMode.COPY:
+                skip = 1 if done else 0
+                copies.extend(
+                    LinkJob(sp + n, dp + n, s) for n, s in zip(rest, sizes[skip:], strict=True)
+                )
+                continue
+            report.counts[mode] += len(rest)
+            report.bytes_shared += sum(sizes) - (sizes[0] if done else 0)
+            task.append((mode, sp, dp, rest))
+            pending += len(rest)
+            if pending >= _BATCH:
+                self._dispatch(task)
+                task, pending = [], 0
+        if task:
+            self._dispatch(task)
+        if wait or copies:
+            self.finish()
+        if copies:
+            journal, self.journal = self.journal, None  # already written down
+            try:
+                report.merge(self.run(copies))
+            finally:
+                self.journal = journal
+        return report
+
+    def _dispatch(self, task: list[tuple[LinkMode, str, str, Sequence[str]]]) -> None:
+        """Hand a task to a worker thread (or do it here, with one CPU),
+        after any earlier task that places a file of the same path."""
+        workers = self.max_workers or min(_LINKERS, os.cpu_count() or 1)
+        if workers <= 1:
+            self._place_names(task)
+            return
+        for _, _, dp, names in task:
+            self._settle_dir(dp, names)
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="pip-linkmode")
+        future = self._pool.submit(self._place_names, task)
+        self._futures.append(future)
+        for _, _, dp, names in task:
+            self._inflight.setdefault(dp, []).append((future, names))
+
+    def _settle_dir(self, dp: str, names: Sequence[str]) -> None:
+        """Wait for tasks in flight that place any of ``names`` in ``dp``."""
+        inflight = self._inflight.get(dp)
+        if not inflight:
+            return
+        wanted = None
+        for future, theirs in inflight:
+            if future.done():
+                continue
+            if wanted is None:
+                wanted = set(names)
+            if not wanted.isdisjoint(theirs):
+                future.result()
+        inflight[:] = [(f, n) for f, n in inflight if not f.done()]
+
+    def settle(self, path: str) -> None:
+        """Wait until no task in flight will place ``path`` (before writing it)."""
+        if self._inflight:
+            head, _, name = path.rpartition("/")
+            self._settle_dir(head + "/", (name,))
+
+    def finish(self) -> None:
+        """Wait for every file handed over by ``run_dirs``; raise the first
+        failure (naming its file)."""
+        futures, self._futures = self._futures, []
+        self._inflight.clear()
+        pool, self._pool = self._pool, None
+        try:
+            for future in futures:
+                future.result()
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    def _place_names(self, task: Sequence[tuple[LinkMode, str, str, Sequence[str]]]) -> None:
+        """Place ``(mode, cache dir/, target dir/, names)`` files (``run_dirs``)."""
+        created = self.created
+        for mode, sp, dp, names in task:
+            op = self._ops[mode]
+            for name in names:
+                dst = dp + name
+                try:
+                    op(sp + name, dst)
+                except OSError as exc:
+                    job = LinkJob(sp + name, dst, 0)
+                    try:
+                        self._recover(mode, job, exc)
+                    except OSError as exc2:
+                        raise self._error(exc2, mode.value, dst, job.src) from exc2
+                    continue
+                created.append(dst)  # new here: a rollback removes it
 
     def link_one(self, job: LinkJob, report: LinkReport) -> None:
         """Place a single file (for callers that hand over files one by one).
@@ -301,6 +454,7 @@ class Linker:
             try:
                 os.mkdir(fs)
                 self.created_dirs.append(path)
+                self._swept.add(path)  # new: no temp files of a killed install in it
                 return parent_dev
             except FileExistsError:
                 pass
@@ -320,9 +474,17 @@ class Linker:
         try:
             os.makedirs(fs, exist_ok=True)
             self.created_dirs.extend(reversed(missing))
+            self._swept.update(missing)
             return os.stat(fs).st_dev
         except OSError as exc:
             raise self._error(exc, "create directory", path) from exc
+
+    def ensure_dir(self, path: str) -> int:
+        """``_make_dir`` of a directory this linker may know already; its device."""
+        dev = self._dir_devs.get(path)
+        if dev is None:
+            dev = self._dir_devs[path] = self._make_dir(path, self._dir_devs)
+        return dev
 
     def sweep_temps(self, directory: str) -> None:
         """Remove temp files (``.NAME.HEX.plm-tmp``) that a killed install left
@@ -346,6 +508,8 @@ class Linker:
         then the directories it made, deepest first, if empty), so a failed
         install leaves the environment as it found it. Files it replaced keep
         their new content. Never follows links; never touches the cache."""
+        with contextlib.suppress(Exception):  # the failure is being handled already
+            self.finish()
         created, self.created = self.created, []
         dirs, self.created_dirs = self.created_dirs, []
         for path in reversed(created):
@@ -549,32 +713,53 @@ def write_beside(
     data: bytes | Iterable[bytes],
     mode: int | None = None,
     replace: Callable[[str, str], None] = os.replace,
+    *,
+    fresh: bool = False,
 ) -> None:
     """Write a per-environment file: to a temp name beside ``path``, then rename over it.
 
     An existing ``path`` (perhaps a hardlink into the cache) is replaced,
     never opened for writing. ``data`` is the content or its chunks; ``mode``
     None keeps the default permissions; ``replace`` does the rename (the
-    platform's, which knows Windows' rename-aside).
+    platform's, which knows Windows' rename-aside). ``fresh``: nothing is
+    expected at ``path``, so it is created there directly, exclusively (the
+    temp name is used after all if something is there).
     """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    perms = 0o666 if mode is None else mode
+    if fresh:
+        try:
+            fd = os.open(path, flags, perms)
+        except FileExistsError:
+            pass
+        else:
+            try:
+                _write_fd(fd, path, data, mode)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                raise
+            return
     tmp = _beside(path, TEMP_SUFFIX)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else mode)
-        try:
-            for chunk in (data,) if isinstance(data, bytes) else data:
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view) :]
-            if mode is not None and os.chmod in os.supports_fd:
-                os.fchmod(fd, mode)  # exactly these bits, whatever the umask
-        finally:
-            os.close(fd)
-        if mode is not None and os.chmod not in os.supports_fd:
-            os.chmod(tmp, mode)
+        _write_fd(os.open(tmp, flags, perms), tmp, data, mode)
         replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
+
+
+def _write_fd(fd: int, path: str, data: bytes | Iterable[bytes], mode: int | None) -> None:
+    """Write ``data`` to a new file's descriptor, give it ``mode`` exactly, close it."""
+    try:
+        for chunk in (data,) if isinstance(data, bytes) else data:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view) :]
+        if mode is not None and os.chmod in os.supports_fd:
+            os.fchmod(fd, mode)  # exactly these bits, whatever the umask
+    finally:
+        os.close(fd)
+    if mode is not None and os.chmod not in os.supports_fd:
+        os.chmod(path, mode)

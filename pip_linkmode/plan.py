@@ -49,7 +49,7 @@ except ImportError:
     except ImportError:  # pragma: no cover - builds without the builtin modules
         from hashlib import sha256  # type: ignore[assignment,no-redef]
 
-from . import __version__
+from . import __version__, _platform
 from ._cachecore import EntryLock, OsFileLock, lock_path
 from .linker import Linker, LinkError, LinkJob, LinkReport, write_beside
 from .modes import LinkMode
@@ -113,8 +113,7 @@ def plan_key(
     import py_compile
 
     invalidation = py_compile._get_default_invalidation_mode().name  # type: ignore[attr-defined]
-    umask = os.umask(0)
-    os.umask(umask)
+    umask = _platform.umask()
     stamps = []
     for wheel in wheels:
         st = os.stat(wheel)

@@ -7,11 +7,12 @@ injected (see ``darwin.DarwinCalls`` and ``windows.WindowsCalls``).
 
 from __future__ import annotations
 
+import os
 import sys
 
 from .posix import Cause, Platform, PosixPlatform
 
-__all__ = ["Cause", "Platform", "PosixPlatform", "current", "set_current"]
+__all__ = ["Cause", "Platform", "PosixPlatform", "current", "set_current", "umask"]
 
 _current: Platform | None = None
 
@@ -46,3 +47,29 @@ def set_current(platform: Platform | None) -> Platform | None:
     previous = _current
     _current = platform
     return previous
+
+
+def umask() -> int:
+    """The process's file mode creation mask.
+
+    ``os.umask`` can only be read by setting it, and for that moment files
+    that other threads create (unpacking, cloning) would get other mode
+    bits. Linux shows the mask in /proc/self/status; elsewhere it is read
+    the only way there is, once, on first use (from the main thread before
+    any placement starts).
+    """
+    global _umask
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    if _umask is None:
+        _umask = os.umask(0o022)
+        os.umask(_umask)
+    return _umask
+
+
+_umask: int | None = None

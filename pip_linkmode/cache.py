@@ -4,6 +4,10 @@ Layout under the cache root::
 
     entries/<key>/entry.json   what the wheel holds (files, RECORD rows, flags)
     entries/<key>/tree/        the unpacked files, linked into environments
+    entries/<key>/layout.json  derived: the files by scheme and directory, with
+                               their RECORD lines (``destination.load_layout``)
+    entries/<key>/bytecode-*.json  derived: the pycs compiled into tree/
+    index/<hash of path>.json  a wheel file's stamp -> its entry's key and names
     locks/<key>.lock           per-entry file locks
     tmp/<key>-<pid>-<rand>/    unpacks in progress (removed by the next run)
 
@@ -59,6 +63,8 @@ __all__ = [
 ]
 
 LAYOUT_VERSION = 1
+#: what the index keeps of an entry besides its key
+_INDEXED_NAMES = ("filename", "name", "version", "dist_info")
 _CHUNK = 1024 * 1024
 _ALLOWED_HASHES = {"sha256", "sha384", "sha512", "sha3_256", "sha3_384", "sha3_512", "blake2b"}
 _SIGNATURES = ("RECORD.jws", "RECORD.p7s")
@@ -103,8 +109,8 @@ class CachedWheel:
         name: str,
         version: str,
         dist_info: str,
-        files: list[list[Any]],
-        record_rows: list[list[str]],
+        files: list[list[Any]] | None = None,
+        record_rows: list[list[str]] | None = None,
     ) -> None:
         self.key = key
         self.root = root  # entries/<key>
@@ -112,15 +118,30 @@ class CachedWheel:
         self.name = name
         self.version = version
         self.dist_info = dist_info
-        self._rows = files  # [path, hash, size, executable, python_shebang] as in entry.json
+        # [path, hash, size, executable, python_shebang] and RECORD's rows, as
+        # in entry.json; None until first needed (then read from there)
+        self._rows = files
         self._record = record_rows
         self._files: tuple[CachedFile, ...] | None = None
+
+    def _manifest(self) -> tuple[list[list[Any]], list[list[str]]]:
+        if self._rows is None or self._record is None:
+            meta = self.root / "entry.json"
+            try:
+                data = json.loads(meta.read_bytes())
+                self._rows, self._record = data["files"], data["record"]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise CacheError(
+                    f"damaged or removed cache entry {self.root}: {exc}; "
+                    "run `pip-linkmode cache clean` if it persists"
+                ) from exc
+        return self._rows, self._record
 
     def __repr__(self) -> str:
         return f"<CachedWheel {self.filename} {self.key}>"
 
     def _identity(self) -> tuple[Any, ...]:
-        return (self.key, self.root, self.filename, self.name, self.version, self.dist_info, self._rows)
+        return (self.key, self.root, self.filename, self.name, self.version, self.dist_info, self._manifest())
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CachedWheel):
@@ -135,13 +156,13 @@ class CachedWheel:
         files = self._files
         if files is None:
             files = self._files = tuple(
-                CachedFile(p, h, s, bool(x), bool(sb)) for p, h, s, x, sb in self._rows
+                CachedFile(p, h, s, bool(x), bool(sb)) for p, h, s, x, sb in self._manifest()[0]
             )
         return files
 
     @property
     def record_rows(self) -> tuple[tuple[str, str, str], ...]:
-        return tuple(tuple(r) for r in self._record)  # type: ignore[misc]
+        return tuple(tuple(r) for r in self._manifest()[1])  # type: ignore[misc]
 
     @property
     def tree(self) -> Path:
@@ -152,7 +173,7 @@ class CachedWheel:
 
     @property
     def size(self) -> int:
-        return sum(row[2] for row in self._rows)
+        return sum(row[2] for row in self._manifest()[0])
 
 
 def record_digest(digest: bytes) -> str:
@@ -429,7 +450,7 @@ class WheelCache:
                             entry = self._populate(wheel, zf, key, dist_info, record)
                     finally:
                         lock.__exit__(None, None, None)
-            self._remember(index, stamp, entry.key)
+            self._remember(index, stamp, entry)
         self._touch(entry)
         return entry
 
@@ -437,20 +458,35 @@ class WheelCache:
     # ctime, which no tool can set back), has the key computed then: a warm
     # install then reads neither the zip index nor RECORD. Best effort both
     # ways: an unreadable or stale index just means computing the key.
+    # The index also holds the entry's names, so that a warm install reads
+    # no manifest unless it needs the file list (the layout has what an
+    # install needs); the entry must still be there.
     def _indexed(self, index: Path, stamp: list[int]) -> CachedWheel | None:
         try:
             data = json.loads(index.read_bytes())
             if data["stamp"] != stamp:
                 return None
-            return self.lookup(str(data["key"]))
+            key = str(data["key"])
+            names = data.get("entry")
+            if names is None:  # written by an older version: add the names
+                entry = self.lookup(key)
+                if entry is not None:
+                    self._remember(index, stamp, entry)
+                return entry
+            root = self.entry_dir(key)
+            if not (root / "entry.json").is_file():
+                return None
+            filename, name, version, dist_info = (str(names[k]) for k in _INDEXED_NAMES)
+            return CachedWheel(key, root, filename, name, version, dist_info)
         except (OSError, ValueError, KeyError, TypeError, CacheError):
             return None
 
-    def _remember(self, index: Path, stamp: list[int], key: str) -> None:
+    def _remember(self, index: Path, stamp: list[int], entry: CachedWheel) -> None:
         tmp = index.with_name(f"{index.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        names = {k: getattr(entry, k) for k in _INDEXED_NAMES}
         try:
             self.index_dir.mkdir(exist_ok=True)
-            tmp.write_text(json.dumps({"stamp": stamp, "key": key}), "utf-8")
+            tmp.write_text(json.dumps({"stamp": stamp, "key": entry.key, "entry": names}), "utf-8")
             os.replace(tmp, index)
         except OSError:
             with contextlib.suppress(OSError):
@@ -505,7 +541,7 @@ class WheelCache:
                     [f.path, f.hash, f.size, int(f.executable), int(f.python_shebang)]
                     for f in files
                 ],
-                "record": list(_parse_record(wheel, record.decode("utf-8")).values()),
+                "record": [list(row) for row in _parse_record(wheel, record.decode("utf-8")).values()],
             }
             (tmp / "entry.json").write_text(json.dumps(data), "utf-8")
             (tmp / "last-used").touch()

@@ -221,7 +221,7 @@ class LinkingDestination(SchemeDictionaryDestination):
         ]
         if self.bytecode_optimization_levels:
             groups.extend(self._cached_pyc_groups(source, layout, rows, line))
-        self.report.merge(self.linker.run_dirs(groups, wait=self.wait_for_links))
+        self.report.merge(self.linker.run_dirs(groups, wait=self.wait_for_links, source_root=tree))
         dist_info = source.dist_info_dir
         for filename, contents in additional_metadata.items():
             with io.BytesIO(contents) as other:
@@ -256,7 +256,7 @@ class LinkingDestination(SchemeDictionaryDestination):
             else:
                 scheme, path = layout.root, rel
             sdir, _, name = rel.rpartition("/")
-            ddir = path[: len(path) - len(name) - 1] if sdir else ""
+            ddir = path.rpartition("/")[0]
             pyc = f"{name[:-3]}.{tag}{'' if level == 0 else f'.opt-{level}'}.pyc"
             key = (scheme, ddir)
             group = groups.get(key)
@@ -446,7 +446,7 @@ class Layout(NamedTuple):
 
 
 _LAYOUT_FILE = "layout.json"
-_LAYOUT_VERSION = 1
+_LAYOUT_VERSION = 2  # 1: files of .data/<root scheme>/ were looked for at the root
 
 
 def load_layout(source: CachedWheelSource) -> Layout | None:
@@ -471,22 +471,20 @@ def _build_layout(source: CachedWheelSource) -> Layout | None:
     if plan is None:
         return None
     root, files = plan
-    data = f"{source.data_dir}/"
     groups: dict[tuple[str, str], tuple[str, str, str, list[str], list[int]]] = {}
     keys: list[str] = []
     lines: list[str] = []
     special: list[tuple[int, str, str, str, Any, Any]] = []
 
-    def group(scheme: str, ddir: str) -> tuple[str, str, str, list[str], list[int]]:
-        found = groups.get((scheme, ddir))
+    def group(scheme: str, sdir: str, ddir: str) -> tuple[str, str, str, list[str], list[int]]:
+        """The group of a directory (keyed by where its files are in the
+        wheel: a scheme's files may come from the root and from .data)."""
+        found = groups.get((scheme, sdir))
         if found is None:
             if ddir:  # parents first: creating a directory then costs one mkdir
-                group(scheme, ddir.rpartition("/")[0])
-            if scheme == root:  # the wheel's root is the root scheme's
-                sdir = ddir
-            else:
-                sdir = f"{data}{scheme}/{ddir}" if ddir else f"{data}{scheme}"
-            found = groups[(scheme, ddir)] = (scheme, sdir, ddir, [], [])
+                cut = len(ddir) - len(ddir.rpartition("/")[0])
+                group(scheme, sdir[: len(sdir) - cut], ddir[: len(ddir) - cut])
+            found = groups[(scheme, sdir)] = (scheme, sdir, ddir, [], [])
         return found
 
     for index, (scheme, path, cached) in enumerate(files):
@@ -501,7 +499,8 @@ def _build_layout(source: CachedWheelSource) -> Layout | None:
             lines.append("")
             special.append((index, "link", scheme, path, cached.hash, cached.size))
         ddir, _, name = path.rpartition("/")
-        _, _, _, names, sizes = group(scheme, ddir)
+        sdir = cached.path.rpartition("/")[0]
+        _, _, _, names, sizes = group(scheme, sdir, ddir)
         names.append(name)
         sizes.append(cached.size)
     entry_points = "entry_points.txt" in source.dist_info_filenames

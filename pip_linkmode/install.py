@@ -265,11 +265,13 @@ def install_wheels(
     wheel_list = list(wheels)
     entries = bytecode.prepare(wheel_cache, wheel_list, levels)
     done: list[tuple[str, LinkingDestination]] = []
-    # Each wheel's files are placed before the next wheel's bookkeeping (a
-    # background placer was measured slower: on 2 CPUs the threads fight
-    # over the GIL); the entries stay locked (`cache clean` waits) until
-    # every placement is over. Locks are taken in one global order, so
-    # installs sharing entries never wait on each other in a cycle.
+    # Each wheel's files are handed to the linker's worker threads, which
+    # place them while this thread does the next wheel's bookkeeping (with
+    # an entry's layout, that bookkeeping is per wheel, not per file, so the
+    # threads no longer queue for the GIL); a path is never placed before an
+    # earlier wheel's file of the same path. The entries stay locked (`cache
+    # clean` waits) until every placement is over. Locks are taken in one
+    # global order, so installs sharing entries never wait in a cycle.
     with contextlib.ExitStack() as locks:
         for key in sorted({entry.key for entry in entries}):
             locks.enter_context(wheel_cache.lock(key))

@@ -196,6 +196,8 @@ class Linker:
         self._pool: ThreadPoolExecutor | None = None
         self._futures: list[Future[None]] = []
         self._inflight: dict[str, list[tuple[Future[None], Sequence[str]]]] = {}
+        self._queued: list[tuple[LinkMode, str, str, list[str]]] = []  # by link_one(later=True)
+        self._n_queued = 0
 
     # -- public -----------------------------------------------------------
     def run(self, jobs: Sequence[LinkJob]) -> LinkReport:
@@ -229,7 +231,9 @@ class Linker:
                     report.merge(sub)
         return report
 
-    def run_dirs(self, groups: Iterable[DirJob], *, wait: bool = True) -> LinkReport:
+    def run_dirs(
+        self, groups: Iterable[DirJob], *, wait: bool = True, source_root: str | None = None
+    ) -> LinkReport:
         """Place files given directory by directory (POSIX paths).
 
         This thread creates each group's target directory (its parent must
@@ -241,11 +245,14 @@ class Linker:
         once every file is handed over, and the caller goes on (with the
         next wheel, say) until ``finish``; a file is never placed before an
         earlier call's file of the same path. Files a mode resolves to copy
-        are copied (by ``run``'s threads) after every link.
+        are copied (by ``run``'s threads) after every link. ``source_root``:
+        every cache directory is inside it and on its filesystem (a cache
+        entry's tree), so its device is read once.
         """
         report = LinkReport(requested=self.mode)
         known = self._dir_devs
         sdevs: dict[str, int] = {}
+        root_dev = self._stat_dev(source_root, "read cache directory") if source_root else None
         copies: list[LinkJob] = []
         journal = self.journal
         task: list[tuple[LinkMode, str, str, Sequence[str]]] = []
@@ -259,7 +266,7 @@ class Linker:
             sp, dp = sdir + "/", ddir + "/"
             if journal is not None:
                 journal.extend(zip([sp + n for n in names], [dp + n for n in names], sizes, strict=True))
-            sdev = sdevs.get(sdir)
+            sdev = root_dev if root_dev is not None else sdevs.get(sdir)
             if sdev is None:
                 sdev = sdevs[sdir] = self._stat_dev(sdir, "read cache directory")
             first = names[0]
@@ -327,6 +334,8 @@ class Linker:
 
     def settle(self, path: str) -> None:
         """Wait until no task in flight will place ``path`` (before writing it)."""
+        if self._queued:
+            self._flush()
         if self._inflight:
             head, _, name = path.rpartition("/")
             self._settle_dir(head + "/", (name,))
@@ -334,6 +343,7 @@ class Linker:
     def finish(self) -> None:
         """Wait for every file handed over by ``run_dirs``; raise the first
         failure (naming its file)."""
+        self._flush()
         futures, self._futures = self._futures, []
         self._inflight.clear()
         pool, self._pool = self._pool, None
@@ -362,32 +372,58 @@ class Linker:
                     continue
                 created.append(dst)  # new here: a rollback removes it
 
-    def link_one(self, job: LinkJob, report: LinkReport) -> None:
+    def link_one(self, job: LinkJob, report: LinkReport, *, later: bool = False) -> None:
         """Place a single file (for callers that hand over files one by one).
 
         The mode is resolved once per (cache dir, target dir) pair; after
-        that a file costs its link call and nothing else.
+        that a file costs its link call and nothing else. ``later``: hand
+        the file to a worker thread (see ``run_dirs``), so the caller goes
+        on at once; ``settle`` or ``finish`` waits for it.
         """
         sdir, ddir = os.path.dirname(job.src), os.path.dirname(job.dst)
         mode = self._dir_modes.get((sdir, ddir))
         if mode is None:
             ddev = self._dir_devs.get(ddir)
             if ddev is None:
-                ddev = self._dir_devs[ddir] = self._make_dir(ddir)
+                ddev = self._dir_devs[ddir] = self._make_dir(ddir, self._dir_devs)
             sdev = self._dir_devs.get(sdir)
             if sdev is None:
                 sdev = self._dir_devs[sdir] = self._stat_dev(sdir, "read cache directory")
+            self.settle(job.dst)
             resolution, done = self._resolve(sdev, ddev, job, report)
             self._dir_modes[(sdir, ddir)] = resolution.mode
             if done:
                 return
             mode = resolution.mode
-        self._place_file(self._ops[mode], mode, job)
         report.counts[mode] += 1
         if mode is LinkMode.COPY:
             report.bytes_copied += job.size
         else:
             report.bytes_shared += job.size
+        # Copies are placed at once: a copy is where a disk fills up, and the
+        # caller must stop at that file, not go on (tasks in flight are also
+        # keyed by POSIX paths).
+        if not later or mode is LinkMode.COPY or os.sep != "/":
+            self.settle(job.dst)
+            self._place_file(self._ops[mode], mode, job)
+            return
+        queued = self._queued
+        sp, dp = sdir + os.sep, ddir + os.sep
+        name = job.dst[len(dp):]
+        last = queued[-1] if queued else None
+        if last is not None and last[0] is mode and last[1] == sp and last[2] == dp:
+            last[3].append(name)
+        else:
+            queued.append((mode, sp, dp, [name]))
+        self._n_queued += 1
+        if self._n_queued >= _BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Hand the files ``link_one(later=True)`` queued to the workers."""
+        if self._queued:
+            task, self._queued, self._n_queued = self._queued, [], 0
+            self._dispatch(task)  # type: ignore[arg-type]
 
     # -- planning ---------------------------------------------------------
     def _group_by_devices(self, jobs: Sequence[LinkJob]) -> dict[tuple[int, int], list[LinkJob]]:

@@ -91,6 +91,8 @@ class _Active:
     entry: CachedWheel
     files: dict[str, int]  # archive path -> size, for files we may link
     tree: str
+    own: tuple[str, ...]  # archive prefixes of what pip writes too: placed at once
+    compiling: bool  # pip will compile the installed sources
     linked: dict[str, str] = field(default_factory=dict)  # env path -> archive path
     pycs: dict[tuple[int, str], dict[tuple[str, int], bytecode.CachedPyc]] = field(default_factory=dict)
 
@@ -116,15 +118,25 @@ class _Hook:
             entry = self.cache.get(wheel_path)
             data_scripts = f"{entry.dist_info[: -len('.dist-info')]}.data/scripts/"
             files = {f.path: f.size for f in entry.files if not f.path.startswith(data_scripts)}
-            self.local.active = _Active(entry, files, str(entry.tree))
+            # Package files are placed by the linker's threads while pip goes
+            # on, except what pip itself looks at before it returns: sources
+            # it will compile (it checks they exist), and what it may write
+            # too (.dist-info, .data). pip's signature: (name, wheel_path,
+            # scheme, req_description, pycompile=True, ...).
+            pycompile = kwargs.get("pycompile", args[2] if len(args) > 2 else True)
+            own = (entry.dist_info + "/", entry.dist_info[: -len(".dist-info")] + ".data/")
+            self.local.active = _Active(entry, files, str(entry.tree), own, bool(pycompile))
             symlinks = self.report.counts[LinkMode.SYMLINK]
             mark = len(self.linker.created)
             try:
                 with self.cache.lock(entry.key):  # `cache clean` waits for us
                     result = original(name, wheel_path, *args, **kwargs)
+                    self.linker.finish()
             except BaseException:
                 # pip has no rollback for a half-installed wheel: remove what
                 # we placed for it, and the directories that leaves empty.
+                with contextlib.suppress(Exception):  # the failure is being handled
+                    self.linker.finish()
                 placed, self.linker.created[mark:] = self.linker.created[mark:], []
                 _remove_placed(placed, args[0] if args else kwargs.get("scheme"))
                 raise
@@ -144,9 +156,17 @@ class _Hook:
             path = getattr(file, "src_record_path", None)
             size = active.files.get(path) if active is not None and path is not None else None
             if active is None or size is None or path is None:
+                if active is not None:
+                    self.linker.finish()  # what pip writes itself: after ours, as before
                 return original(file)
             dest = os.path.abspath(file.dest_path)
-            self.linker.link_one(LinkJob(os.path.join(active.tree, path), dest, size), self.report)
+            if path.startswith(active.own):
+                # .dist-info and .data come last: before them every package
+                # file is in place, so a failure stops pip before it records
+                # the wheel (as when files were placed one by one)
+                self.linker.finish()
+            later = not (path.startswith(active.own) or (active.compiling and path.endswith(".py")))
+            self.linker.link_one(LinkJob(f"{active.tree}/{path}", dest, size), self.report, later=later)
             active.linked[dest] = path
 
         return save
@@ -159,6 +179,7 @@ class _Hook:
             path = os.path.abspath(os.fspath(fullname))
             rel = active.linked.get(path) if active is not None else None
             if active is None or rel is None or args or set(kwargs) - _COMPILE_KWARGS:
+                self.linker.settle(path)  # compiled from the placed source
                 return original(fullname, *args, **kwargs)
             level = kwargs.get("optimize", -1)
             level = sys.flags.optimize if level == -1 else int(level)
@@ -171,10 +192,23 @@ class _Hook:
             if cached is None:
                 return False  # it did not compile in the cache either: pip skips it
             dest = bytecode.pyc_path(path, level)
+            # at once: pip checks that the pyc exists when this returns
             self.linker.link_one(LinkJob(cached.path, dest, cached.size), self.report)
             return True
 
         return compile_file
+
+    def wrap_replace(self, original: Callable[[str, str], None]) -> Callable[[str, str], None]:
+        """Before pip writes a wheel's metadata (RECORD last), every file of
+        the wheel is in place: a failure placing one stops pip before it
+        records the wheel as installed."""
+
+        def replace(src: str, dst: str) -> None:
+            if self._active() is not None:
+                self.linker.finish()
+            original(src, dst)
+
+        return replace
 
     def wrap_req_install(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def install(req: Any, *args: Any, **kwargs: Any) -> Any:
@@ -227,6 +261,8 @@ class _Hook:
         cls = req_install.InstallRequirement
         patch(cls, "install", self.wrap_req_install(cls.install))
         patch(compileall, "compile_file", self.wrap_compile_file(compileall.compile_file))
+        if hasattr(wheel_mod, "replace"):  # how pip puts INSTALLER, RECORD... in place
+            patch(wheel_mod, "replace", self.wrap_replace(wheel_mod.replace))
         try:
             yield
         finally:

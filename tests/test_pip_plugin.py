@@ -241,3 +241,28 @@ def test_parallel_bytecode_under_pip_26_3_import_guard(tmp_path: Path) -> None:
     assert "Successfully installed many-1.0" in result.stdout
     pycs = list((site_packages(venv) / "many" / "__pycache__").glob("*.pyc"))
     assert len(pycs) == 300 and all(p.stat().st_nlink >= 2 for p in pycs)
+
+
+def test_a_file_placed_by_a_worker_thread_that_fails_stops_pip_before_record(tmp_path: Path) -> None:
+    """Package files are placed by the linker's threads while pip goes on;
+    one that cannot be placed (a directory in the way, far into a big wheel)
+    still stops pip before it writes the wheel's RECORD, and names the file."""
+    from wheelmaker import WheelSpec, build_wheel
+
+    files: dict[str, bytes | tuple[bytes, int]] = {"many/__init__.py": b""}
+    files.update({f"many/data/f{i:04d}.txt": f"{i}\n".encode() for i in range(1500)})
+    wheel = build_wheel(tmp_path / "w", WheelSpec(name="many", files=files))
+    venv = make_venv(tmp_path / "venv")
+    blocker = site_packages(venv) / "many" / "data" / "f1200.txt"
+    (blocker / "occupied").mkdir(parents=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip_linkmode", "install", "--python", venv_python(venv), "--link-mode", "hardlink",
+         "--cache-dir", str(tmp_path / "cache"), "--no-index", "--no-deps", "--no-compile", str(wheel)],
+        capture_output=True, text=True, env=env,
+    )
+    assert proc.returncode != 0
+    assert str(blocker) in proc.stderr and "directory is in the way" in proc.stderr, proc.stderr
+    assert not (site_packages(venv) / "many-1.0.dist-info" / "RECORD").exists()  # never recorded as installed
+    left = sorted(p.name for p in (site_packages(venv) / "many" / "data").iterdir())
+    assert left == ["f1200.txt"]  # what we placed is removed again; the blocker stays

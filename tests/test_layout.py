@@ -1,0 +1,281 @@
+"""The install step from a cache entry's layout, and its worker threads.
+
+``LinkingDestination.install_cached`` places an entry's files from its
+precomputed layout (``layout.json``) by ``Linker.run_dirs``, whose worker
+threads go on placing while ``install_wheels`` prepares the next wheel.
+These tests hold it to the general path (``installer.install`` with the same
+destination): the same tree, byte for byte, RECORD included, on real wheels
+and on wheels built to hit the corner cases (quoted RECORD paths, a path in
+two schemes, bytecode). And they hold the threads to the order and the
+rollback a sequential install would give.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import installer
+import pytest
+from conftest import make_venv, run_pip, site_packages, venv_python
+from wheelmaker import FileSpec, WheelSpec, build_wheel, demo_spec
+
+from pip_linkmode import (
+    LinkError,
+    LinkingDestination,
+    LinkMode,
+    WheelCache,
+    _platform,
+    destination,
+    install_wheels,
+    linker,
+)
+
+META = {"INSTALLER": b"test\n", "REQUESTED": b""}
+
+
+def _tree(root: Path) -> dict[str, tuple[bytes | str, int]]:
+    """Every file (bytes, mode) and symlink (target) under ``root``."""
+    out: dict[str, tuple[bytes | str, int]] = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        if path.is_symlink():
+            out[rel] = (os.readlink(path), 0)
+        elif path.is_file():
+            out[rel] = (path.read_bytes(), path.stat().st_mode)
+    return out
+
+
+def _scheme(base: Path) -> dict[str, str]:
+    # purelib and platlib apart, as on some distributions, so scheme prefixes show
+    return {k: str(base / k) for k in ("purelib", "platlib", "headers", "scripts", "data")}
+
+
+class _GeneralPath(LinkingDestination):
+    """The same destination with the layout path switched off."""
+
+    def _fast_path_applies(self) -> bool:
+        return False
+
+
+def _install(
+    cache: WheelCache, wheel: Path, base: Path, how: str, levels: tuple[int, ...] = ()
+) -> LinkingDestination:
+    cls = _GeneralPath if how == "general" else LinkingDestination
+    dest = cls(
+        _scheme(base),
+        sys.executable,
+        "posix",
+        link_mode=LinkMode.HARDLINK,
+        bytecode_optimization_levels=levels,
+        cached_bytecode=bool(levels),
+    )
+    with cache.open(wheel) as source:
+        if how == "installer":
+            installer.install(source, dest, dict(META))
+        else:
+            dest.install_cached(source, META)
+    return dest
+
+
+def _corner_spec() -> WheelSpec:
+    spec = demo_spec(name="corner", long_paths=False)
+    files: dict[str, FileSpec] = dict(spec.files)
+    files.update(
+        {
+            "corner/with,comma.txt": b"comma\n",
+            'corner/with"quote.txt': b"quote\n",
+            "corner/deep/a/b/c/leaf.py": b"X = 1\n",
+            "corner/broken.py": b"def broken(:\n",  # does not compile: skipped, as pip does
+            "LICENSE": b"root license\n",
+            # the same path within another scheme: RECORD's sort keeps both, in order
+            "corner-1.0.data/data/LICENSE": b"data license\n",
+            "corner-1.0.data/purelib/corner_extra.py": b"Y = 2\n",
+            "corner-1.0.data/platlib/corner_plat.py": b"Z = 3\n",
+        }
+    )
+    spec.files = files
+    return spec
+
+
+def test_layout_gives_what_the_general_path_gives(real_wheels: list[Path], tmp_path: Path) -> None:
+    """Per wheel: installer.install, the general install_cached and the layout
+    path leave byte-identical trees (RECORD, modes, scripts included)."""
+    cache = WheelCache(tmp_path / "cache")
+    wheels = [*real_wheels, build_wheel(tmp_path / "w", _corner_spec())]
+    for wheel in wheels:
+        trees = {}
+        for how in ("installer", "general", "layout"):
+            base = tmp_path / how / wheel.name
+            _install(cache, wheel, base, how)
+            trees[how] = _tree(base)
+        assert trees["layout"] == trees["general"] == trees["installer"], wheel.name
+        entry = cache.get(wheel)
+        assert (entry.root / "layout.json").is_file()  # kept for the next install
+    corner = _tree(tmp_path / "layout" / wheels[-1].name)
+    record = corner["purelib/corner-1.0.dist-info/RECORD"][0]
+    assert isinstance(record, bytes)
+    assert b'"corner/with,comma.txt",sha256=' in record
+    assert b'"corner/with""quote.txt",sha256=' in record
+    assert record.count(b"LICENSE,sha256=") == 2
+
+
+def test_layout_with_cached_bytecode_gives_the_general_paths_record(tmp_path: Path) -> None:
+    """With bytecode linked from the cache, both paths list the same pycs
+    (lib schemes only, the broken source skipped) and link the same files."""
+    cache = WheelCache(tmp_path / "cache")
+    wheel = build_wheel(tmp_path / "w", _corner_spec())
+    trees = {}
+    for how in ("general", "layout"):
+        base = tmp_path / how
+        _install(cache, wheel, base, how, levels=(0,))
+        trees[how] = _tree(base)
+    assert trees["layout"] == trees["general"]
+    tag = sys.implementation.cache_tag
+    pycs = sorted(p for p in trees["layout"] if p.endswith(".pyc"))
+    assert f"purelib/corner/__pycache__/core.{tag}.pyc" in pycs
+    assert f"purelib/corner/deep/a/b/c/__pycache__/leaf.{tag}.pyc" in pycs
+    assert f"purelib/__pycache__/corner_extra.{tag}.pyc" in pycs
+    assert f"platlib/__pycache__/corner_plat.{tag}.pyc" in pycs
+    assert not any("broken" in p for p in pycs)
+    assert not any(p.startswith(("scripts/", "data/", "headers/")) for p in pycs)
+    record = trees["layout"]["purelib/corner-1.0.dist-info/RECORD"][0]
+    assert isinstance(record, bytes)
+    assert f"../platlib/__pycache__/corner_plat.{tag}.pyc,,".encode() in record
+    # linked, not copied: the pyc is the cache's inode
+    entry = cache.get(wheel)
+    cached = entry.tree / "corner" / "__pycache__" / f"core.{tag}.pyc"
+    assert os.path.samestat(cached.stat(), (tmp_path / "layout" / "purelib/corner/__pycache__" / f"core.{tag}.pyc").stat())
+
+
+def test_layout_is_kept_and_a_damaged_one_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = WheelCache(tmp_path / "cache")
+    wheel = build_wheel(tmp_path / "w", _corner_spec())
+    _install(cache, wheel, tmp_path / "one", "layout")
+    layout_file = cache.get(wheel).root / "layout.json"
+    kept = json.loads(layout_file.read_bytes())
+    assert kept["v"] == destination._LAYOUT_VERSION and not kept["none"]
+
+    def no_rebuild(source: object) -> None:
+        raise AssertionError("the kept layout was not used")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(destination, "_build_layout", no_rebuild)
+        _install(cache, wheel, tmp_path / "two", "layout")
+    layout_file.write_bytes(b"{\"v\": 2, \"layout\": [")  # cut short
+    _install(cache, wheel, tmp_path / "three", "layout")
+    assert json.loads(layout_file.read_bytes()) == kept
+    assert _tree(tmp_path / "one") == _tree(tmp_path / "two") == _tree(tmp_path / "three")
+
+
+def test_a_wheel_installer_must_route_itself_is_remembered_as_such(tmp_path: Path) -> None:
+    spec = demo_spec(name="stale", long_paths=False)
+    spec.files = {**spec.files, "stale/__pycache__/core.cpython-311.pyc": b"stale"}
+    cache = WheelCache(tmp_path / "cache")
+    wheel = build_wheel(tmp_path / "w", spec)
+    with pytest.warns(RuntimeWarning, match="__pycache__"):
+        _install(cache, wheel, tmp_path / "a", "layout")
+    assert json.loads((cache.get(wheel).root / "layout.json").read_bytes())["none"] is True
+    assert not (tmp_path / "a" / "purelib" / "stale" / "__pycache__").exists()
+
+
+def _many(name: str, count: int, extra: dict[str, FileSpec] | None = None) -> WheelSpec:
+    files: dict[str, FileSpec] = {f"{name}/__init__.py": b""}
+    files.update({f"shared/{name}_{i:04d}.txt": f"{name} {i}\n".encode() for i in range(count)})
+    files.update(extra or {})
+    return WheelSpec(name=name, files=files)
+
+
+def test_a_later_wheel_wins_a_shared_path_as_in_a_sequential_install(tmp_path: Path) -> None:
+    """Two wheels place the same file: the later one's is what remains (as pip
+    leaves it), though the first one's files are still being placed by the
+    worker threads when the second one's are handed over."""
+    first = build_wheel(tmp_path / "w1", _many("first", 900, {"shared/conflict.txt": b"first\n"}))
+    second = build_wheel(tmp_path / "w2", _many("second", 10, {"shared/conflict.txt": b"second\n"}))
+    venv = make_venv(tmp_path / "venv")
+    cache = tmp_path / "cache"
+    install_wheels([first, second], venv=venv, cache=cache, link_mode="hardlink")
+    assert (site_packages(venv) / "shared" / "conflict.txt").read_bytes() == b"second\n"
+    assert len(list((site_packages(venv) / "shared").iterdir())) == 911
+    # and the other way round
+    venv2 = make_venv(tmp_path / "venv2")
+    install_wheels([second, first], venv=venv2, cache=cache, link_mode="hardlink")
+    assert (site_packages(venv2) / "shared" / "conflict.txt").read_bytes() == b"first\n"
+
+
+def test_a_failure_in_a_worker_thread_names_the_file_and_rolls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file that cannot be placed is far into a big wheel, so a worker
+    thread meets it: install_wheels raises it, naming the file, after every
+    worker stopped, and removes what the install created."""
+    seen: set[str] = set()
+    real_run = linker.Linker._place_names
+
+    def spy(self: linker.Linker, task: object) -> None:
+        seen.add(threading.current_thread().name)
+        real_run(self, task)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(linker.Linker, "_place_names", spy)
+    monkeypatch.setattr(linker.os, "cpu_count", lambda: 2)
+    big = build_wheel(tmp_path / "w1", _many("big", 1200))
+    after = build_wheel(tmp_path / "w2", WheelSpec(name="after", files={"after/__init__.py": b""}))
+    venv = make_venv(tmp_path / "venv")
+    blocker = site_packages(venv) / "shared" / "big_1000.txt"
+    (blocker / "occupied").mkdir(parents=True)
+    before = _tree(venv)
+    with pytest.raises(LinkError) as err:
+        install_wheels([big, after], venv=venv, cache=tmp_path / "cache", link_mode="hardlink")
+    assert str(blocker) in str(err.value) and "directory is in the way" in str(err.value)
+    assert any(name.startswith("pip-linkmode") for name in seen), seen  # a worker met it
+    assert _tree(venv) == before
+    assert sorted(p.name for p in (site_packages(venv) / "shared").iterdir()) == ["big_1000.txt"]
+
+
+def test_installed_environment_imports_and_pip_sees_it(tmp_path: Path) -> None:
+    """The layout path end to end into a real venv, with cached bytecode:
+    the modules import without writing a pyc, and pip accepts the result."""
+    wheel = build_wheel(tmp_path / "w", _corner_spec())
+    venv = make_venv(tmp_path / "venv")
+    install_wheels([wheel], venv=venv, cache=tmp_path / "cache", link_mode="hardlink", compile_bytecode=True)
+    sp = site_packages(venv)
+    pyc = next((sp / "corner" / "__pycache__").glob("core.*.pyc"))
+    before = (pyc.stat().st_ino, pyc.read_bytes())
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    out = subprocess.run(
+        [venv_python(venv), "-c", "import corner, corner.deep.a.b.c.leaf as leaf, corner_extra; print(corner.hello(), leaf.X)"],
+        capture_output=True, text=True, check=True, env=env,
+    )
+    assert out.stdout.split() == ["hello", "from", "core", "1"]
+    assert (pyc.stat().st_ino, pyc.read_bytes()) == before
+    assert "No broken requirements" in run_pip(venv, "check").stdout
+    assert "corner 1.0" in run_pip(venv, "list", "--format", "freeze").stdout.replace("==", " ")
+
+
+def test_umask_is_read_without_being_changed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Setting the umask to read it would, for a moment, give files that
+    other threads create the wrong mode bits: on Linux it is read from /proc."""
+    if not Path("/proc/self/status").is_file():
+        pytest.skip("no /proc/self/status here: the umask is read once, by setting it")
+    old = os.umask(0o027)
+    try:
+        monkeypatch.setattr(_platform.os, "umask", lambda mask: pytest.fail("os.umask was called"))
+        assert _platform.umask() == 0o027
+    finally:
+        monkeypatch.undo()
+        os.umask(old)
+
+
+def test_a_warm_lookup_reads_no_manifest(tmp_path: Path, demo_wheel: Path) -> None:
+    """The index remembers an entry's names: a warm lookup builds the entry
+    without reading entry.json, which is read when its file list is needed."""
+    cache = WheelCache(tmp_path / "cache")
+    first = cache.get(demo_wheel)
+    again = WheelCache(tmp_path / "cache").get_indexed(demo_wheel)
+    assert again is not None and again._rows is None  # nothing read yet
+    assert (again.key, again.dist_info, again.name, again.version) == (first.key, first.dist_info, first.name, first.version)
+    assert again.files == first.files and again == first

@@ -63,6 +63,7 @@ class LinkingDestination(SchemeDictionaryDestination):
         self.link_mode = parse_link_mode(self.link_mode)
         if self.linker is None:
             self.linker = Linker(self.link_mode, overwrite=self.overwrite_existing)
+            self.linker.source_mtimes = bool(self.bytecode_optimization_levels)
         self.report = LinkReport(requested=self.link_mode)
         self._jobs = []
         self._sources = {}

@@ -11,6 +11,7 @@ naming the file.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -169,10 +170,11 @@ class Linker:
         self.mode = parse_link_mode(mode)
         self.platform = platform or _platform.current()
         self.overwrite = overwrite
-        #: threads placing files; None: one for links and clones (measured:
-        #: a second thread only fights the first for the GIL between system
-        #: calls), one per CPU (up to 8) for copies, whose long reads and
-        #: writes run without the GIL
+        #: threads placing files; None: for ``run_dirs``, one per CPU (up to
+        #: 4: the link and clone calls run without the GIL, and the files
+        #: come with no per-file Python work between them); for ``run``, one
+        #: for links and clones (its per-file jobs keep the GIL busy between
+        #: calls) and one per CPU (up to 8) for copies
         self.max_workers = max_workers
         self._ops: dict[LinkMode, Callable[[str, str], None]] = {
             LinkMode.CLONE: self.platform.clone_file,
@@ -180,6 +182,7 @@ class Linker:
             LinkMode.SYMLINK: self.platform.symlink,
             LinkMode.COPY: self.platform.copy_file,
         }
+        self._source_mtimes = True
         #: the process's umask, read once before any thread creates files
         self.umask = _platform.umask()
         self._inode_lock = threading.Lock()
@@ -353,6 +356,25 @@ class Linker:
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+
+    @property
+    def source_mtimes(self) -> bool:
+        """Whether cloned Python sources keep the cache file's mtime.
+
+        True (the default) where cached ``.pyc`` files are linked beside
+        them, which are checked against it. An install that links no cached
+        bytecode turns it off: the environment's Python compiles its own
+        ``.pyc`` against whatever mtime the source has, and on XFS the extra
+        call costs a tenth of a clone install. Hardlinks and symlinks are
+        the cache file itself; copies always keep it.
+        """
+        return self._source_mtimes
+
+    @source_mtimes.setter
+    def source_mtimes(self, keep: bool) -> None:
+        self._source_mtimes = keep
+        clone = self.platform.clone_file
+        self._ops[LinkMode.CLONE] = clone if keep else functools.partial(clone, source_mtime=False)
 
     def _place_names(self, task: Sequence[tuple[LinkMode, str, str, Sequence[str]]]) -> None:
         """Place ``(mode, cache dir/, target dir/, names)`` files (``run_dirs``)."""

@@ -126,6 +126,7 @@ class _Hook:
             pycompile = kwargs.get("pycompile", args[2] if len(args) > 2 else True)
             own = (entry.dist_info + "/", entry.dist_info[: -len(".dist-info")] + ".data/")
             self.local.active = _Active(entry, files, str(entry.tree), own, bool(pycompile))
+            self.linker.source_mtimes = bool(pycompile)  # the last wheel's files are all placed
             symlinks = self.report.counts[LinkMode.SYMLINK]
             mark = len(self.linker.created)
             try:

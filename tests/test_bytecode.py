@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_venv, other_pythons, site_packages, snapshot, venv_python
+from conftest import Mounts, make_venv, other_pythons, site_packages, snapshot, venv_python
 from wheelmaker import WheelSpec, build_wheel
 
 from pip_linkmode import WheelCache, install_wheel
@@ -265,3 +265,41 @@ def test_prepare_waits_for_an_entry_another_process_holds_last(tmp_path: Path, l
     assert [len(list(e.root.glob("bytecode-*.json"))) for e in entries] == [len(levels)] * 4
     for entry in entries:
         assert len(ensure_bytecode(cache, entry, (0,))) == 5
+
+
+@pytest.mark.parametrize("front_end", ["library", "pip"])
+def test_cloned_sources_keep_the_cache_mtime_where_cached_pycs_are_linked(
+    front_end: str, mounts: Mounts, tmp_path: Path
+) -> None:
+    """Cloned on XFS: with bytecode, each .py keeps the cache file's mtime
+    and the linked pycs are valid as they lie; without, the clone is a fresh
+    file (its mtime its creation, as pip and uv give), which saves a system
+    call per source and Python compiles against whatever it finds."""
+    root = mounts.points["xfs"] / tmp_path.name
+    wheel = _wheel(tmp_path)
+    cache = root / "cache"
+    tag = sys.implementation.cache_tag
+    for compiling in (True, False):
+        venv = make_venv(root / f"v-{compiling}")
+        if front_end == "library":
+            install_wheel(wheel, venv=venv, link_mode="clone", cache=cache, compile_bytecode=compiling)
+        else:
+            subprocess.run(
+                [sys.executable, "-m", "pip_linkmode", "install", "--python", venv_python(venv),
+                 "--link-mode", "clone", "--cache-dir", str(cache), "--disable-pip-version-check",
+                 "--no-index", *([] if compiling else ["--no-compile"]), str(wheel)],
+                check=True, capture_output=True,
+            )
+        sp = site_packages(venv)
+        tree = WheelCache(cache).get(wheel).tree
+        for rel in ("multi/a.py", "multi/sub/c.py"):
+            cached, placed = (tree / rel).stat(), (sp / rel).stat()
+            assert placed.st_ino != cached.st_ino  # a clone, not the cache's inode
+            assert (placed.st_mtime_ns == cached.st_mtime_ns) is compiling, rel
+        assert (sp / f"multi/__pycache__/a.{tag}.pyc").exists() is compiling
+        if compiling:
+            before = _pycs(sp)
+            out = subprocess.run([venv_python(venv), "-c", IMPORT_ALL], capture_output=True, text=True,
+                                 check=True, env=WRITE_ENV)
+            assert out.stdout.strip() == "84"
+            assert _pycs(sp) == before  # valid as cloned: nothing recompiled

@@ -47,8 +47,8 @@ class DarwinPlatform(PosixPlatform):
     def __init__(self, calls: DarwinCalls | None = None) -> None:
         self.calls = calls or DarwinCalls()
 
-    def clone_file(self, src: str, dst: str) -> None:
-        # clonefile keeps mode bits and timestamps itself.
+    def clone_file(self, src: str, dst: str, *, source_mtime: bool = True) -> None:
+        # clonefile keeps mode bits and timestamps itself, at no extra cost.
         self.calls.clonefile(src, dst)
 
     def clone_tree(self, src: str, dst: str) -> None:

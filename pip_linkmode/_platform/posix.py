@@ -48,7 +48,11 @@ class Platform:
         """The spelling of ``path`` to hand to system calls."""
         return path
 
-    def clone_file(self, src: str, dst: str) -> None:
+    def clone_file(self, src: str, dst: str, *, source_mtime: bool = True) -> None:
+        """A copy-on-write clone; with ``source_mtime``, a Python source
+        (``.py``) keeps the cache file's mtime, which a linked cached ``.pyc``
+        is checked against (without it, the clone's mtime is its creation,
+        as a fresh file's is)."""
         raise OSError(errno.EOPNOTSUPP, "cloning is not available on this platform")
 
     def clone_tree(self, src: str, dst: str) -> None:

@@ -163,7 +163,8 @@ class WindowsPlatform(Platform):
     def fspath(self, path: str) -> str:
         return extended_path(path)
 
-    def clone_file(self, src: str, dst: str) -> None:
+    def clone_file(self, src: str, dst: str, *, source_mtime: bool = True) -> None:
+        # duplicate_extents gives every clone the source's times.
         self.calls.duplicate_extents(self.fspath(src), self.fspath(dst))
 
     def hardlink(self, src: str, dst: str) -> None:

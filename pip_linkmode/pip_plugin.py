@@ -21,6 +21,7 @@ from __future__ import annotations
 import compileall
 import contextlib
 import os
+import py_compile
 import subprocess
 import sys
 import threading
@@ -94,7 +95,9 @@ class _Active:
     own: tuple[str, ...]  # archive prefixes of what pip writes too: placed at once
     compiling: bool  # pip will compile the installed sources
     linked: dict[str, str] = field(default_factory=dict)  # env path -> archive path
-    pycs: dict[tuple[int, str], dict[tuple[str, int], bytecode.CachedPyc]] = field(default_factory=dict)
+    written: list[str] = field(default_factory=list)  # files pip saved itself where none was
+    #: per (level, invalidation mode): the sources whose cached pyc is placed
+    pycs: dict[tuple[int, str], set[str]] = field(default_factory=dict)
 
 
 class _Hook:
@@ -125,7 +128,7 @@ class _Hook:
             # scheme, req_description, pycompile=True, ...).
             pycompile = kwargs.get("pycompile", args[2] if len(args) > 2 else True)
             own = (entry.dist_info + "/", entry.dist_info[: -len(".dist-info")] + ".data/")
-            self.local.active = _Active(entry, files, str(entry.tree), own, bool(pycompile))
+            active = self.local.active = _Active(entry, files, str(entry.tree), own, bool(pycompile))
             self.linker.source_mtimes = bool(pycompile)  # the last wheel's files are all placed
             symlinks = self.report.counts[LinkMode.SYMLINK]
             mark = len(self.linker.created)
@@ -135,11 +138,13 @@ class _Hook:
                     self.linker.finish()
             except BaseException:
                 # pip has no rollback for a half-installed wheel: remove what
-                # we placed for it, and the directories that leaves empty.
+                # we placed for it, the files pip saved where none was (the
+                # archive's RECORD, .data scripts), and the directories that
+                # leaves empty.
                 with contextlib.suppress(Exception):  # the failure is being handled
                     self.linker.finish()
                 placed, self.linker.created[mark:] = self.linker.created[mark:], []
-                _remove_placed(placed, args[0] if args else kwargs.get("scheme"))
+                _remove_placed([*placed, *active.written], args[0] if args else kwargs.get("scheme"))
                 raise
             finally:
                 self.local.active = None
@@ -157,9 +162,15 @@ class _Hook:
             path = getattr(file, "src_record_path", None)
             size = active.files.get(path) if active is not None and path is not None else None
             if active is None or size is None or path is None:
-                if active is not None:
-                    self.linker.finish()  # what pip writes itself: after ours, as before
-                return original(file)
+                if active is None:
+                    return original(file)
+                self.linker.finish()  # what pip writes itself: after ours, as before
+                dest = os.path.abspath(file.dest_path)
+                fresh = not os.path.lexists(dest)
+                original(file)
+                if fresh:  # removed with ours if the wheel fails
+                    active.written.append(dest)
+                return None
             dest = os.path.abspath(file.dest_path)
             if path.startswith(active.own):
                 # .dist-info and .data come last: before them every package
@@ -173,7 +184,8 @@ class _Hook:
         return save
 
     def wrap_compile_file(self, original: Callable[..., bool]) -> Callable[..., bool]:
-        """pip compiles each installed .py; for linked ones, link the cached pyc."""
+        """pip compiles each installed .py; for linked ones, the cached pyc
+        is placed instead (all of the wheel's at its first call)."""
 
         def compile_file(fullname: Any, *args: Any, **kwargs: Any) -> bool:
             active = self._active()
@@ -185,19 +197,32 @@ class _Hook:
             level = kwargs.get("optimize", -1)
             level = sys.flags.optimize if level == -1 else int(level)
             mode = kwargs.get("invalidation_mode") or bytecode.invalidation_mode()
-            pycs = active.pycs.get((level, mode.name))
-            if pycs is None:
-                pycs = bytecode.ensure_bytecode(self.cache, active.entry, (level,), mode)
-                active.pycs[(level, mode.name)] = pycs
-            cached = pycs.get((rel, level))
-            if cached is None:
-                return False  # it did not compile in the cache either: pip skips it
-            dest = bytecode.pyc_path(path, level)
-            # at once: pip checks that the pyc exists when this returns
-            self.linker.link_one(LinkJob(cached.path, dest, cached.size), self.report)
-            return True
+            placed = active.pycs.get((level, mode.name))
+            if placed is None:
+                placed = active.pycs[(level, mode.name)] = self._place_pycs(active, level, mode)
+            # False: it did not compile in the cache either, and pip skips it
+            return path in placed
 
         return compile_file
+
+    def _place_pycs(self, active: _Active, level: int, mode: py_compile.PycInvalidationMode) -> set[str]:
+        """On pip's first compile call for a wheel: the cached pyc of every
+        source we linked, placed by the linker's threads, all in place when
+        this returns (pip checks that each pyc exists as its call returns).
+
+        pip then calls for every one of those sources (it compiles every
+        installed ``.py`` file), so each pyc placed here gets its RECORD row.
+        """
+        pycs = bytecode.ensure_bytecode(self.cache, active.entry, (level,), mode)
+        placed: set[str] = set()
+        for dest, rel in active.linked.items():
+            cached = pycs.get((rel, level)) if dest.endswith(".py") else None
+            if cached is not None:
+                job = LinkJob(cached.path, bytecode.pyc_path(dest, level), cached.size)
+                self.linker.link_one(job, self.report, later=True)
+                placed.add(dest)
+        self.linker.finish()
+        return placed
 
     def wrap_replace(self, original: Callable[[str, str], None]) -> Callable[[str, str], None]:
         """Before pip writes a wheel's metadata (RECORD last), every file of

@@ -266,3 +266,47 @@ def test_a_file_placed_by_a_worker_thread_that_fails_stops_pip_before_record(tmp
     assert not (site_packages(venv) / "many-1.0.dist-info" / "RECORD").exists()  # never recorded as installed
     left = sorted(p.name for p in (site_packages(venv) / "many" / "data").iterdir())
     assert left == ["f1200.txt"]  # what we placed is removed again; the blocker stays
+
+
+def test_cached_pycs_placed_together_and_one_that_fails_stops_pip(tmp_path: Path) -> None:
+    """With compiling, a wheel's cached pycs are all placed at pip's first
+    compile call, by the linker's threads: each gets its RECORD row as pip
+    compiles its source, and one that cannot be placed stops pip before it
+    records the wheel, naming the file."""
+    from wheelmaker import WheelSpec, build_wheel
+
+    tag = sys.implementation.cache_tag
+    files: dict[str, bytes | tuple[bytes, int]] = {"many/__init__.py": b""}
+    files.update({f"many/m{i:03d}.py": f"X = {i}\n".encode() for i in range(300)})
+    files["many/broken.py"] = b"def (:\n"  # does not compile: no pyc, no row
+    wheel = build_wheel(tmp_path / "w", WheelSpec(name="many", files=files))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cache = tmp_path / "cache"
+
+    def install(venv: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pip_linkmode", "install", "--python", venv_python(venv), "--link-mode",
+             "hardlink", "--cache-dir", str(cache), "--no-index", "--no-deps", str(wheel)],
+            capture_output=True, text=True, env=env,
+        )
+
+    good = make_venv(tmp_path / "good")
+    proc = install(good)
+    assert proc.returncode == 0, proc.stderr
+    sp = site_packages(good)
+    record = (sp / "many-1.0.dist-info" / "RECORD").read_text()
+    pycs = sorted(p.name for p in (sp / "many" / "__pycache__").iterdir())
+    assert len(pycs) == 301 and f"broken.{tag}.pyc" not in pycs
+    assert all(f"many/__pycache__/{name},," in record for name in pycs)
+    assert (sp / f"many/__pycache__/m250.{tag}.pyc").stat().st_nlink >= 2  # the cache's own
+
+    bad = make_venv(tmp_path / "bad")
+    blocker = site_packages(bad) / "many" / "__pycache__" / f"m250.{tag}.pyc"
+    (blocker / "occupied").mkdir(parents=True)
+    proc = install(bad)
+    assert proc.returncode != 0
+    assert str(blocker) in proc.stderr and "directory is in the way" in proc.stderr, proc.stderr
+    # nothing of the wheel is left, not even the archive's RECORD pip saved itself
+    assert not (site_packages(bad) / "many-1.0.dist-info").exists()
+    assert sorted(p.name for p in (site_packages(bad) / "many" / "__pycache__").iterdir()) == [blocker.name]
+    assert sorted(p.name for p in (site_packages(bad) / "many").iterdir()) == ["__pycache__"]

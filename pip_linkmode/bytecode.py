@@ -29,7 +29,7 @@ from .cache import CachedWheel, WheelCache
 if TYPE_CHECKING:
     from concurrent.futures import Future, ProcessPoolExecutor
 
-__all__ = ["CachedPyc", "compiled_rows", "ensure_bytecode", "invalidation_mode", "prepare", "pyc_path"]
+__all__ = ["CachedPyc", "compiled_rows", "ensure_bytecode", "invalidation_mode", "prepare", "pyc_name", "pyc_path"]
 
 
 class CachedPyc(NamedTuple):
@@ -46,9 +46,12 @@ def pyc_path(source: str, level: int) -> str:
     if sys.pycache_prefix is not None or tag is None or not source.endswith(".py"):
         return cache_from_source(source, optimization="" if level == 0 else level)
     cut = max(source.rfind("/"), source.rfind(os.sep))
-    head, name = source[: cut + 1], source[cut + 1 : -3]
-    opt = "" if level == 0 else f".opt-{level}"
-    return f"{head}__pycache__{os.sep}{name}.{tag}{opt}.pyc"
+    return f"{source[: cut + 1]}__pycache__{os.sep}{pyc_name(source[cut + 1 : -3], level, tag)}"
+
+
+def pyc_name(stem: str, level: int, tag: str) -> str:
+    """The name in ``__pycache__`` of the .pyc of module ``stem`` (``a`` for ``a.py``)."""
+    return f"{stem}.{tag}.pyc" if level == 0 else f"{stem}.{tag}.opt-{level}.pyc"
 
 #: below this many sources, compiling in-process beats starting workers
 _PARALLEL_THRESHOLD = 200

@@ -95,11 +95,11 @@ class CachedFile:
 class CachedWheel:
     """A published, verified cache entry.
 
-    ``files`` and ``record_rows`` are built from the entry's manifest on
-    first use: an install from the entry's layout never needs them.
+    ``files`` is built from the entry's manifest on first use: an install
+    from the entry's layout never needs it.
     """
 
-    __slots__ = ("key", "root", "filename", "name", "version", "dist_info", "_files", "_rows", "_record")
+    __slots__ = ("key", "root", "filename", "name", "version", "dist_info", "_files", "_file_rows")
 
     def __init__(
         self,
@@ -110,7 +110,6 @@ class CachedWheel:
         version: str,
         dist_info: str,
         files: list[list[Any]] | None = None,
-        record_rows: list[list[str]] | None = None,
     ) -> None:
         self.key = key
         self.root = root  # entries/<key>
@@ -118,24 +117,22 @@ class CachedWheel:
         self.name = name
         self.version = version
         self.dist_info = dist_info
-        # [path, hash, size, executable, python_shebang] and RECORD's rows, as
-        # in entry.json; None until first needed (then read from there)
-        self._rows = files
-        self._record = record_rows
+        # [path, hash, size, executable, python_shebang] per file, as in
+        # entry.json; None until first needed (then read from there)
+        self._file_rows = files
         self._files: tuple[CachedFile, ...] | None = None
 
-    def _manifest(self) -> tuple[list[list[Any]], list[list[str]]]:
-        if self._rows is None or self._record is None:
+    def _manifest(self) -> list[list[Any]]:
+        if self._file_rows is None:
             meta = self.root / "entry.json"
             try:
-                data = json.loads(meta.read_bytes())
-                self._rows, self._record = data["files"], data["record"]
+                self._file_rows = json.loads(meta.read_bytes())["files"]
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise CacheError(
                     f"damaged or removed cache entry {self.root}: {exc}; "
                     "run `pip-linkmode cache clean` if it persists"
                 ) from exc
-        return self._rows, self._record
+        return self._file_rows
 
     def __repr__(self) -> str:
         return f"<CachedWheel {self.filename} {self.key}>"
@@ -156,13 +153,9 @@ class CachedWheel:
         files = self._files
         if files is None:
             files = self._files = tuple(
-                CachedFile(p, h, s, bool(x), bool(sb)) for p, h, s, x, sb in self._manifest()[0]
+                CachedFile(p, h, s, bool(x), bool(sb)) for p, h, s, x, sb in self._manifest()
             )
         return files
-
-    @property
-    def record_rows(self) -> tuple[tuple[str, str, str], ...]:
-        return tuple(tuple(r) for r in self._manifest()[1])  # type: ignore[misc]
 
     @property
     def tree(self) -> Path:
@@ -173,7 +166,7 @@ class CachedWheel:
 
     @property
     def size(self) -> int:
-        return sum(row[2] for row in self._manifest()[0])
+        return sum(row[2] for row in self._manifest())
 
 
 def record_digest(digest: bytes) -> str:
@@ -222,8 +215,7 @@ class _Unpacker:
         self.dist_info = dist_info
         self.umask = _platform.umask()
 
-    def run(self, dest: Path, record_text: str) -> list[CachedFile]:
-        record = _parse_record(self.wheel, record_text)
+    def run(self, dest: Path, record: dict[str, tuple[str, str, str]]) -> list[CachedFile]:
         record_path = f"{self.dist_info}/RECORD"
         files: list[CachedFile] = []
         made: set[str] = set()
@@ -522,9 +514,10 @@ class WheelCache:
         try:
             tree.mkdir(parents=True)
             infos = _checked_infos(wheel, zf, dist_info)
-            _check_sizes(wheel, infos, _parse_record(wheel, record.decode("utf-8")), self.root)
+            rows = _parse_record(wheel, record.decode("utf-8"))
+            _check_sizes(wheel, infos, rows, self.root)
             _check_wheel_version(wheel, zf, dist_info)
-            files = _Unpacker(wheel, zf, infos, dist_info).run(tree, record.decode("utf-8"))
+            files = _Unpacker(wheel, zf, infos, dist_info).run(tree, rows)
             from packaging.utils import parse_wheel_filename
 
             parsed = parse_wheel_filename(wheel.name)
@@ -541,7 +534,7 @@ class WheelCache:
                     [f.path, f.hash, f.size, int(f.executable), int(f.python_shebang)]
                     for f in files
                 ],
-                "record": [list(row) for row in _parse_record(wheel, record.decode("utf-8")).values()],
+                "record": list(rows.values()),
             }
             (tmp / "entry.json").write_text(json.dumps(data), "utf-8")
             (tmp / "last-used").touch()
@@ -582,7 +575,6 @@ def _entry_from_json(root: Path, data: dict[str, Any]) -> CachedWheel:
         version=data["version"],
         dist_info=data["dist_info"],
         files=data["files"],
-        record_rows=data["record"],
     )
 
 

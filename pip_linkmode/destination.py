@@ -18,7 +18,7 @@ from installer.destinations import SchemeDictionaryDestination
 from installer.records import Hash, RecordEntry
 from installer.utils import SCHEME_NAMES, Scheme, parse_entrypoints, parse_metadata_file
 
-from .bytecode import CachedPyc, compiled_rows, ensure_bytecode, pyc_path
+from .bytecode import CachedPyc, compiled_rows, ensure_bytecode, pyc_name, pyc_path
 from .cache import CachedFile, record_digest
 from .linker import DirJob, Linker, LinkJob, LinkReport, write_beside
 from .modes import LinkMode, parse_link_mode
@@ -258,7 +258,7 @@ class LinkingDestination(SchemeDictionaryDestination):
                 scheme, path = layout.root, rel
             sdir, _, name = rel.rpartition("/")
             ddir = path.rpartition("/")[0]
-            pyc = f"{name[:-3]}.{tag}{'' if level == 0 else f'.opt-{level}'}.pyc"
+            pyc = pyc_name(name[:-3], level, tag)
             key = (scheme, ddir)
             group = groups.get(key)
             if group is None:

@@ -65,6 +65,8 @@ class LinkJob(NamedTuple):
 #: (cache directory, target directory, file names, their sizes): the files
 #: of one directory, for ``Linker.run_dirs``
 DirJob = tuple[str, str, Sequence[str], Sequence[int]]
+#: what a worker thread places: (mode, cache dir + "/", target dir + "/", names)
+_Task = Sequence[tuple[LinkMode, str, str, Sequence[str]]]
 
 
 class _Resolution(NamedTuple):
@@ -253,7 +255,6 @@ class Linker:
         entry's tree), so its device is read once.
         """
         report = LinkReport(requested=self.mode)
-        known = self._dir_devs
         sdevs: dict[str, int] = {}
         root_dev = self._stat_dev(source_root, "read cache directory") if source_root else None
         copies: list[LinkJob] = []
@@ -261,9 +262,7 @@ class Linker:
         task: list[tuple[LinkMode, str, str, Sequence[str]]] = []
         pending = 0
         for sdir, ddir, names, sizes in groups:
-            ddev = known.get(ddir)
-            if ddev is None:
-                ddev = known[ddir] = self._make_dir(ddir, known)
+            ddev = self.ensure_dir(ddir)
             if not names:
                 continue
             sp, dp = sdir + "/", ddir + "/"
@@ -302,7 +301,7 @@ class Linker:
                 self.journal = journal
         return report
 
-    def _dispatch(self, task: list[tuple[LinkMode, str, str, Sequence[str]]]) -> None:
+    def _dispatch(self, task: _Task) -> None:
         """Hand a task to a worker thread (or do it here, with one CPU),
         after any earlier task that places a file of the same path."""
         workers = self.max_workers or min(_LINKERS, os.cpu_count() or 1)
@@ -376,7 +375,7 @@ class Linker:
         clone = self.platform.clone_file
         self._ops[LinkMode.CLONE] = clone if keep else functools.partial(clone, source_mtime=False)
 
-    def _place_names(self, task: Sequence[tuple[LinkMode, str, str, Sequence[str]]]) -> None:
+    def _place_names(self, task: _Task) -> None:
         """Place ``(mode, cache dir/, target dir/, names)`` files (``run_dirs``)."""
         created = self.created
         for mode, sp, dp, names in task:
@@ -405,9 +404,7 @@ class Linker:
         sdir, ddir = os.path.dirname(job.src), os.path.dirname(job.dst)
         mode = self._dir_modes.get((sdir, ddir))
         if mode is None:
-            ddev = self._dir_devs.get(ddir)
-            if ddev is None:
-                ddev = self._dir_devs[ddir] = self._make_dir(ddir, self._dir_devs)
+            ddev = self.ensure_dir(ddir)
             sdev = self._dir_devs.get(sdir)
             if sdev is None:
                 sdev = self._dir_devs[sdir] = self._stat_dev(sdir, "read cache directory")
@@ -445,7 +442,7 @@ class Linker:
         """Hand the files ``link_one(later=True)`` queued to the workers."""
         if self._queued:
             task, self._queued, self._n_queued = self._queued, [], 0
-            self._dispatch(task)  # type: ignore[arg-type]
+            self._dispatch(task)
 
     # -- planning ---------------------------------------------------------
     def _group_by_devices(self, jobs: Sequence[LinkJob]) -> dict[tuple[int, int], list[LinkJob]]:

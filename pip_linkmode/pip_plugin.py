@@ -172,12 +172,13 @@ class _Hook:
                     active.written.append(dest)
                 return None
             dest = os.path.abspath(file.dest_path)
-            if path.startswith(active.own):
+            own = path.startswith(active.own)
+            if own:
                 # .dist-info and .data come last: before them every package
                 # file is in place, so a failure stops pip before it records
                 # the wheel (as when files were placed one by one)
                 self.linker.finish()
-            later = not (path.startswith(active.own) or (active.compiling and path.endswith(".py")))
+            later = not own and not (active.compiling and path.endswith(".py"))
             self.linker.link_one(LinkJob(f"{active.tree}/{path}", dest, size), self.report, later=later)
             active.linked[dest] = path
 

@@ -152,7 +152,7 @@ def mounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mounts]:
     """XFS (reflink), btrfs and ext4 images, loop-mounted for the session."""
     why = _why_no_mounts()
     if why:
-        pytest.skip(why)
+        pytest.skip(reason=why)
     m = Mounts(tmp_path_factory.mktemp("mounts"))
     try:
         m.mount("xfs", ["mkfs.xfs", "-q", "-m", "reflink=1"], 400)

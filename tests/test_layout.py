@@ -276,6 +276,6 @@ def test_a_warm_lookup_reads_no_manifest(tmp_path: Path, demo_wheel: Path) -> No
     cache = WheelCache(tmp_path / "cache")
     first = cache.get(demo_wheel)
     again = WheelCache(tmp_path / "cache").get_indexed(demo_wheel)
-    assert again is not None and again._rows is None  # nothing read yet
+    assert again is not None and again._file_rows is None  # nothing read yet
     assert (again.key, again.dist_info, again.name, again.version) == (first.key, first.dist_info, first.name, first.version)
     assert again.files == first.files and again == first

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import importlib.util
 import os
 import re
 import shutil
@@ -35,7 +34,7 @@ def pyenv_python(version: str) -> str:
     """The interpreter of a minor version (pyenv's, or PIP_LINKMODE_TEST_PYTHONS), or skip the test."""
     python = supported_pythons().get(version)
     if python is None:
-        pytest.skip(f"no Python {version} interpreter (pyenv, or PIP_LINKMODE_TEST_PYTHONS)")
+        pytest.skip(reason=f"no Python {version} interpreter (pyenv, or PIP_LINKMODE_TEST_PYTHONS)")
     return python
 
 
@@ -316,9 +315,6 @@ def _entries(cache: Path) -> list[tuple[str, str]]:
     return sorted((json.loads((p / "entry.json").read_text())["filename"], p.name) for p in (cache / "entries").iterdir())
 
 
-@pytest.mark.skipif(
-    not importlib.util.find_spec("pip_linkmode.pip_plugin"), reason="pip front end not present yet"
-)
 @pytest.mark.parametrize("seeded", [False, True])
 def test_packages_are_installed_through_the_pip_front_end(
     seeded: bool, tmp_path: Path, cache_dir: Path, demo_wheel: Path

@@ -303,6 +303,8 @@ def install_wheels(
         except BaseException:
             linker.rollback()
             raise
+        finally:
+            linker.close()  # its helper processes, if any
     for key, destination in done:
         if destination.report.counts[LinkMode.SYMLINK]:
             record_user(wheel_cache, key, target.paths["data"])

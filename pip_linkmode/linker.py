@@ -14,7 +14,10 @@ import contextlib
 import functools
 import logging
 import os
+import subprocess
+import sys
 import threading
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
@@ -42,6 +45,9 @@ _BATCH = 256
 #: release the GIL, and with no per-file Python work left between them two
 #: threads nearly halve a link or clone install (measured on 2 CPUs)
 _LINKERS = 4
+#: clones a linker hands to threads before it starts helper processes for
+#: them (see ``_Helpers``): an install this small does not pay their start
+_HELP_AFTER = 1024
 #: the suffix of the temp names files are written to before the rename over their target
 TEMP_SUFFIX = ".plm-tmp"
 
@@ -203,6 +209,12 @@ class Linker:
         self._inflight: dict[str, list[tuple[Future[None], Sequence[str]]]] = {}
         self._queued: list[tuple[LinkMode, str, str, list[str]]] = []  # by link_one(later=True)
         self._n_queued = 0
+        #: clones handed to threads before helper processes take them over
+        #: (None: never); only where a helper can build the same platform
+        #: for itself (not a test's platform with injected calls)
+        self.help_after: int | None = _HELP_AFTER if self.platform.helper_class() else None
+        self._cloned = 0
+        self._helpers: _Helpers | None = None
 
     # -- public -----------------------------------------------------------
     def run(self, jobs: Sequence[LinkJob]) -> LinkReport:
@@ -302,19 +314,24 @@ class Linker:
         return report
 
     def _dispatch(self, task: _Task) -> None:
-        """Hand a task to a worker thread (or do it here, with one CPU),
-        after any earlier task that places a file of the same path."""
+        """Hand a task to a worker thread or a helper process (or do it
+        here, with one CPU), after any earlier task that places a file of
+        the same path."""
         workers = self.max_workers or min(_LINKERS, os.cpu_count() or 1)
         if workers <= 1:
             self._place_names(task)
             return
         for _, _, dp, names in task:
             self._settle_dir(dp, names)
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
+        future: Future[None] | None = None
+        if self.help_after is not None and any(mode is LinkMode.CLONE for mode, _, _, _ in task):
+            future = self._to_helpers(task, workers)
+        if future is None:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
 
-            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="pip-linkmode")
-        future = self._pool.submit(self._place_names, task)
+                self._pool = ThreadPoolExecutor(workers, thread_name_prefix="pip-linkmode")
+            future = self._pool.submit(self._place_names, task)
         self._futures.append(future)
         for _, _, dp, names in task:
             self._inflight.setdefault(dp, []).append((future, names))
@@ -349,12 +366,24 @@ class Linker:
         futures, self._futures = self._futures, []
         self._inflight.clear()
         pool, self._pool = self._pool, None
+        first: Exception | None = None
         try:
+            # after a failure, threads start no more tasks, and what helper
+            # processes have been sent is waited for: a rollback after this
+            # finds every file placed for it
             for future in futures:
-                future.result()
+                try:
+                    future.result()
+                except Exception as exc:
+                    if first is None:
+                        first = exc
+                        if pool is not None:
+                            pool.shutdown(wait=False, cancel_futures=True)
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+        if first is not None:
+            raise first
 
     @property
     def source_mtimes(self) -> bool:
@@ -375,6 +404,22 @@ class Linker:
         clone = self.platform.clone_file
         self._ops[LinkMode.CLONE] = clone if keep else functools.partial(clone, source_mtime=False)
 
+    def _to_helpers(self, task: _Task, workers: int) -> Future[None] | None:
+        """Clones go to helper processes once this linker has handed
+        ``help_after`` of them to threads; None: to a thread."""
+        helpers = self._helpers
+        if helpers is None:
+            assert self.help_after is not None
+            if self._cloned < self.help_after:
+                self._cloned += sum(len(names) for _, _, _, names in task)
+                return None
+            helpers = self._helpers = _Helpers.start(self, workers)
+            if helpers is None:
+                self.help_after = None  # none can start here: threads, as before
+                return None
+            weakref.finalize(self, helpers.close)  # for callers that never close
+        return helpers.submit(task, self._source_mtimes)
+
     def _place_names(self, task: _Task) -> None:
         """Place ``(mode, cache dir/, target dir/, names)`` files (``run_dirs``)."""
         created = self.created
@@ -385,13 +430,49 @@ class Linker:
                 try:
                     op(sp + name, dst)
                 except OSError as exc:
-                    job = LinkJob(sp + name, dst, 0)
-                    try:
-                        self._recover(mode, job, exc)
-                    except OSError as exc2:
-                        raise self._error(exc2, mode.value, dst, job.src) from exc2
+                    self._failed(mode, sp + name, dst, exc)
                     continue
                 created.append(dst)  # new here: a rollback removes it
+
+    def _failed(self, mode: LinkMode, src: str, dst: str, exc: OSError) -> None:
+        """A file's first attempt raised: recover (an existing target is
+        replaced) or raise the error naming the file."""
+        job = LinkJob(src, dst, 0)
+        try:
+            self._recover(mode, job, exc)
+        except OSError as exc2:
+            raise self._error(exc2, mode.value, dst, src) from exc2
+
+    def _helped(self, task: _Task, failures: Sequence[tuple[int, int, int, str]]) -> None:
+        """A helper process placed ``task`` but for ``failures``."""
+        created = self.created
+        if not failures:
+            for _, _, dp, names in task:
+                created.extend([dp + n for n in names])
+            return
+        failed = {(gi, ni): (err, msg) for gi, ni, err, msg in failures}
+        first: LinkError | None = None
+        for gi, (mode, sp, dp, names) in enumerate(task):
+            for ni, name in enumerate(names):
+                why = failed.get((gi, ni))
+                if why is None:
+                    created.append(dp + name)
+                elif first is None:
+                    try:
+                        self._failed(mode, sp + name, dp + name, OSError(why[0], why[1], dp + name))
+                    except LinkError as exc:
+                        first = exc
+        if first is not None:
+            raise first
+
+    def close(self) -> None:
+        """Wait for every file handed over, then stop any helper processes."""
+        try:
+            self.finish()
+        finally:
+            helpers, self._helpers = self._helpers, None
+            if helpers is not None:
+                helpers.close()
 
     def link_one(self, job: LinkJob, report: LinkReport, *, later: bool = False) -> None:
         """Place a single file (for callers that hand over files one by one).
@@ -755,6 +836,148 @@ class Linker:
         )
         err.filename = path
         return err
+
+
+class _Helpers:
+    """Helper processes placing clones for ``run_dirs`` (``_platform.placer``).
+
+    In one process a clone's system calls wait for the GIL between them,
+    held by the thread preparing the next wheel; each helper has its own.
+    A thread per helper reads its answers and settles the task's future:
+    the files it placed become the linker's (for ``rollback``), and a file
+    whose call failed is recovered or raised as in a worker thread. Tasks
+    sent to a helper that never got ready (it could not start) are placed
+    by that thread instead, and no more go to it; a helper that dies after
+    that fails its tasks, and what it placed stays, as after a killed
+    install.
+    """
+
+    def __init__(self, linker: Linker, procs: list[subprocess.Popen[bytes]]) -> None:
+        self._linker = weakref.ref(linker)
+        self._procs = procs
+        self._lock = threading.Lock()
+        self._next = 0
+        #: task id -> (future, task, helper index, files)
+        self._pending: dict[int, tuple[Future[None], _Task, int, int]] = {}
+        self._load = [0] * len(procs)
+        self._live = [True] * len(procs)
+        self._readers = [
+            threading.Thread(target=self._read, args=(i,), name=f"pip-linkmode-helper-{i}", daemon=True)
+            for i in range(len(procs))
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @classmethod
+    def start(cls, linker: Linker, count: int) -> _Helpers | None:
+        """``count`` helpers with ``linker``'s platform; None where none can start."""
+        kind = linker.platform.helper_class()
+        if kind is None or not sys.executable:
+            return None
+        from ._platform import placer
+
+        package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(placer.__file__))))
+        code = f"import sys; sys.path.insert(0, {package_parent!r}); from {placer.__name__} import main; main()"
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            for _ in range(count):
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-I", "-S", "-c", code, kind],
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                    )
+                )
+        except OSError as exc:
+            logger.debug("no helper processes (%s): placing clones with threads", exc)
+            _stop(procs)
+            return None
+        return cls(linker, procs)
+
+    def submit(self, task: _Task, source_mtimes: bool) -> Future[None] | None:
+        """Send ``task`` to the least busy helper; None if none is left."""
+        from concurrent.futures import Future
+
+        from ._platform.placer import write_frame
+
+        future: Future[None] = Future()
+        files = sum(len(names) for _, _, _, names in task)
+        groups = [(mode.value, sp, dp, list(names)) for mode, sp, dp, names in task]
+        with self._lock:
+            live = [i for i, ok in enumerate(self._live) if ok]
+            if not live:
+                return None
+            index = min(live, key=self._load.__getitem__)
+            self._next += 1
+            task_id = self._next
+            self._load[index] += files
+            self._pending[task_id] = (future, task, index, files)
+        stdin = self._procs[index].stdin
+        assert stdin is not None
+        try:
+            write_frame(stdin, (task_id, source_mtimes, groups))
+        except (OSError, ValueError):
+            pass  # it is gone: its reader settles the task
+        return future
+
+    def _read(self, index: int) -> None:
+        from ._platform.placer import read_frame
+
+        proc = self._procs[index]
+        assert proc.stdout is not None
+        ready = read_frame(proc.stdout) == "ready"
+        while ready:
+            frame = read_frame(proc.stdout)
+            if frame is None:
+                break
+            task_id, failures = frame
+            with self._lock:
+                future, task, _, files = self._pending.pop(task_id)
+                self._load[index] -= files
+            self._settle(future, task, failures)
+        code = proc.wait()
+        with self._lock:
+            self._live[index] = False
+            lost = [(tid, *entry) for tid, entry in self._pending.items() if entry[2] == index]
+            for tid, *_ in lost:
+                del self._pending[tid]
+        for _, future, task, _, _ in lost:
+            if not ready:  # it placed nothing: place its tasks here
+                logger.debug("a helper process could not start (status %s): placing its clones here", code)
+                self._settle(future, task, None)
+            else:
+                future.set_exception(LinkError(f"a helper process placing files exited with status {code}"))
+
+    def _settle(self, future: Future[None], task: _Task, failures: Sequence[tuple[int, int, int, str]] | None) -> None:
+        """Settle a task placed by a helper but for ``failures`` (None: by no one yet)."""
+        linker = self._linker()
+        try:
+            if linker is None:
+                raise LinkError("the install was abandoned")
+            if failures is None:
+                linker._place_names(task)
+            else:
+                linker._helped(task, failures)
+        except BaseException as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(None)
+
+    def close(self) -> None:
+        """End every helper (after ``finish``: no task is left)."""
+        _stop(self._procs)
+        for reader in self._readers:
+            reader.join()
+
+
+def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    """End of input ends a helper: close all, then wait for each."""
+    for proc in procs:
+        with contextlib.suppress(OSError):
+            if proc.stdin is not None:
+                proc.stdin.close()
+    for proc in procs:
+        proc.wait()
 
 
 def _beside(path: str, suffix: str) -> str:

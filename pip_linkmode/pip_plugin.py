@@ -293,6 +293,8 @@ class _Hook:
         try:
             yield
         finally:
+            with contextlib.suppress(Exception):  # every wheel has finished or failed
+                self.linker.close()  # its helper processes, if any
             for owner, attr, old in reversed(saved):
                 setattr(owner, attr, old)
 
@@ -439,6 +441,7 @@ def _preload() -> None:
     import packaging.utils  # noqa: F401  (the cache parses names on a miss)
 
     from . import _cachecore, cache  # noqa: F401
+    from ._platform import placer  # noqa: F401  (the linker's helper processes)
 
     _cachecore.filelock_class()
     if sys.platform != "win32":

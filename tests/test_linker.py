@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Mounts, make_venv, shares_extents, snapshot, venv_python
+from conftest import Mounts, make_venv, shares_extents, site_packages, snapshot, venv_python
 from wheelmaker import WheelSpec, build_wheel, demo_spec
 
 from pip_linkmode import LinkError, LinkMode, WheelCache, install_wheel
@@ -217,3 +217,145 @@ def test_clone_mode_installs_a_real_venv_without_fallback(request: pytest.Fixtur
     assert not any("fell back" in n for n in report.links.notes)
     out = subprocess.run([venv_python(venv), "-c", "import demo; print(demo.hello())"], capture_output=True, text=True)
     assert out.stdout.strip() == "hello from core", out.stderr
+
+
+# -- helper processes for clones ---------------------------------------------------
+
+def _many_spec(dirs: int = 30, per_dir: int = 50) -> WheelSpec:
+    """More files than a linker clones with threads before its helpers start."""
+    files: dict[str, bytes | tuple[bytes, int]] = {"many/__init__.py": b"N = %d\n" % (dirs * per_dir)}
+    for d in range(dirs):
+        for i in range(per_dir):
+            files[f"many/d{d}/m{i}.py"] = f"X = {d * per_dir + i}\n".encode() * (1 + i % 7)
+    files["many/d0/tool.sh"] = (b"#!/bin/sh\necho many\n", 0o755)
+    return WheelSpec(name="many", files=files)
+
+
+def _files(root: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mode) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("compiling", [False, True])
+def test_helper_processes_clone_a_big_wheel_like_threads_would(
+    compiling: bool, mounts: Mounts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the first thousand clones, helper processes place them (each has
+    its own GIL): the venv is file for file the copy-mode venv (contents,
+    modes, RECORD), each file a clone sharing the cache's extents, sources
+    keeping the cache mtime exactly when cached pycs are linked beside
+    them, and the helpers are gone afterwards."""
+    from pip_linkmode import linker as linker_mod
+
+    started: list[linker_mod._Helpers] = []
+    real_start = linker_mod._Helpers.start
+
+    def spy(linker: Linker, count: int) -> linker_mod._Helpers | None:
+        helpers = real_start(linker, count)
+        assert helpers is not None, "no helper process could start here"
+        started.append(helpers)
+        return helpers
+
+    monkeypatch.setattr(linker_mod._Helpers, "start", staticmethod(spy))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)  # two helpers even on a one-CPU runner
+    root = mounts.points["xfs"] / tmp_path.name
+    wheel = build_wheel(tmp_path / "w", _many_spec())
+    cache = root / "cache"
+    cloned = make_venv(root / "cloned")
+    report = install_wheel(wheel, venv=cloned, cache=cache, link_mode="clone", compile_bytecode=compiling)
+    copied = make_venv(root / "copied")
+    install_wheel(wheel, venv=copied, cache=cache, link_mode="copy", compile_bytecode=compiling)
+    assert len(started) == 1, "the clone install did not start its helpers"
+    assert all(proc.returncode == 0 for proc in started[0]._procs)  # ended by close
+    sp_clone, sp_copy = site_packages(cloned), site_packages(copied)
+    placed = _files(sp_clone)
+    assert placed == _files(sp_copy)
+    assert len(placed) == 2 + 30 * 50 + 2 + 3 + (1 + 30 * 50 if compiling else 0)  # + METADATA, WHEEL; RECORD...
+    assert report.links.counts[LinkMode.CLONE] == len(placed) - 3, report.summary()  # all but RECORD, INSTALLER, REQUESTED
+    tree = WheelCache(cache).get(wheel).tree
+    os.sync()
+    for rel in ("many/__init__.py", "many/d29/m49.py", "many/d0/tool.sh"):
+        placed, cached = (sp_clone / rel).stat(), (tree / rel).stat()
+        assert placed.st_ino != cached.st_ino
+        assert (placed.st_mtime_ns == cached.st_mtime_ns) is (compiling and rel.endswith(".py")), rel
+    assert os.access(sp_clone / "many/d0/tool.sh", os.X_OK)
+    big = sp_clone / "many/d3/m6.py"  # 7 lines: under a block, XFS still clones its one extent
+    assert shares_extents(big)
+    if compiling:
+        out = subprocess.run([venv_python(cloned), "-c", "import many.d29.m49 as m; print(m.X)"],
+                             capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == "1499"
+
+
+def _source_tree(root: Path, dirs: int, per_dir: int) -> list[tuple[str, list[str], list[int]]]:
+    groups = []
+    for d in range(dirs):
+        src = root / f"d{d}"
+        src.mkdir(parents=True)
+        names = [f"f{i}.txt" for i in range(per_dir)]
+        for name in names:
+            (src / name).write_bytes(f"{d}/{name}\n".encode())
+        groups.append((str(src), names, [len(f"{d}/{n}\n") for n in names]))
+    return groups
+
+
+def _helper_linker(mode: LinkMode = LinkMode.CLONE) -> Linker:
+    linker = Linker(mode, max_workers=2)
+    assert linker.help_after is not None, "this platform starts no helpers"
+    linker.help_after = 0  # every clone to the helpers
+    return linker
+
+
+def test_helpers_replace_existing_targets_and_name_a_failing_file(mounts: Mounts, tmp_path: Path) -> None:
+    root = mounts.points["xfs"] / tmp_path.name
+    groups = _source_tree(root / "src", 8, 100)
+    target = root / "t"
+    (target / "d3").mkdir(parents=True)
+    (target / "d3" / "f7.txt").write_bytes(b"old\n")  # an earlier install's file
+    linker = _helper_linker()
+    try:
+        report = linker.run_dirs([(s, str(target / f"d{d}"), n, z) for d, (s, n, z) in enumerate(groups)])
+        assert report.counts[LinkMode.CLONE] == 800
+        assert linker._helpers is not None
+        assert (target / "d3" / "f7.txt").read_bytes() == b"3/f7.txt\n"  # replaced by rename
+        assert (root / "src" / "d3" / "f7.txt").read_bytes() == b"3/f7.txt\n"  # the source untouched
+        assert len(set(linker.created)) == 799  # the replaced file was not new here
+        # a source that vanished: the helper's failure names the file, rollback removes the rest
+        os.unlink(root / "src" / "d5" / "f50.txt")
+        with pytest.raises(LinkError, match=r"clone failed for .*/u/d5/f50\.txt from .*No such file"):
+            linker.run_dirs([(s, str(root / "u" / f"d{d}"), n, z) for d, (s, n, z) in enumerate(groups)])
+        linker.rollback()
+        assert not (root / "u").exists()
+    finally:
+        linker.close()
+
+
+def test_helpers_that_cannot_start_leave_their_clones_to_threads(
+    mounts: Mounts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = mounts.points["xfs"] / tmp_path.name
+    groups = _source_tree(root / "src", 4, 300)
+    monkeypatch.setattr(sys, "executable", shutil.which("false"))  # exits at once, never ready
+    linker = _helper_linker()
+    try:
+        report = linker.run_dirs([(s, str(root / "t" / f"d{d}"), n, z) for d, (s, n, z) in enumerate(groups)])
+    finally:
+        linker.close()
+    assert report.counts[LinkMode.CLONE] == 1200
+    assert len(linker.created) == 1200
+    assert (root / "t" / "d2" / "f299.txt").read_bytes() == b"2/f299.txt\n"
+
+
+def test_a_killed_helper_fails_the_install_naming_it(mounts: Mounts, tmp_path: Path) -> None:
+    root = mounts.points["xfs"] / tmp_path.name
+    groups = _source_tree(root / "src", 40, 200)
+    linker = _helper_linker()
+    try:
+        linker.run_dirs([(s, str(root / "first" / f"d{d}"), n, z) for d, (s, n, z) in enumerate(groups[:4])])
+        assert linker._helpers is not None  # running, and ready: they placed those
+        linker.run_dirs([(s, str(root / "t" / f"d{d}"), n, z) for d, (s, n, z) in enumerate(groups)], wait=False)
+        for proc in linker._helpers._procs:
+            proc.kill()
+        with pytest.raises(LinkError, match="a helper process placing files exited with status -9"):
+            linker.finish()
+    finally:
+        linker.close()

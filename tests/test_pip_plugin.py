@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import (
+    Mounts,
     make_venv,
     record_path,
     script,
@@ -310,3 +311,33 @@ def test_cached_pycs_placed_together_and_one_that_fails_stops_pip(tmp_path: Path
     assert not (site_packages(bad) / "many-1.0.dist-info").exists()
     assert sorted(p.name for p in (site_packages(bad) / "many" / "__pycache__").iterdir()) == [blocker.name]
     assert sorted(p.name for p in (site_packages(bad) / "many").iterdir()) == ["__pycache__"]
+
+
+def test_clones_by_helper_processes_under_pip_26_3(mounts: Mounts, tmp_path: Path) -> None:
+    """A clone install big enough for the linker's helper processes, through
+    pip 26.3 (which refuses imports once it installs): every file in place;
+    and a file that cannot be placed far into the wheel still stops pip
+    before it records the wheel, naming the file, with the rest removed."""
+    from wheelmaker import WheelSpec, build_wheel
+
+    root = mounts.points["xfs"] / tmp_path.name
+    files: dict[str, bytes | tuple[bytes, int]] = {"many/__init__.py": b""}
+    files.update({f"many/data/f{i:04d}.txt": f"{i}\n".encode() for i in range(1500)})
+    wheel = build_wheel(tmp_path / "w", WheelSpec(name="many", files=files))
+    tools = _env_with_pip(tmp_path / "tools", "26.3", ours=True)
+    args = ["--link-mode", "clone", "--cache-dir", str(root / "cache"), "--disable-pip-version-check",
+            "--no-index", "--no-deps", "--no-compile", str(wheel)]
+    good = make_venv(root / "good")
+    result = _run(tools, "-m", "pip_linkmode", "install", "--python", venv_python(good), *args)
+    assert "Successfully installed many-1.0" in result.stdout
+    assert "1503 cloned" in result.stdout + result.stderr  # 1501 files, METADATA, WHEEL
+    data = site_packages(good) / "many" / "data"
+    assert len(list(data.iterdir())) == 1500 and (data / "f1499.txt").read_bytes() == b"1499\n"
+    bad = make_venv(root / "bad")
+    blocker = site_packages(bad) / "many" / "data" / "f1200.txt"
+    (blocker / "occupied").mkdir(parents=True)
+    proc = _run(tools, "-m", "pip_linkmode", "install", "--python", venv_python(bad), *args, check=False)
+    assert proc.returncode != 0
+    assert str(blocker) in proc.stderr and "directory is in the way" in proc.stderr, proc.stderr
+    assert not (site_packages(bad) / "many-1.0.dist-info" / "RECORD").exists()
+    assert sorted(p.name for p in (site_packages(bad) / "many" / "data").iterdir()) == ["f1200.txt"]

@@ -40,6 +40,11 @@ class LinuxPlatform(PosixPlatform):
         finally:
             os.close(sfd)
 
+    def helper_class(self) -> str | None:
+        # a clone is about 60 us of kernel work; only this exact class (a
+        # subclass may be a test's fault injection a helper would not have)
+        return f"{__name__}:LinuxPlatform" if type(self) is LinuxPlatform else None
+
     def _copy_bytes(self, fsrc: object, fdst: object, size: int) -> None:
         # sendfile copies in the kernel; fall back to read/write where refused.
         infd = fsrc.fileno()  # type: ignore[attr-defined]

@@ -55,6 +55,13 @@ class Platform:
         as a fresh file's is)."""
         raise OSError(errno.EOPNOTSUPP, "cloning is not available on this platform")
 
+    def helper_class(self) -> str | None:
+        """``module:class`` that a helper process builds to place clones
+        with these same primitives (``linker._Helpers``); None: no helpers
+        (a platform with injected calls, or one whose clones are not worth
+        a process)."""
+        return None
+
     def clone_tree(self, src: str, dst: str) -> None:
         raise OSError(
             errno.EOPNOTSUPP, "cloning a directory whole is not available here"

@@ -1,0 +1,93 @@
+"""A helper process that places files with the platform's own primitives.
+
+Placing a file is a few system calls and almost no Python; in one process
+every thread still needs the GIL between those calls, and the thread that
+prepares the next wheel holds it for long stretches. Helper processes have
+an interpreter each, so the calls of two helpers and the preparing thread
+run truly in parallel (a clone install on XFS is CPU-bound in the kernel).
+
+The parent sends frames (little-endian 4-byte length, then a ``marshal``
+body) on the helper's stdin: ``(task id, source mtimes, groups)``, each
+group ``(op, cache dir + "/", target dir + "/", names)`` with ``op`` one of
+``clone``, ``hardlink``, ``symlink``. For each task the helper answers on
+stdout ``(task id, failures)``: ``(group index, name index, errno,
+message)`` for every file whose call raised, after trying the rest. The
+parent handles those as it would a failure of its own (an existing target
+is replaced, a full disk is an error naming the file). The helper's first
+frame, once it has imported the platform, is ``"ready"``; end of input
+ends it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import marshal
+import struct
+import sys
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .posix import Platform
+
+__all__ = ["main", "read_frame", "serve", "write_frame"]
+
+_HEAD = struct.Struct("<I")
+
+
+def read_frame(stream: IO[bytes]) -> Any:
+    """The next frame's value, or None at end of input."""
+    head = stream.read(_HEAD.size)
+    if len(head) < _HEAD.size:
+        return None
+    (size,) = _HEAD.unpack(head)
+    body = stream.read(size)
+    if len(body) < size:
+        return None
+    return marshal.loads(body)
+
+
+def write_frame(stream: IO[bytes], value: Any) -> None:
+    body = marshal.dumps(value)
+    stream.write(_HEAD.pack(len(body)) + body)
+    stream.flush()
+
+
+def serve(platform: Platform, inp: IO[bytes], out: IO[bytes]) -> None:
+    """Place the files of each task read from ``inp``; answer on ``out``."""
+    clone = platform.clone_file
+    ops: dict[str, Callable[[str, str], None]] = {"hardlink": platform.hardlink, "symlink": platform.symlink}
+    while True:
+        frame = read_frame(inp)
+        if frame is None:
+            return
+        task_id, keep_mtimes, groups = frame
+        failures: list[tuple[int, int, int, str]] = []
+        for gi, (opname, sp, dp, names) in enumerate(groups):
+            if opname == "clone":
+                op = clone if keep_mtimes else _no_mtime(clone)
+            else:
+                op = ops[opname]
+            for ni, name in enumerate(names):
+                try:
+                    op(sp + name, dp + name)
+                except OSError as exc:
+                    failures.append((gi, ni, exc.errno or 0, exc.strerror or str(exc)))
+        write_frame(out, (task_id, failures))
+
+
+def _no_mtime(clone: Callable[..., None]) -> Callable[[str, str], None]:
+    """``clone`` leaving each clone its creation mtime."""
+
+    def op(src: str, dst: str) -> None:
+        clone(src, dst, source_mtime=False)
+
+    return op
+
+
+def main() -> None:
+    """``python -I -S -c ... MODULE:CLASS``: say ready, serve stdin with that platform."""
+    module, _, name = sys.argv[1].partition(":")
+    platform = getattr(importlib.import_module(module), name)()
+    write_frame(sys.stdout.buffer, "ready")
+    serve(platform, sys.stdin.buffer, sys.stdout.buffer)

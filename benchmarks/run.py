@@ -15,7 +15,8 @@ Scenarios (each run is round-robin over every configuration, fresh venvs):
 
 Clone is measured on a loop-mounted reflink XFS image (root only), with the
 venvs and both caches on it; the other modes on the work directory's own
-filesystem. Results go to ``benchmarks/results/latest.{md,json,png}``;
+filesystem, or with ``--fresh-ext4 SIZE`` on a new loop-mounted ext4 (the
+work directory's own is aged by every venv the harness ever made there). Results go to ``benchmarks/results/latest.{md,json,png}``;
 ``--profile`` writes ``benchmarks/results/profile.txt``.
 
 Benchmarks are never part of the test suite.
@@ -224,27 +225,29 @@ def fs_type(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def xfs_image(work: Path, size: str) -> Iterator[Path | None]:
-    """A loop-mounted reflink XFS image, or None when it cannot be had."""
-    if os.geteuid() != 0 or shutil.which("mkfs.xfs") is None:
-        log("clone: not root or no mkfs.xfs, XFS scenarios skipped")
+def loop_image(work: Path, fs: str, size: str) -> Iterator[Path | None]:
+    """A new loop-mounted filesystem image (``xfs``: with reflink), or None
+    when it cannot be had (not root, no mkfs)."""
+    mkfs = {"xfs": ["mkfs.xfs", "-q", "-f", "-m", "reflink=1"], "ext4": ["mkfs.ext4", "-q", "-F"]}[fs]
+    if os.geteuid() != 0 or shutil.which(mkfs[0]) is None:
+        log(f"not root or no {mkfs[0]}: no {fs} image")
         yield None
         return
-    img, mnt = work / "xfs.img", work / "xfs-mnt"
+    img, mnt = work / f"{fs}.img", work / f"{fs}-mnt"
     mnt.mkdir(parents=True, exist_ok=True)
     if subprocess.run(["mountpoint", "-q", str(mnt)]).returncode == 0:
         check_call(["umount", str(mnt)])
     img.unlink(missing_ok=True)
     check_call(["truncate", "-s", size, str(img)])
-    check_call(["mkfs.xfs", "-q", "-f", "-m", "reflink=1", str(img)])
+    check_call([*mkfs, str(img)])
     check_call(["mount", "-o", "loop", str(img), str(mnt)])
-    log(f"mounted reflink XFS image at {mnt}")
+    log(f"mounted a new {fs} image at {mnt}")
     try:
         yield mnt
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
         img.unlink(missing_ok=True)
-        log("unmounted the XFS image")
+        log(f"unmounted the {fs} image")
 
 
 # -- configurations -----------------------------------------------------------
@@ -695,6 +698,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--profile", action="store_true", help="write results/profile.txt")
     p.add_argument("--no-xfs", action="store_true", help="skip the loop-mounted XFS clone scenarios")
     p.add_argument("--xfs-size", default="3G")
+    p.add_argument("--fresh-ext4", metavar="SIZE", default="",
+                   help="run the non-clone configurations on a new loop-mounted ext4 image of SIZE "
+                        "(e.g. 12G; root) instead of the work directory's own, aged filesystem")
     p.add_argument("--pip", default="26.3", metavar="VERSION",
                    help="the pip under test, for plain pip and pip-linkmode alike, in a tools "
                         "venv under --work (default 26.3, the newest; empty: the running interpreter's)")
@@ -716,10 +722,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     PY = tools_python(work, args.pip)
     versions = tool_versions(uv_bin)
     args.results.mkdir(parents=True, exist_ok=True)
-    native = Place(fs_type(work), work / "native")
-    native.setup()
-
-    with xfs_image(work, args.xfs_size) if not args.no_xfs else contextlib.nullcontext() as mnt:
+    with contextlib.ExitStack() as images:
+        fresh = images.enter_context(loop_image(work, "ext4", args.fresh_ext4)) if args.fresh_ext4 else None
+        native = Place("ext4 (new loop image)", fresh) if fresh else Place(fs_type(work), work / "native")
+        native.setup()
+        mnt = None if args.no_xfs else images.enter_context(loop_image(work, "xfs", args.xfs_size))
         clone_place = Place("xfs", Path(mnt)) if mnt is not None else None
         if clone_place is not None:
             clone_place.setup()
@@ -738,7 +745,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "versions": versions,
         "corpus": str(args.corpus),
         "wheels": len(wheels),
-        "filesystems": f"{native.label} (work dir)" + (", xfs reflink=1 loop image (clone)" if clone_place else ""),
+        "filesystems": native.label + ("" if args.fresh_ext4 else " (work dir)") + (", xfs reflink=1 loop image (clone)" if clone_place else ""),
         "runs": args.runs,
         "slow_runs": slow_runs,
     }

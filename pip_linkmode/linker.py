@@ -363,9 +363,7 @@ class Linker:
         """Wait for every file handed over by ``run_dirs``; raise the first
         failure (naming its file)."""
         self._flush()
-        futures, self._futures = self._futures, []
-        self._inflight.clear()
-        pool, self._pool = self._pool, None
+        futures = self._futures
         first: Exception | None = None
         try:
             # after a failure, threads start no more tasks, and what helper
@@ -377,11 +375,17 @@ class Linker:
                 except Exception as exc:
                     if first is None:
                         first = exc
-                        if pool is not None:
-                            pool.shutdown(wait=False, cancel_futures=True)
+                        if self._pool is not None:
+                            self._pool.shutdown(wait=False, cancel_futures=True)
         finally:
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
+            # interrupted (Ctrl-C): the tasks still running stay known, and
+            # the rollback's own finish waits for them
+            self._futures = [f for f in futures if not f.done()]
+            if not self._futures:
+                self._inflight.clear()
+                pool, self._pool = self._pool, None
+                if pool is not None:
+                    pool.shutdown(wait=True, cancel_futures=True)
         if first is not None:
             raise first
 
@@ -646,6 +650,9 @@ class Linker:
         their new content. Never follows links; never touches the cache."""
         with contextlib.suppress(Exception):  # the failure is being handled already
             self.finish()
+        helpers, self._helpers = self._helpers, None
+        if helpers is not None:  # every answer read: nothing they placed is left out
+            helpers.close()
         created, self.created = self.created, []
         dirs, self.created_dirs = self.created_dirs, []
         for path in reversed(created):
@@ -918,6 +925,12 @@ class _Helpers:
             write_frame(stdin, (task_id, source_mtimes, groups))
         except (OSError, ValueError):
             pass  # it is gone: its reader settles the task
+        except BaseException:
+            # interrupted mid-frame (Ctrl-C): end its input there; the helper
+            # answers every whole task before it, then its reader fails the rest
+            with contextlib.suppress(Exception):
+                stdin.close()
+            raise
         return future
 
     def _read(self, index: int) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -359,3 +361,47 @@ def test_a_killed_helper_fails_the_install_naming_it(mounts: Mounts, tmp_path: P
             linker.finish()
     finally:
         linker.close()
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def test_ctrl_c_with_helpers_rolls_back_and_helpers_stay_quiet(mounts: Mounts, tmp_path: Path) -> None:
+    """SIGINT to the whole process group (what Ctrl-C in a terminal sends)
+    while helpers are cloning: the install rolls back, leaving the venv's
+    site-packages empty, the helpers print nothing and are gone."""
+    root = mounts.points["xfs"] / tmp_path.name
+    wheel = build_wheel(tmp_path / "w", _many_spec(dirs=60, per_dir=100))
+    cache = root / "cache"
+    WheelCache(cache).get(wheel)  # warm: the install is placing only
+    code = ("import sys; from pip_linkmode import install_wheel; "
+            "install_wheel(sys.argv[1], venv=sys.argv[2], cache=sys.argv[3], link_mode='clone')")
+    for attempt in range(5):
+        venv = make_venv(root / f"v{attempt}")
+        proc = subprocess.Popen([sys.executable, "-c", code, str(wheel), str(venv), str(cache)],
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        helpers: list[int] = []
+        serving = site_packages(venv) / "many" / "d30"  # past the first 1,024 clones, which threads place
+        while proc.poll() is None and not (helpers and serving.is_dir() and any(serving.iterdir())):
+            with contextlib.suppress(OSError):
+                helpers = helpers or [c for c in _children(proc.pid)
+                                      if b"placer" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        if proc.poll() is not None or not helpers:
+            proc.communicate()
+            continue  # it finished first: try again
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        if proc.returncode == 0:
+            continue  # the signal came after the last file
+        assert "KeyboardInterrupt" in err
+        assert err.count("Traceback") == 1 and "placer.py\", line" not in err.split("KeyboardInterrupt")[-1], err
+        assert not any(Path(f"/proc/{pid}").exists() and b"placer" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                       for pid in helpers)
+        assert [p for p in site_packages(venv).rglob("*")] == []
+        return
+    pytest.fail("the install always finished before SIGINT reached it")

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import importlib
 import marshal
+import os
+import signal
 import struct
 import sys
 from collections.abc import Callable
@@ -86,8 +88,16 @@ def _no_mtime(clone: Callable[..., None]) -> Callable[[str, str], None]:
 
 
 def main() -> None:
-    """``python -I -S -c ... MODULE:CLASS``: say ready, serve stdin with that platform."""
+    """``python -I -S -c ... MODULE:CLASS``: say ready, serve stdin with that platform.
+
+    Ctrl-C is the parent's to handle (it rolls back, then ends the
+    helpers); a parent gone without a word ends the helper quietly.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     module, _, name = sys.argv[1].partition(":")
     platform = getattr(importlib.import_module(module), name)()
-    write_frame(sys.stdout.buffer, "ready")
-    serve(platform, sys.stdin.buffer, sys.stdout.buffer)
+    try:
+        write_frame(sys.stdout.buffer, "ready")
+        serve(platform, sys.stdin.buffer, sys.stdout.buffer)
+    except BrokenPipeError:
+        os._exit(0)  # nothing left to flush to

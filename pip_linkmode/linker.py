@@ -323,15 +323,18 @@ class Linker:
             return
         for _, _, dp, names in task:
             self._settle_dir(dp, names)
-        future: Future[None] | None = None
         if self.help_after is not None and any(mode is LinkMode.CLONE for mode, _, _, _ in task):
-            future = self._to_helpers(task, workers)
-        if future is None:
-            if self._pool is None:
-                from concurrent.futures import ThreadPoolExecutor
+            if self._to_helpers(task, workers):
+                return
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
 
-                self._pool = ThreadPoolExecutor(workers, thread_name_prefix="pip-linkmode")
-            future = self._pool.submit(self._place_names, task)
+            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="pip-linkmode")
+        self._track(self._pool.submit(self._place_names, task), task)
+
+    def _track(self, future: Future[None], task: _Task) -> None:
+        """Remember a task handed over (before it can start: an interrupt
+        after that still leaves it known to ``finish``)."""
         self._futures.append(future)
         for _, _, dp, names in task:
             self._inflight.setdefault(dp, []).append((future, names))
@@ -408,21 +411,21 @@ class Linker:
         clone = self.platform.clone_file
         self._ops[LinkMode.CLONE] = clone if keep else functools.partial(clone, source_mtime=False)
 
-    def _to_helpers(self, task: _Task, workers: int) -> Future[None] | None:
+    def _to_helpers(self, task: _Task, workers: int) -> bool:
         """Clones go to helper processes once this linker has handed
-        ``help_after`` of them to threads; None: to a thread."""
+        ``help_after`` of them to threads; False: to a thread."""
         helpers = self._helpers
         if helpers is None:
             assert self.help_after is not None
             if self._cloned < self.help_after:
                 self._cloned += sum(len(names) for _, _, _, names in task)
-                return None
+                return False
             helpers = self._helpers = _Helpers.start(self, workers)
             if helpers is None:
                 self.help_after = None  # none can start here: threads, as before
-                return None
-            weakref.finalize(self, helpers.close)  # for callers that never close
-        return helpers.submit(task, self._source_mtimes)
+                return False
+            helpers.finalizer = weakref.finalize(self, helpers.close)  # for callers that never close
+        return helpers.submit(task, self._source_mtimes, self._track)
 
     def _place_names(self, task: _Task) -> None:
         """Place ``(mode, cache dir/, target dir/, names)`` files (``run_dirs``)."""
@@ -868,6 +871,10 @@ class _Helpers:
         self._pending: dict[int, tuple[Future[None], _Task, int, int]] = {}
         self._load = [0] * len(procs)
         self._live = [True] * len(procs)
+        #: tasks the helpers answered (a test's evidence that they did the work)
+        self.answered = 0
+        #: ends them if the linker is dropped without ``close``
+        self.finalizer: weakref.finalize[..., Linker] | None = None
         self._readers = [
             threading.Thread(target=self._read, args=(i,), name=f"pip-linkmode-helper-{i}", daemon=True)
             for i in range(len(procs))
@@ -879,12 +886,12 @@ class _Helpers:
     def start(cls, linker: Linker, count: int) -> _Helpers | None:
         """``count`` helpers with ``linker``'s platform; None where none can start."""
         kind = linker.platform.helper_class()
-        if kind is None or not sys.executable:
-            return None
+        if kind is None or not sys.executable or getattr(sys, "frozen", False):
+            return None  # (a frozen app's executable is not a Python to run -c with)
         from ._platform import placer
 
         package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(placer.__file__))))
-        code = f"import sys; sys.path.insert(0, {package_parent!r}); from {placer.__name__} import main; main()"
+        code = f"import sys; sys.path.append({package_parent!r}); from {placer.__name__} import main; main()"
         procs: list[subprocess.Popen[bytes]] = []
         try:
             for _ in range(count):
@@ -893,6 +900,9 @@ class _Helpers:
                         [sys.executable, "-I", "-S", "-c", code, kind],
                         stdin=subprocess.PIPE,
                         stdout=subprocess.PIPE,
+                        # a terminal's Ctrl-C is the parent's to handle, also
+                        # before a helper has set its signals up
+                        start_new_session=True,
                     )
                 )
         except OSError as exc:
@@ -901,8 +911,9 @@ class _Helpers:
             return None
         return cls(linker, procs)
 
-    def submit(self, task: _Task, source_mtimes: bool) -> Future[None] | None:
-        """Send ``task`` to the least busy helper; None if none is left."""
+    def submit(self, task: _Task, source_mtimes: bool, track: Callable[[Future[None], _Task], None]) -> bool:
+        """Send ``task`` to the least busy helper, ``track``-ing its future
+        first; False if no helper is left."""
         from concurrent.futures import Future
 
         from ._platform.placer import write_frame
@@ -913,12 +924,13 @@ class _Helpers:
         with self._lock:
             live = [i for i, ok in enumerate(self._live) if ok]
             if not live:
-                return None
+                return False
             index = min(live, key=self._load.__getitem__)
             self._next += 1
             task_id = self._next
             self._load[index] += files
             self._pending[task_id] = (future, task, index, files)
+        track(future, task)
         stdin = self._procs[index].stdin
         assert stdin is not None
         try:
@@ -931,7 +943,7 @@ class _Helpers:
             with contextlib.suppress(Exception):
                 stdin.close()
             raise
-        return future
+        return True
 
     def _read(self, index: int) -> None:
         from ._platform.placer import read_frame
@@ -947,6 +959,7 @@ class _Helpers:
             with self._lock:
                 future, task, _, files = self._pending.pop(task_id)
                 self._load[index] -= files
+                self.answered += 1
             self._settle(future, task, failures)
         code = proc.wait()
         with self._lock:
@@ -972,15 +985,23 @@ class _Helpers:
             else:
                 linker._helped(task, failures)
         except BaseException as exc:
+            linker = None  # not this thread's to finalize
             future.set_exception(exc)
         else:
+            linker = None
             future.set_result(None)
 
     def close(self) -> None:
         """End every helper (after ``finish``: no task is left)."""
+        if self.finalizer is not None:
+            self.finalizer.detach()
         _stop(self._procs)
         for reader in self._readers:
-            reader.join()
+            if reader is not threading.current_thread():
+                reader.join()
+        for proc in self._procs:
+            if proc.stdout is not None:
+                proc.stdout.close()
 
 
 def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:

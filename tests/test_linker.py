@@ -317,7 +317,7 @@ def test_helpers_replace_existing_targets_and_name_a_failing_file(mounts: Mounts
     try:
         report = linker.run_dirs([(s, str(target / f"d{d}"), n, z) for d, (s, n, z) in enumerate(groups)])
         assert report.counts[LinkMode.CLONE] == 800
-        assert linker._helpers is not None
+        assert linker._helpers is not None and linker._helpers.answered > 0  # they did the work
         assert (target / "d3" / "f7.txt").read_bytes() == b"3/f7.txt\n"  # replaced by rename
         assert (root / "src" / "d3" / "f7.txt").read_bytes() == b"3/f7.txt\n"  # the source untouched
         assert len(set(linker.created)) == 799  # the replaced file was not new here
@@ -355,6 +355,7 @@ def test_a_killed_helper_fails_the_install_naming_it(mounts: Mounts, tmp_path: P
         linker.run_dirs([(s, str(root / "first" / f"d{d}"), n, z) for d, (s, n, z) in enumerate(groups[:4])])
         assert linker._helpers is not None  # running, and ready: they placed those
         linker.run_dirs([(s, str(root / "t" / f"d{d}"), n, z) for d, (s, n, z) in enumerate(groups)], wait=False)
+        assert linker._helpers._pending, "every clone was done before the kill: make the tree bigger"
         for proc in linker._helpers._procs:
             proc.kill()
         with pytest.raises(LinkError, match="a helper process placing files exited with status -9"):

@@ -20,6 +20,7 @@ ends it.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import marshal
 import os
@@ -75,6 +76,8 @@ def serve(platform: Platform, inp: IO[bytes], out: IO[bytes]) -> None:
                     op(sp + name, dp + name)
                 except OSError as exc:
                     failures.append((gi, ni, exc.errno or 0, exc.strerror or str(exc)))
+                except ValueError as exc:  # a name the system cannot take (a NUL byte)
+                    failures.append((gi, ni, errno.EINVAL, str(exc)))
         write_frame(out, (task_id, failures))
 
 

@@ -16,8 +16,9 @@ Scenarios (each run is round-robin over every configuration, fresh venvs):
 Clone is measured on a loop-mounted reflink XFS image (root only), with the
 venvs and both caches on it; the other modes on the work directory's own
 filesystem, or with ``--fresh-ext4 SIZE`` on a new loop-mounted ext4 (the
-work directory's own is aged by every venv the harness ever made there). Results go to ``benchmarks/results/latest.{md,json,png}``;
-``--profile`` writes ``benchmarks/results/profile.txt``.
+work directory's own is aged by every venv the harness ever made there).
+Results go to ``benchmarks/results/latest.{md,json,png}``; ``--profile``
+writes ``benchmarks/results/profile.txt``.
 
 Benchmarks are never part of the test suite.
 """

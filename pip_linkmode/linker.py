@@ -477,9 +477,13 @@ class Linker:
         try:
             self.finish()
         finally:
-            helpers, self._helpers = self._helpers, None
-            if helpers is not None:
-                helpers.close()
+            self._end_helpers()
+
+    def _end_helpers(self) -> None:
+        """Stop the helper processes, once every answer of theirs is read."""
+        helpers, self._helpers = self._helpers, None
+        if helpers is not None:
+            helpers.close()
 
     def link_one(self, job: LinkJob, report: LinkReport, *, later: bool = False) -> None:
         """Place a single file (for callers that hand over files one by one).
@@ -653,9 +657,7 @@ class Linker:
         their new content. Never follows links; never touches the cache."""
         with contextlib.suppress(Exception):  # the failure is being handled already
             self.finish()
-        helpers, self._helpers = self._helpers, None
-        if helpers is not None:  # every answer read: nothing they placed is left out
-            helpers.close()
+        self._end_helpers()  # every answer read: nothing they placed is left out
         created, self.created = self.created, []
         dirs, self.created_dirs = self.created_dirs, []
         for path in reversed(created):
@@ -964,10 +966,9 @@ class _Helpers:
         code = proc.wait()
         with self._lock:
             self._live[index] = False
-            lost = [(tid, *entry) for tid, entry in self._pending.items() if entry[2] == index]
-            for tid, *_ in lost:
-                del self._pending[tid]
-        for _, future, task, _, _ in lost:
+            lost = [tid for tid, (_, _, i, _) in self._pending.items() if i == index]
+            tasks = [self._pending.pop(tid)[:2] for tid in lost]
+        for future, task in tasks:
             if not ready:  # it placed nothing: place its tasks here
                 logger.debug("a helper process could not start (status %s): placing its clones here", code)
                 self._settle(future, task, None)
@@ -977,6 +978,7 @@ class _Helpers:
     def _settle(self, future: Future[None], task: _Task, failures: Sequence[tuple[int, int, int, str]] | None) -> None:
         """Settle a task placed by a helper but for ``failures`` (None: by no one yet)."""
         linker = self._linker()
+        error: BaseException | None = None
         try:
             if linker is None:
                 raise LinkError("the install was abandoned")
@@ -985,10 +987,11 @@ class _Helpers:
             else:
                 linker._helped(task, failures)
         except BaseException as exc:
-            linker = None  # not this thread's to finalize
-            future.set_exception(exc)
+            error = exc
+        linker = None  # dropped before the caller wakes: its finalizer is not this thread's to run
+        if error is not None:
+            future.set_exception(error)
         else:
-            linker = None
             future.set_result(None)
 
     def close(self) -> None:

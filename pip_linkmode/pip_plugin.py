@@ -161,17 +161,16 @@ class _Hook:
             active = self._active()
             path = getattr(file, "src_record_path", None)
             size = active.files.get(path) if active is not None and path is not None else None
-            if active is None or size is None or path is None:
-                if active is None:
-                    return original(file)
+            if active is None:
+                return original(file)
+            dest = os.path.abspath(file.dest_path)
+            if size is None or path is None:
                 self.linker.finish()  # what pip writes itself: after ours, as before
-                dest = os.path.abspath(file.dest_path)
                 fresh = not os.path.lexists(dest)
                 original(file)
                 if fresh:  # removed with ours if the wheel fails
                     active.written.append(dest)
                 return None
-            dest = os.path.abspath(file.dest_path)
             own = path.startswith(active.own)
             if own:
                 # .dist-info and .data come last: before them every package

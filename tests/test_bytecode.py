@@ -137,7 +137,7 @@ def _other_pythons() -> list[str]:
 def test_interpreters_sharing_a_cache_get_their_own_tags(tmp_path: Path) -> None:
     others = _other_pythons()
     if not others:
-        pytest.skip("needs a second interpreter (pyenv 3.10-3.13, or PIP_LINKMODE_TEST_PYTHONS)")
+        pytest.skip(reason="needs a second interpreter (pyenv 3.10-3.13, or PIP_LINKMODE_TEST_PYTHONS)")
     wheel = _wheel(tmp_path)
     cache = tmp_path / "cache"
     tags = set()

@@ -170,7 +170,7 @@ def test_reinstall_over_hardlinked_install_keeps_cache(demo_wheel: Path, venv: P
 def test_target_for_other_interpreter(tmp_path: Path, demo_wheel: Path, cache_dir: Path) -> None:
     others = other_pythons()
     if not others:
-        pytest.skip("no second interpreter installed (pyenv 3.10-3.13, or PIP_LINKMODE_TEST_PYTHONS)")
+        pytest.skip(reason="no second interpreter installed (pyenv 3.10-3.13, or PIP_LINKMODE_TEST_PYTHONS)")
     from conftest import make_venv
 
     venv = make_venv(tmp_path / "v", str(others[0]))

@@ -272,7 +272,7 @@ def test_kill_9_at_fifty_seeded_points(crash_wheels: list[Path], tmp_path: Path)
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     if not LINUX_ROOT:
-        pytest.skip("loop-mounting a small filesystem needs Linux and root")
+        pytest.skip(reason="loop-mounting a small filesystem needs Linux and root")
     image = tmp_path / "small.img"
     point = tmp_path / "small"
     point.mkdir()

@@ -393,7 +393,7 @@ def test_accepted_through_the_library_as_installer_does(case: str, tmp_path: Pat
     probe = tmp_path / "CaseProbe"
     probe.touch()
     if case == "case-colliding" and (tmp_path / "caseprobe").exists():
-        pytest.skip("this filesystem folds case (APFS, NTFS): Mod.py and mod.py are one file here")
+        pytest.skip(reason="this filesystem folds case (APFS, NTFS): Mod.py and mod.py are one file here")
     venv = make_venv(tmp_path / "venv")
     (tmp_path / "outside").mkdir()
     wheel = build_wheel(tmp_path / "wheels", good.spec)

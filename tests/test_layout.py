@@ -260,7 +260,7 @@ def test_umask_is_read_without_being_changed(monkeypatch: pytest.MonkeyPatch) ->
     """Setting the umask to read it would, for a moment, give files that
     other threads create the wrong mode bits: on Linux it is read from /proc."""
     if not Path("/proc/self/status").is_file():
-        pytest.skip("no /proc/self/status here: the umask is read once, by setting it")
+        pytest.skip(reason="no /proc/self/status here: the umask is read once, by setting it")
     old = os.umask(0o027)
     try:
         monkeypatch.setattr(_platform.os, "umask", lambda mask: pytest.fail("os.umask was called"))

@@ -205,7 +205,7 @@ def _clone_dir(request: pytest.FixtureRequest) -> Path:
     if sys.platform == "linux":
         mounts: Mounts = request.getfixturevalue("mounts")
         return mounts.points["xfs"]
-    pytest.skip("set PIP_LINKMODE_TEST_CLONE_DIR to a directory on a filesystem that clones (APFS, ReFS / Dev Drive)")
+    pytest.skip(reason="set PIP_LINKMODE_TEST_CLONE_DIR to a directory on a filesystem that clones (APFS, ReFS / Dev Drive)")
 
 
 def test_clone_mode_installs_a_real_venv_without_fallback(request: pytest.FixtureRequest, tmp_path: Path) -> None:

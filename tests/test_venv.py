@@ -366,7 +366,7 @@ def test_error_missing_interpreter(python: str, tmp_path: Path, cache_dir: Path)
 
 def test_error_read_only_filesystem(tmp_path: Path, cache_dir: Path) -> None:
     if not (IS_ROOT and sys.platform == "linux"):
-        pytest.skip("mounting a read-only filesystem needs root on Linux")
+        pytest.skip(reason="mounting a read-only filesystem needs root on Linux")
     ro = tmp_path / "ro"
     ro.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], check=True)

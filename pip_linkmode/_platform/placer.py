@@ -21,6 +21,7 @@ ends it.
 from __future__ import annotations
 
 import errno
+import functools
 import importlib
 import marshal
 import os
@@ -58,19 +59,20 @@ def write_frame(stream: IO[bytes], value: Any) -> None:
 
 def serve(platform: Platform, inp: IO[bytes], out: IO[bytes]) -> None:
     """Place the files of each task read from ``inp``; answer on ``out``."""
-    clone = platform.clone_file
     ops: dict[str, Callable[[str, str], None]] = {"hardlink": platform.hardlink, "symlink": platform.symlink}
+    clones: dict[bool, Callable[[str, str], None]] = {
+        True: platform.clone_file,
+        False: functools.partial(platform.clone_file, source_mtime=False),
+    }
     while True:
         frame = read_frame(inp)
         if frame is None:
             return
         task_id, keep_mtimes, groups = frame
+        ops["clone"] = clones[bool(keep_mtimes)]
         failures: list[tuple[int, int, int, str]] = []
         for gi, (opname, sp, dp, names) in enumerate(groups):
-            if opname == "clone":
-                op = clone if keep_mtimes else _no_mtime(clone)
-            else:
-                op = ops[opname]
+            op = ops[opname]
             for ni, name in enumerate(names):
                 try:
                     op(sp + name, dp + name)
@@ -79,15 +81,6 @@ def serve(platform: Platform, inp: IO[bytes], out: IO[bytes]) -> None:
                 except ValueError as exc:  # a name the system cannot take (a NUL byte)
                     failures.append((gi, ni, errno.EINVAL, str(exc)))
         write_frame(out, (task_id, failures))
-
-
-def _no_mtime(clone: Callable[..., None]) -> Callable[[str, str], None]:
-    """``clone`` leaving each clone its creation mtime."""
-
-    def op(src: str, dst: str) -> None:
-        clone(src, dst, source_mtime=False)
-
-    return op
 
 
 def main() -> None:

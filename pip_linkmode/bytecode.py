@@ -29,7 +29,18 @@ from .cache import CachedWheel, WheelCache
 if TYPE_CHECKING:
     from concurrent.futures import Future, ProcessPoolExecutor
 
-__all__ = ["CachedPyc", "compiled_rows", "ensure_bytecode", "invalidation_mode", "prepare", "pyc_name", "pyc_path"]
+__all__ = [
+    "CachedPyc",
+    "PycGroup",
+    "compiled_rows",
+    "compiles",
+    "ensure_bytecode",
+    "invalidation_mode",
+    "prepare",
+    "pyc_groups",
+    "pyc_name",
+    "pyc_path",
+]
 
 
 class CachedPyc(NamedTuple):
@@ -37,6 +48,16 @@ class CachedPyc(NamedTuple):
 
     path: str
     size: int
+
+
+class PycGroup(NamedTuple):
+    """The cached .pyc files of one source directory, to link as a group."""
+
+    scheme: str  # where the sources are installed: the root scheme, or a .data one
+    src_dir: str  # the cache entry's __pycache__ directory
+    ddir: str  # the sources' directory in that scheme ('' for its root)
+    names: list[str]  # .pyc file names
+    sizes: list[int]
 
 
 def pyc_path(source: str, level: int) -> str:
@@ -68,15 +89,19 @@ def _marker(entry: CachedWheel, levels: Sequence[int], mode: py_compile.PycInval
     return entry.root / f"bytecode-{tag}-o{lv}-{mode.name.lower()}.json"
 
 
+def compiles(entry: CachedWheel, path: str) -> bool:
+    """Whether the entry's bytecode covers this archive path: a ``.py`` at
+    the wheel's root or under ``.data/purelib`` or ``.data/platlib`` (what
+    pip compiles in the lib dirs; elsewhere pip compiles where it installs)."""
+    if not path.endswith(".py"):
+        return False
+    data = entry.dist_info[: -len(".dist-info")] + ".data/"
+    return not path.startswith(data) or path.startswith((data + "purelib/", data + "platlib/"))
+
+
 def _sources(entry: CachedWheel) -> list[str]:
     """Archive paths of the .py files that pip would compile (lib dirs only)."""
-    data = entry.dist_info[: -len(".dist-info")] + ".data/"
-    lib_data = (data + "purelib/", data + "platlib/")
-    return [
-        f.path
-        for f in entry.files
-        if f.path.endswith(".py") and (not f.path.startswith(data) or f.path.startswith(lib_data))
-    ]
+    return [f.path for f in entry.files if compiles(entry, f.path)]
 
 
 def _compile_many(args: tuple[list[str], tuple[int, ...], str]) -> list[tuple[str, int]]:
@@ -109,6 +134,37 @@ def ensure_bytecode(
         (rel, level): CachedPyc(pyc_path(f"{tree}/{rel}", level), size)
         for rel, level, size in compiled_rows(cache, entry, levels, mode)
     }
+
+
+def pyc_groups(
+    cache: WheelCache,
+    entry: CachedWheel,
+    levels: Iterable[int],
+    root_scheme: str,
+    mode: py_compile.PycInvalidationMode | None = None,
+) -> list[PycGroup]:
+    """``ensure_bytecode``'s work grouped by directory, for ``Linker.run_dirs``:
+    a source at the wheel's root is installed in ``root_scheme``, one under
+    ``.data/<scheme>/`` in that scheme."""
+    tree = str(entry.tree)
+    tag = sys.implementation.cache_tag
+    assert tag is not None
+    data = entry.dist_info[: -len(".dist-info")] + ".data/"
+    groups: dict[tuple[str, str], PycGroup] = {}
+    for rel, level, size in compiled_rows(cache, entry, levels, mode):
+        if rel.startswith(data):
+            scheme, _, path = rel[len(data) :].partition("/")
+        else:
+            scheme, path = root_scheme, rel
+        sdir, _, name = rel.rpartition("/")
+        ddir = path.rpartition("/")[0]
+        group = groups.get((scheme, ddir))
+        if group is None:
+            src = f"{tree}/{sdir}/__pycache__" if sdir else f"{tree}/__pycache__"
+            group = groups[(scheme, ddir)] = PycGroup(scheme, src, ddir, [], [])
+        group.names.append(pyc_name(name[:-3], level, tag))
+        group.sizes.append(size)
+    return list(groups.values())
 
 
 def compiled_rows(

@@ -18,7 +18,7 @@ from installer.destinations import SchemeDictionaryDestination
 from installer.records import Hash, RecordEntry
 from installer.utils import SCHEME_NAMES, Scheme, parse_entrypoints, parse_metadata_file
 
-from .bytecode import CachedPyc, compiled_rows, ensure_bytecode, pyc_name, pyc_path
+from .bytecode import CachedPyc, ensure_bytecode, pyc_groups, pyc_path
 from .cache import CachedFile, record_digest
 from .linker import DirJob, Linker, LinkJob, LinkReport, write_beside
 from .modes import LinkMode, parse_link_mode
@@ -247,30 +247,14 @@ class LinkingDestination(SchemeDictionaryDestination):
     ) -> list[DirJob]:
         """Link groups for the entry's cached .pyc files; their RECORD rows
         (no hash, as pip lists them) go into ``rows``."""
-        tree = str(source.entry.tree)
-        tag = sys.implementation.cache_tag
-        data = f"{source.data_dir}/"
-        groups: dict[tuple[str, str], tuple[str, list[str], list[int]]] = {}
-        for rel, level, size in compiled_rows(source.cache, source.entry, self.bytecode_optimization_levels):
-            if rel.startswith(data):
-                scheme, _, path = rel[len(data):].partition("/")
-            else:
-                scheme, path = layout.root, rel
-            sdir, _, name = rel.rpartition("/")
-            ddir = path.rpartition("/")[0]
-            pyc = pyc_name(name[:-3], level, tag)
-            key = (scheme, ddir)
-            group = groups.get(key)
-            if group is None:
-                group = groups[key] = (f"{tree}/{sdir}/__pycache__" if sdir else f"{tree}/__pycache__", [], [])
-            group[1].append(pyc)
-            group[2].append(size)
-            record_path = f"{ddir}/__pycache__/{pyc}" if ddir else f"__pycache__/{pyc}"
-            rows.append((record_path, line(scheme, record_path, "", "")))
-        return [
-            (sdir, self._dir_of(scheme, f"{ddir}/__pycache__" if ddir else "__pycache__"), names, sizes)
-            for (scheme, ddir), (sdir, names, sizes) in groups.items()
-        ]
+        jobs: list[DirJob] = []
+        for group in pyc_groups(source.cache, source.entry, self.bytecode_optimization_levels, layout.root):
+            rel_dir = f"{group.ddir}/__pycache__" if group.ddir else "__pycache__"
+            for pyc in group.names:
+                record_path = f"{rel_dir}/{pyc}"
+                rows.append((record_path, line(group.scheme, record_path, "", "")))
+            jobs.append((group.src_dir, self._dir_of(group.scheme, rel_dir), group.names, group.sizes))
+        return jobs
 
     def write_to_fs(
         self,

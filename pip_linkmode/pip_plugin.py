@@ -1,39 +1,52 @@
 """The pip integration: pip does everything, except that wheel files arrive by links.
 
-While ``pip-linkmode install`` runs pip in-process, two things are patched:
+While ``pip-linkmode install`` runs pip in-process, pip's wheel-install
+step (``install_wheel``) is replaced, nothing else. For each wheel:
 
-* ``install_wheel`` (pip's wheel-install step) is wrapped: before pip
-  unpacks a wheel, the wheel is opened in the shared cache (unpacked and
-  verified once), and made the active entry;
-* ``ZipBackedFile.save`` (pip's "extract this member to its destination")
-  links the member from the active cache entry instead of extracting it.
+* the wheel is opened in the shared cache (unpacked and verified once);
+* where every rule pip applies to it is one ``_LinkedInstall`` reproduces
+  (the usual case), the wheel is installed from the cache entry's layout:
+  its files linked directory by directory, the ``#!python`` line of its
+  ``.data/scripts`` rewritten as pip rewrites it, cached bytecode linked
+  where pip would compile, and the console scripts, INSTALLER, REQUESTED,
+  direct_url.json and RECORD made by pip's own functions from the wheel's
+  RECORD, so the environment is byte for byte what pip leaves (a test
+  compares whole trees under each supported pip);
+* otherwise pip's own loop runs with ``ZipBackedFile.save`` (pip's "extract
+  this member to its destination") patched to link the member from the
+  cache entry, and ``compileall.compile_file`` to place its cached pyc.
 
 Everything else stays pip's own: resolving, building sdists, uninstalling
-an old version, the RECORD it writes (it reuses the wheel's RECORD rows for
-unchanged files), console scripts, INSTALLER, REQUESTED, direct_url.json,
-bytecode compiling and rollback. Scripts under ``.data/scripts`` are left
-to pip, which rewrites their ``#!python`` line in place, as are editable
-installs and anything from a pip version whose internals we do not know.
+an old version, editable installs, and anything from a pip version whose
+internals we do not know.
 """
 
 from __future__ import annotations
 
 import compileall
 import contextlib
+import csv
+import inspect
+import io
 import os
 import py_compile
+import stat
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from email.parser import Parser
+from itertools import starmap
 from typing import Any
 
 from . import bytecode
-from .cache import ENV_CACHE_DIR, CachedWheel, WheelCache
+from .cache import ENV_CACHE_DIR, CachedFile, CachedWheel, WheelCache
 from .cache_admin import record_user
-from .linker import Linker, LinkJob, LinkReport
+from .destination import load_layout
+from .linker import DirJob, Linker, LinkJob, LinkReport, write_beside
 from .modes import CHOICES, ENV_LINK_MODE, LinkMode, link_mode_from_env, parse_link_mode
+from .source import CachedWheelSource
 
 __all__ = ["SUPPORTED_PIP", "main_install", "main_passthrough", "pip_support_problem"]
 
@@ -87,6 +100,252 @@ def pip_support_problem() -> str | None:
     return None
 
 
+#: pip's ``install_wheel`` parameters (23.1 to 26.3) that ``_LinkedInstall`` knows
+_INSTALL_PARAMS = frozenset({
+    "name", "wheel_path", "scheme", "req_description", "pycompile", "warn_script_location",
+    "direct_url", "requested", "script_executable", "rollback_on_error",
+})
+_SCHEME_KEYS = ("purelib", "platlib", "headers", "scripts", "data")
+#: signature files pip installs from a wheel's .dist-info that the cache does not list
+_SIGNATURES = ("RECORD.jws", "RECORD.p7s")
+
+
+def _install_signature(func: Callable[..., Any]) -> inspect.Signature | None:
+    """pip's ``install_wheel`` signature, when every parameter is one we know."""
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError):
+        return None
+    names = set(sig.parameters)
+    if not {"name", "wheel_path", "scheme", "req_description"} <= names or names - _INSTALL_PARAMS:
+        return None
+    return sig
+
+
+@dataclass(frozen=True)
+class _Pip:
+    """The parts of pip's wheel installer that the linked install calls, so
+    that what it decides and writes (scripts, RECORD rows, warnings) is pip's."""
+
+    wheel: Any  # pip._internal.operations.install.wheel
+    directory_distribution: Callable[[str], Any]
+    wheel_version: Callable[[Any], tuple[int, ...]]
+    canonicalize_name: Callable[[str], str]
+    direct_url_name: str
+
+    @classmethod
+    def load(cls) -> _Pip | None:
+        try:
+            from pip._internal.metadata import get_directory_distribution
+            from pip._internal.models.direct_url import DIRECT_URL_METADATA_NAME
+            from pip._internal.operations.install import wheel
+            from pip._internal.utils.wheel import wheel_version
+            from pip._vendor.packaging.utils import canonicalize_name
+        except ImportError:
+            return None
+        parts = (
+            "PipScriptMaker", "get_entrypoints", "get_console_script_specs",
+            "message_about_scripts_not_on_PATH", "get_csv_rows_for_installed",
+            "_normalized_outrows", "_fs_to_record_path", "wheel_root_is_purelib",
+            "req_error_context", "logger",
+        )
+        if not all(hasattr(wheel, name) for name in parts):
+            return None
+        return cls(wheel, get_directory_distribution, wheel_version, canonicalize_name, DIRECT_URL_METADATA_NAME)
+
+
+@dataclass
+class _LinkedInstall:
+    """One wheel's install as pip's ``install_wheel`` would do it, from its cache entry.
+
+    pip's own loop opens the zip, and per file computes paths, saves it and
+    turns its path into a RECORD path; here the files come from the entry's
+    precomputed layout, directory by directory, in one ``run_dirs`` call.
+    What pip decides per wheel stays pip's: its console and GUI scripts are
+    made by pip's script maker, RECORD by pip's row functions from the
+    wheel's RECORD, with pip's warnings. Only wheels where every rule pip
+    applies is known to give the same result get here (``plan``); any other
+    goes through pip's loop with the ``save`` hook.
+    """
+
+    lib_dir: str
+    info_dir: str
+    dist: Any  # pip's distribution of the cached .dist-info directory
+    groups: list[DirJob]  # what is linked, directory by directory (pycs last)
+    #: archive path -> RECORD path, where that is not the archive path
+    #: (``.data`` files), and pip's entries for pycs (absolute path -> RECORD path)
+    installed: dict[str, str]
+    scripts: list[tuple[CachedFile, str, str]]  # .data/scripts: (file, target, RECORD path)
+    console: dict[str, str]
+    gui: dict[str, str]
+
+    @classmethod
+    def plan(cls, pip: _Pip, cache: WheelCache, entry: CachedWheel, call: inspect.BoundArguments) -> _LinkedInstall | None:
+        """None where pip's loop must do it: anything this does not reproduce exactly."""
+        if os.sep != "/":
+            return None
+        args = call.arguments
+        name, scheme, pycompile = args["name"], args["scheme"], bool(args.get("pycompile", True))
+        if pycompile and (sys.pycache_prefix is not None or sys.implementation.cache_tag is None):
+            return None
+        layout = load_layout(CachedWheelSource(entry, cache))
+        info_dir = entry.dist_info
+        tree = str(entry.tree)
+        info_path = f"{tree}/{info_dir}"
+        if layout is None or any(os.path.lexists(f"{info_path}/{sig}") for sig in _SIGNATURES):
+            return None
+        tops = {f.path.partition("/")[0] for f in entry.files}
+        if [t for t in tops if t.endswith(".dist-info")] != [info_dir]:
+            return None  # pip's error
+        if not pip.canonicalize_name(info_dir).startswith(pip.canonicalize_name(name)):
+            return None
+        with open(f"{info_path}/WHEEL", "rb") as f:
+            try:
+                wheel_meta = Parser().parsestr(f.read().decode())
+                if pip.wheel_version(wheel_meta) != (1, 0):
+                    return None  # pip warns or refuses
+            except Exception:  # noqa: BLE001 - pip's own loop gives its own error
+                return None
+        root = "purelib" if pip.wheel.wheel_root_is_purelib(wheel_meta) else "platlib"
+        if root != layout.root:
+            return None
+        paths = {key: getattr(scheme, key) for key in _SCHEME_KEYS}
+        lib_dir = paths[root]
+        dist = pip.directory_distribution(info_path)
+        console, gui = pip.wheel.get_entrypoints(dist)
+        to_record = pip.wheel._fs_to_record_path
+        data = info_dir[: -len(".dist-info")] + ".data/"
+        installed: dict[str, str] = {}
+        scripts: list[tuple[CachedFile, str, str]] = []
+        targets: set[str] = set()
+        for cached in entry.files:
+            if not cached.path.startswith(data):
+                continue
+            key, _, sub = cached.path[len(data) :].partition("/")
+            target = os.path.join(paths[key], sub)
+            if target in targets or (pycompile and sub.endswith(".py") and key not in ("purelib", "platlib")):
+                return None  # one path twice, or a .py pip compiles where the cache does not
+            targets.add(target)
+            installed[cached.path] = record = to_record(target, lib_dir)
+            if key == "scripts":
+                base = os.path.basename(target)
+                lower = base.lower()
+                cut = 4 if lower.endswith((".exe", ".pya")) else 10 if lower.endswith("-script.py") else 0
+                stem = base[: len(base) - cut] if cut else base
+                if stem in console or stem in gui:
+                    return None  # pip leaves out a setuptools wrapper of an entry point
+                scripts.append((cached, target, record))
+        if targets & {f"{lib_dir}/{f.path}" for f in entry.files if not f.path.startswith(data)}:
+            return None
+        groups: list[DirJob] = [
+            (f"{tree}/{sdir}" if sdir else tree, os.path.join(paths[key], ddir) if ddir else paths[key], names, sizes)
+            for key, sdir, ddir, names, sizes in layout.groups
+            if key != "scripts"
+        ]
+        if pycompile:
+            level = sys.flags.optimize
+            for group in bytecode.pyc_groups(cache, entry, (level,), root):
+                rel_dir = f"{group.ddir}/__pycache__" if group.ddir else "__pycache__"
+                dst = os.path.join(paths[group.scheme], rel_dir)
+                groups.append((group.src_dir, dst, group.names, group.sizes))
+                for pyc in group.names:
+                    full = f"{dst}/{pyc}"
+                    installed[full] = f"{rel_dir}/{pyc}" if group.scheme == root else to_record(full, lib_dir)
+        return cls(lib_dir, info_dir, dist, groups, installed, scripts, console, gui)
+
+    def run(self, hook: _Hook, entry: CachedWheel, call: inspect.BoundArguments, fresh: list[str]) -> None:
+        """Place and write everything; ``fresh`` receives each file written where none was."""
+        pip = hook.pip
+        assert pip is not None
+        args = call.arguments
+        linker = hook.linker
+        umask = linker.umask
+        tree = str(entry.tree)
+        replace = linker.platform.replace
+        linker.source_mtimes = bool(args.get("pycompile", True))
+        hook.report.merge(linker.run_dirs(self.groups, wait=False, source_root=tree))
+
+        def write(path: str, data: bytes, mode: int) -> None:
+            existed = os.path.lexists(path)
+            write_beside(path, data, mode, replace, fresh=not existed)
+            if not existed:
+                fresh.append(path)
+
+        # .data/scripts, as pip's ScriptFile: "#!python..." becomes this
+        # interpreter (pip's rule, not the target's), and RECORD rehashes it
+        changed: set[str] = set()
+        exe = sys.executable.encode(sys.getfilesystemencoding()) + os.linesep.encode("ascii")
+        for cached, target, record in self.scripts:
+            with open(f"{tree}/{cached.path}", "rb") as f:
+                content = f.read()
+            if content.startswith(b"#!python"):
+                end = content.find(b"\n")
+                content = b"#!" + exe + (content[end + 1 :] if end >= 0 else b"")
+                changed.add(record)
+            linker.ensure_dir(os.path.dirname(target))
+            write(target, content, ((0o777 & ~umask) | 0o111) if cached.executable else 0o666 & ~umask)
+        # pip's console and GUI scripts, made by pip's maker as pip sets it up
+        wheel = pip.wheel
+        scripts_dir = args["scheme"].scripts
+        maker = wheel.PipScriptMaker(None, scripts_dir)
+        if args.get("script_executable") is not None:
+            maker.executable = args["script_executable"]
+        maker.clobber = True
+        maker.variants = {""}
+        maker.set_mode = True
+        console_specs = wheel.get_console_script_specs(self.console)
+        gui_specs = list(starmap("{} = {}".format, self.gui.items()))
+        there = _unshare_scripts(scripts_dir, [*console_specs, *gui_specs])
+        generated: list[str] = maker.make_multiple(console_specs)
+        console_made = list(generated)
+        generated.extend(maker.make_multiple(gui_specs, {"gui": True}))
+        fresh.extend(path for path in generated if path not in there)
+        if args.get("warn_script_location", True):
+            message = wheel.message_about_scripts_not_on_PATH(console_made)
+            if message is not None:
+                wheel.logger.warning(message)
+        meta_mode = 0o666 & ~umask
+        info = os.path.join(self.lib_dir, self.info_dir)
+        metadata = [("INSTALLER", b"pip\n")]
+        if args.get("direct_url") is not None:
+            metadata.append((pip.direct_url_name, args["direct_url"].to_json().encode("utf-8")))
+        if args.get("requested", False):
+            metadata.append(("REQUESTED", b""))
+        for filename, content in metadata:
+            write(os.path.join(info, filename), content, meta_mode)
+            generated.append(os.path.join(info, filename))
+        # every file in place before RECORD says the wheel is installed
+        linker.finish()
+        rows = wheel.get_csv_rows_for_installed(
+            list(csv.reader(self.dist.read_text("RECORD").splitlines())),
+            installed=dict(self.installed),
+            changed=changed,
+            generated=generated,
+            lib_dir=self.lib_dir,
+        )
+        out = io.StringIO()
+        csv.writer(out).writerows(wheel._normalized_outrows(rows))  # pip's dialect: "\r\n" lines
+        write(os.path.join(info, "RECORD"), out.getvalue().encode("utf-8"), meta_mode)
+
+
+def _unshare_scripts(scripts_dir: str, specs: Sequence[str]) -> set[str]:
+    """Before pip's script maker writes these scripts (into an existing
+    file): remove any that is a link (to the cache, perhaps). Returns the
+    paths that exist."""
+    there: set[str] = set()
+    for spec in specs:
+        path = os.path.join(scripts_dir, spec.partition("=")[0].strip())
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISLNK(st.st_mode) or st.st_nlink > 1:
+            os.unlink(path)
+        else:
+            there.add(path)
+    return there
+
+
 @dataclass
 class _Active:
     entry: CachedWheel
@@ -110,15 +369,27 @@ class _Hook:
         self.report = LinkReport(requested=mode)
         self.local = threading.local()
         self.wheels = 0
+        self.pip = _Pip.load()
+        self.linked_installs = 0  # wheels installed by _LinkedInstall (the rest by pip's loop)
 
     def _active(self) -> _Active | None:
         return getattr(self.local, "active", None)
 
     def wrap_install_wheel(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        signature = _install_signature(original) if self.pip is not None else None
+
         def install_wheel(name: str, wheel_path: str, *args: Any, **kwargs: Any) -> Any:
             if getattr(self.local, "editable", False):
                 return original(name, wheel_path, *args, **kwargs)
             entry = self.cache.get(wheel_path)
+            if signature is not None and self.pip is not None:
+                try:
+                    call = signature.bind(name, wheel_path, *args, **kwargs)
+                except TypeError:
+                    call = None
+                plan = _LinkedInstall.plan(self.pip, self.cache, entry, call) if call is not None else None
+                if plan is not None and call is not None:
+                    return self._install_linked(plan, entry, call)
             data_scripts = f"{entry.dist_info[: -len('.dist-info')]}.data/scripts/"
             files = {f.path: f.size for f in entry.files if not f.path.startswith(data_scripts)}
             # Package files are placed by the linker's threads while pip goes
@@ -156,6 +427,27 @@ class _Hook:
 
         return install_wheel
 
+    def _install_linked(self, plan: _LinkedInstall, entry: CachedWheel, call: inspect.BoundArguments) -> None:
+        assert self.pip is not None
+        symlinks = self.report.counts[LinkMode.SYMLINK]
+        mark = len(self.linker.created)
+        fresh: list[str] = []
+        scheme = call.arguments["scheme"]
+        try:
+            with self.cache.lock(entry.key), self.pip.wheel.req_error_context(call.arguments["req_description"]):
+                plan.run(self, entry, call, fresh)
+        except BaseException:
+            # as pip's loop with the hook: nothing of this wheel is left
+            with contextlib.suppress(Exception):  # the failure is being handled
+                self.linker.finish()
+            placed, self.linker.created[mark:] = self.linker.created[mark:], []
+            _remove_placed([*placed, *fresh], scheme)
+            raise
+        if self.report.counts[LinkMode.SYMLINK] > symlinks:
+            record_user(self.cache, entry.key, scheme.data)
+        self.wheels += 1
+        self.linked_installs += 1
+
     def wrap_save(self, original: Callable[[Any], None]) -> Callable[[Any], None]:
         def save(file: Any) -> None:
             active = self._active()
@@ -191,7 +483,13 @@ class _Hook:
             active = self._active()
             path = os.path.abspath(os.fspath(fullname))
             rel = active.linked.get(path) if active is not None else None
-            if active is None or rel is None or args or set(kwargs) - _COMPILE_KWARGS:
+            if (
+                active is None
+                or rel is None
+                or args
+                or set(kwargs) - _COMPILE_KWARGS
+                or not bytecode.compiles(active.entry, rel)  # a .py in .data/data, say
+            ):
                 self.linker.settle(path)  # compiled from the placed source
                 return original(fullname, *args, **kwargs)
             level = kwargs.get("optimize", -1)
@@ -471,6 +769,13 @@ def main_install(argv: Sequence[str]) -> int:
         status = _run_pip(["install", *opts.pip_args])
     if hook.wheels:
         print(hook.report.summary(), flush=True)
+        looped = hook.wheels - hook.linked_installs
+        if looped:
+            print(
+                f"pip-linkmode: {looped} of {hook.wheels} wheels went through pip's own per-file loop "
+                "(a layout the linked install does not reproduce exactly)",
+                flush=True,
+            )
     return status
 
 

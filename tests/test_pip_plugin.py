@@ -341,3 +341,95 @@ def test_clones_by_helper_processes_under_pip_26_3(mounts: Mounts, tmp_path: Pat
     assert str(blocker) in proc.stderr and "directory is in the way" in proc.stderr, proc.stderr
     assert not (site_packages(bad) / "many-1.0.dist-info" / "RECORD").exists()
     assert sorted(p.name for p in (site_packages(bad) / "many" / "data").iterdir()) == ["f1200.txt"]
+
+
+def _fast_path_wheels(directory: Path) -> list[Path]:
+    """Wheels whose every rule the linked install reproduces: scripts with a
+    #!python line to rewrite, a plain one, data, headers, long paths, console
+    and GUI entry points, a platlib root with .data/purelib sources, a file
+    that does not compile."""
+    from wheelmaker import WheelSpec, build_wheel, demo_spec
+
+    demo = demo_spec()
+    demo.entry_points = (demo.entry_points or "") + "[gui_scripts]\ndemo-gui = demo.core:main\n"
+    plat = WheelSpec(
+        name="platty",
+        purelib=False,
+        files={
+            "platty/__init__.py": b"from .fast import f\n",
+            "platty/fast.py": b"def f():\n    return 1\n",
+            "platty/broken.py": b"def (:\n",
+            "platty-1.0.data/purelib/platty_pure/__init__.py": b"X = 1\n",
+            "platty-1.0.data/scripts/platty-run": (b"#!pythonw\r\nprint('crlf')\r\n", 0o755),
+        },
+    )
+    return [build_wheel(directory, demo), build_wheel(directory, plat)]
+
+
+def _loop_wheel(directory: Path) -> Path:
+    """A wheel pip's own loop installs: a setuptools wrapper of an entry
+    point in .data/scripts (pip leaves it out) and a .py under .data/data
+    (pip compiles it, the cache does not)."""
+    from wheelmaker import WheelSpec, build_wheel
+
+    return build_wheel(directory, WheelSpec(
+        name="loopy",
+        files={
+            "loopy/__init__.py": b"def main():\n    return 0\n",
+            "loopy-1.0.data/scripts/loopy-cli": (b"#!python\nfrom loopy import main\nmain()\n", 0o755),
+            "loopy-1.0.data/data/share/loopy/helper.py": b"Y = 2\n",
+        },
+        entry_points="[console_scripts]\nloopy-cli = loopy:main\n",
+    ))
+
+
+@pytest.mark.parametrize("pip_version", PIP_VERSIONS)
+@pytest.mark.parametrize("compiling", [True, False], ids=["compile", "no-compile"])
+def test_linked_install_leaves_the_tree_plain_pip_leaves(pip_version: str, compiling: bool, tmp_path: Path) -> None:
+    """Plain pip, then pip-linkmode, into a venv at the same path: the same
+    files with the same bytes and modes, the same RECORDs byte for byte
+    (scripts embed the venv's path, so it must be the same path). Bytecode
+    differs only in what #5 designs in: the source mtime in the header and
+    the cache path as co_filename (the import system corrects it)."""
+    wheels = tmp_path / "wheels"
+    fast = _fast_path_wheels(wheels)
+    _loop_wheel(wheels)
+    tools = _env_with_pip(tmp_path / "tools", pip_version, ours=True)
+    target = tmp_path / "env"
+    # by path (direct_url.json, REQUESTED) and by name from --find-links
+    args = ["--disable-pip-version-check", "--no-index", "--find-links", str(wheels), str(fast[0]), "platty", "loopy",
+            *([] if compiling else ["--no-compile"])]
+
+    make_venv(target)
+    _run(tools, "-m", "pip", "--python", venv_python(target), "install", *args)
+    plain = target.rename(tmp_path / "plain")
+    make_venv(target)
+    result = _run(tools, "-m", "pip_linkmode", "install", "--python", venv_python(target), "--link-mode", "hardlink",
+                  "--cache-dir", str(tmp_path / "cache"), *args)
+    assert "pip-linkmode: 1 of 3 wheels went through pip's own per-file loop" in result.stdout, result.stdout
+
+    def tree(root: Path) -> dict[str, tuple[int, bytes]]:
+        out = {}
+        for path in root.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                out[str(path.relative_to(root))] = (path.stat().st_mode, b"" if path.suffix == ".pyc" else path.read_bytes())
+        return out
+
+    ours, theirs = tree(target), tree(plain)
+    assert sorted(ours) == sorted(theirs)
+    assert {k for k in ours if ours[k] != theirs[k]} == set()
+    sp = site_packages(target)
+    tag = sys.implementation.cache_tag
+    assert (sp / "demo" / "core.py").stat().st_nlink >= 2
+    record = (sp / "platty-1.0.dist-info" / "RECORD").read_bytes()
+    assert b"\r\n" in record and b"platty/broken.py," in record
+    assert (f"platty/__pycache__/fast.{tag}.pyc,,".encode() in record) is compiling
+    assert b"../../../share/loopy/helper.py," in (sp / "loopy-1.0.dist-info" / "RECORD").read_bytes()
+    assert (scripts_dir(target) / "platty-run").read_bytes().startswith(f"#!{venv_python(target)}\n".encode())
+    assert b"from loopy import main\nmain()" not in (scripts_dir(target) / "loopy-cli").read_bytes()  # pip's own
+    if compiling:
+        assert (sp / "platty_pure" / "__pycache__" / f"__init__.{tag}.pyc").stat().st_nlink >= 2
+    # the installed code runs, its scripts too
+    out = subprocess.run([str(script(target, "demo-hello"))], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "hello from core"
+    assert _run(target, "-c", "import platty, platty_pure; print(platty.f() + platty_pure.X)").stdout.strip() == "2"

@@ -244,15 +244,22 @@ def test_parallel_bytecode_under_pip_26_3_import_guard(tmp_path: Path) -> None:
     assert len(pycs) == 300 and all(p.stat().st_nlink >= 2 for p in pycs)
 
 
-def test_a_file_placed_by_a_worker_thread_that_fails_stops_pip_before_record(tmp_path: Path) -> None:
+@pytest.mark.parametrize("route", ["linked", "pip-loop"])
+def test_a_file_placed_by_a_worker_thread_that_fails_stops_pip_before_record(route: str, tmp_path: Path) -> None:
     """Package files are placed by the linker's threads while pip goes on;
     one that cannot be placed (a directory in the way, far into a big wheel)
-    still stops pip before it writes the wheel's RECORD, and names the file."""
+    still stops pip before it writes the wheel's RECORD, and names the file:
+    in the linked install and in pip's own loop (which a setuptools wrapper
+    of an entry point in .data/scripts sends the wheel through)."""
     from wheelmaker import WheelSpec, build_wheel
 
-    files: dict[str, bytes | tuple[bytes, int]] = {"many/__init__.py": b""}
+    files: dict[str, bytes | tuple[bytes, int]] = {"many/__init__.py": b"def main():\n    return 0\n"}
     files.update({f"many/data/f{i:04d}.txt": f"{i}\n".encode() for i in range(1500)})
-    wheel = build_wheel(tmp_path / "w", WheelSpec(name="many", files=files))
+    entry_points = None
+    if route == "pip-loop":
+        files["many-1.0.data/scripts/many-cli"] = (b"#!python\nfrom many import main\n", 0o755)
+        entry_points = "[console_scripts]\nmany-cli = many:main\n"
+    wheel = build_wheel(tmp_path / "w", WheelSpec(name="many", files=files, entry_points=entry_points))
     venv = make_venv(tmp_path / "venv")
     blocker = site_packages(venv) / "many" / "data" / "f1200.txt"
     (blocker / "occupied").mkdir(parents=True)
@@ -264,9 +271,11 @@ def test_a_file_placed_by_a_worker_thread_that_fails_stops_pip_before_record(tmp
     )
     assert proc.returncode != 0
     assert str(blocker) in proc.stderr and "directory is in the way" in proc.stderr, proc.stderr
-    assert not (site_packages(venv) / "many-1.0.dist-info" / "RECORD").exists()  # never recorded as installed
+    assert not (site_packages(venv) / "many-1.0.dist-info").exists()  # never recorded as installed
     left = sorted(p.name for p in (site_packages(venv) / "many" / "data").iterdir())
     assert left == ["f1200.txt"]  # what we placed is removed again; the blocker stays
+    assert sorted(p.name for p in (site_packages(venv) / "many").iterdir()) == ["data"]
+    assert not script(venv, "many-cli").exists()
 
 
 def test_cached_pycs_placed_together_and_one_that_fails_stops_pip(tmp_path: Path) -> None:

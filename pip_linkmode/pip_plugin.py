@@ -41,7 +41,7 @@ from itertools import starmap
 from typing import Any
 
 from . import bytecode
-from .cache import ENV_CACHE_DIR, CachedFile, CachedWheel, WheelCache
+from .cache import ENV_CACHE_DIR, CachedWheel, WheelCache
 from .cache_admin import record_user
 from .destination import load_layout
 from .linker import DirJob, Linker, LinkJob, LinkReport, write_beside
@@ -175,7 +175,7 @@ class _LinkedInstall:
     #: archive path -> RECORD path, where that is not the archive path
     #: (``.data`` files), and pip's entries for pycs (absolute path -> RECORD path)
     installed: dict[str, str]
-    scripts: list[tuple[CachedFile, str, str]]  # .data/scripts: (file, target, RECORD path)
+    scripts: list[tuple[str, str, str]]  # .data/scripts: (archive path, target, RECORD path)
     console: dict[str, str]
     gui: dict[str, str]
 
@@ -194,7 +194,14 @@ class _LinkedInstall:
         info_path = f"{tree}/{info_dir}"
         if layout is None or any(os.path.lexists(f"{info_path}/{sig}") for sig in _SIGNATURES):
             return None
-        tops = {f.path.partition("/")[0] for f in entry.files}
+        # what pip's loop would look at, from the layout (not the entry's
+        # 20,000-row manifest): top-level names, .data files
+        tops: set[str] = set()
+        for _, sdir, _, names, _ in layout.groups:
+            if sdir:
+                tops.add(sdir.partition("/")[0])
+            else:
+                tops.update(names)
         if [t for t in tops if t.endswith(".dist-info")] != [info_dir]:
             return None  # pip's error
         if not pip.canonicalize_name(info_dir).startswith(pip.canonicalize_name(name)):
@@ -216,17 +223,21 @@ class _LinkedInstall:
         to_record = pip.wheel._fs_to_record_path
         data = info_dir[: -len(".dist-info")] + ".data/"
         installed: dict[str, str] = {}
-        scripts: list[tuple[CachedFile, str, str]] = []
+        scripts: list[tuple[str, str, str]] = []
         targets: set[str] = set()
-        for cached in entry.files:
-            if not cached.path.startswith(data):
-                continue
-            key, _, sub = cached.path[len(data) :].partition("/")
+        data_files = [
+            (key, f"{sdir}/{name}", f"{ddir}/{name}" if ddir else name)
+            for key, sdir, ddir, names, _ in layout.groups
+            if sdir.startswith(data)
+            for name in names
+        ]
+        data_files += [(key, archive, path) for _, kind, key, path, archive, _ in layout.special if kind == "write"]
+        for key, archive, sub in data_files:
             target = os.path.join(paths[key], sub)
             if target in targets or (pycompile and sub.endswith(".py") and key not in ("purelib", "platlib")):
                 return None  # one path twice, or a .py pip compiles where the cache does not
             targets.add(target)
-            installed[cached.path] = record = to_record(target, lib_dir)
+            installed[archive] = record = to_record(target, lib_dir)
             if key == "scripts":
                 base = os.path.basename(target)
                 lower = base.lower()
@@ -234,8 +245,13 @@ class _LinkedInstall:
                 stem = base[: len(base) - cut] if cut else base
                 if stem in console or stem in gui:
                     return None  # pip leaves out a setuptools wrapper of an entry point
-                scripts.append((cached, target, record))
-        if targets & {f"{lib_dir}/{f.path}" for f in entry.files if not f.path.startswith(data)}:
+                scripts.append((archive, target, record))
+        if any(key in ("purelib", "platlib") for key, _, _ in data_files) and targets & {
+            f"{lib_dir}/{ddir}/{name}" if ddir else f"{lib_dir}/{name}"
+            for key, sdir, ddir, names, _ in layout.groups
+            if key == root and not sdir.startswith(data)
+            for name in names
+        }:
             return None
         groups: list[DirJob] = [
             (f"{tree}/{sdir}" if sdir else tree, os.path.join(paths[key], ddir) if ddir else paths[key], names, sizes)
@@ -275,15 +291,16 @@ class _LinkedInstall:
         # interpreter (pip's rule, not the target's), and RECORD rehashes it
         changed: set[str] = set()
         exe = sys.executable.encode(sys.getfilesystemencoding()) + os.linesep.encode("ascii")
-        for cached, target, record in self.scripts:
-            with open(f"{tree}/{cached.path}", "rb") as f:
+        for archive, target, record in self.scripts:
+            with open(f"{tree}/{archive}", "rb") as f:
                 content = f.read()
+                executable = os.fstat(f.fileno()).st_mode & 0o111  # the cache keeps the wheel's x bit
             if content.startswith(b"#!python"):
                 end = content.find(b"\n")
                 content = b"#!" + exe + (content[end + 1 :] if end >= 0 else b"")
                 changed.add(record)
             linker.ensure_dir(os.path.dirname(target))
-            write(target, content, ((0o777 & ~umask) | 0o111) if cached.executable else 0o666 & ~umask)
+            write(target, content, ((0o777 & ~umask) | 0o111) if executable else 0o666 & ~umask)
         # pip's console and GUI scripts, made by pip's maker as pip sets it up
         wheel = pip.wheel
         scripts_dir = args["scheme"].scripts

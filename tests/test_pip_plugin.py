@@ -375,13 +375,18 @@ def _fast_path_wheels(directory: Path) -> list[Path]:
     return [build_wheel(directory, demo), build_wheel(directory, plat)]
 
 
-def _loop_wheel(directory: Path) -> Path:
-    """A wheel pip's own loop installs: a setuptools wrapper of an entry
+def _loop_wheels(directory: Path) -> list[Path]:
+    """Wheels pip's own loop installs: a setuptools wrapper of an entry
     point in .data/scripts (pip leaves it out) and a .py under .data/data
-    (pip compiles it, the cache does not)."""
+    (pip compiles it, the cache does not); a file at the root and again
+    under .data/purelib (pip writes both, the last one stays)."""
     from wheelmaker import WheelSpec, build_wheel
 
-    return build_wheel(directory, WheelSpec(
+    dupe = build_wheel(directory, WheelSpec(
+        name="dupe",
+        files={"dupe.py": b"WHERE = 'root'\n", "dupe-1.0.data/purelib/dupe.py": b"WHERE = 'data'\n"},
+    ))
+    return [dupe, build_wheel(directory, WheelSpec(
         name="loopy",
         files={
             "loopy/__init__.py": b"def main():\n    return 0\n",
@@ -389,7 +394,7 @@ def _loop_wheel(directory: Path) -> Path:
             "loopy-1.0.data/data/share/loopy/helper.py": b"Y = 2\n",
         },
         entry_points="[console_scripts]\nloopy-cli = loopy:main\n",
-    ))
+    ))]
 
 
 @pytest.mark.parametrize("pip_version", PIP_VERSIONS)
@@ -402,11 +407,11 @@ def test_linked_install_leaves_the_tree_plain_pip_leaves(pip_version: str, compi
     the cache path as co_filename (the import system corrects it)."""
     wheels = tmp_path / "wheels"
     fast = _fast_path_wheels(wheels)
-    _loop_wheel(wheels)
+    _loop_wheels(wheels)
     tools = _env_with_pip(tmp_path / "tools", pip_version, ours=True)
     target = tmp_path / "env"
     # by path (direct_url.json, REQUESTED) and by name from --find-links
-    args = ["--disable-pip-version-check", "--no-index", "--find-links", str(wheels), str(fast[0]), "platty", "loopy",
+    args = ["--disable-pip-version-check", "--no-index", "--find-links", str(wheels), str(fast[0]), "platty", "loopy", "dupe",
             *([] if compiling else ["--no-compile"])]
 
     make_venv(target)
@@ -415,7 +420,7 @@ def test_linked_install_leaves_the_tree_plain_pip_leaves(pip_version: str, compi
     make_venv(target)
     result = _run(tools, "-m", "pip_linkmode", "install", "--python", venv_python(target), "--link-mode", "hardlink",
                   "--cache-dir", str(tmp_path / "cache"), *args)
-    assert "pip-linkmode: 1 of 3 wheels went through pip's own per-file loop" in result.stdout, result.stdout
+    assert "pip-linkmode: 2 of 4 wheels went through pip's own per-file loop" in result.stdout, result.stdout
 
     def tree(root: Path) -> dict[str, tuple[int, bytes]]:
         out = {}
@@ -442,3 +447,4 @@ def test_linked_install_leaves_the_tree_plain_pip_leaves(pip_version: str, compi
     out = subprocess.run([str(script(target, "demo-hello"))], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "hello from core"
     assert _run(target, "-c", "import platty, platty_pure; print(platty.f() + platty_pure.X)").stdout.strip() == "2"
+    assert _run(target, "-c", "import dupe; print(dupe.WHERE)").stdout.strip() == "data"

@@ -658,18 +658,30 @@ class Linker:
         with contextlib.suppress(Exception):  # the failure is being handled already
             self.finish()
         self._end_helpers()  # every answer read: nothing they placed is left out
-        created, self.created = self.created, []
-        dirs, self.created_dirs = self.created_dirs, []
+        self.undo_since((0, 0))
+
+    def mark(self) -> tuple[int, int]:
+        """How much this linker has created so far, for ``undo_since``."""
+        return len(self.created), len(self.created_dirs)
+
+    def undo_since(self, mark: tuple[int, int]) -> None:
+        """Remove the files and directories (if empty, deepest first) created
+        since ``mark``: one failed wheel of several. Call after ``finish``.
+        Directories are looked at afresh afterwards."""
+        files, dirs = mark
+        created, self.created[files:] = self.created[files:], []
+        made, self.created_dirs[dirs:] = self.created_dirs[dirs:], []
         for path in reversed(created):
             try:
                 os.unlink(self.platform.fspath(path))
             except OSError:
                 pass
-        for path in sorted(set(dirs), key=len, reverse=True):
+        for path in sorted(set(made), key=len, reverse=True):
             try:
                 os.rmdir(self.platform.fspath(path))
             except OSError:
                 pass
+        self._dir_devs.clear()
 
     def _stat_dev(self, path: str, what: str) -> int:
         try:

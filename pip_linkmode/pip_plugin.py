@@ -282,6 +282,7 @@ class _LinkedInstall:
         hook.report.merge(linker.run_dirs(self.groups, wait=False, source_root=tree))
 
         def write(path: str, data: bytes, mode: int) -> None:
+            linker.settle(path)  # a wheel's own INSTALLER, say, still being linked: ours comes after
             existed = os.path.lexists(path)
             write_beside(path, data, mode, replace, fresh=not existed)
             if not existed:
@@ -419,7 +420,7 @@ class _Hook:
             active = self.local.active = _Active(entry, files, str(entry.tree), own, bool(pycompile))
             self.linker.source_mtimes = bool(pycompile)  # the last wheel's files are all placed
             symlinks = self.report.counts[LinkMode.SYMLINK]
-            mark = len(self.linker.created)
+            mark = self.linker.mark()
             try:
                 with self.cache.lock(entry.key):  # `cache clean` waits for us
                     result = original(name, wheel_path, *args, **kwargs)
@@ -429,10 +430,7 @@ class _Hook:
                 # we placed for it, the files pip saved where none was (the
                 # archive's RECORD, .data scripts), and the directories that
                 # leaves empty.
-                with contextlib.suppress(Exception):  # the failure is being handled
-                    self.linker.finish()
-                placed, self.linker.created[mark:] = self.linker.created[mark:], []
-                _remove_placed([*placed, *active.written], args[0] if args else kwargs.get("scheme"))
+                self._undo(mark, active.written, args[0] if args else kwargs.get("scheme"))
                 raise
             finally:
                 self.local.active = None
@@ -447,7 +445,7 @@ class _Hook:
     def _install_linked(self, plan: _LinkedInstall, entry: CachedWheel, call: inspect.BoundArguments) -> None:
         assert self.pip is not None
         symlinks = self.report.counts[LinkMode.SYMLINK]
-        mark = len(self.linker.created)
+        mark = self.linker.mark()
         fresh: list[str] = []
         scheme = call.arguments["scheme"]
         try:
@@ -455,15 +453,20 @@ class _Hook:
                 plan.run(self, entry, call, fresh)
         except BaseException:
             # as pip's loop with the hook: nothing of this wheel is left
-            with contextlib.suppress(Exception):  # the failure is being handled
-                self.linker.finish()
-            placed, self.linker.created[mark:] = self.linker.created[mark:], []
-            _remove_placed([*placed, *fresh], scheme)
+            self._undo(mark, fresh, scheme)
             raise
         if self.report.counts[LinkMode.SYMLINK] > symlinks:
             record_user(self.cache, entry.key, scheme.data)
         self.wheels += 1
         self.linked_installs += 1
+
+    def _undo(self, mark: tuple[int, int], written: Sequence[str], scheme: Any) -> None:
+        """After a wheel failed: what the linker placed for it and the files
+        written where none was, with the directories that leaves empty."""
+        with contextlib.suppress(Exception):  # the failure is being handled
+            self.linker.finish()
+        self.linker.undo_since(mark)
+        _remove_placed(written, scheme)
 
     def wrap_save(self, original: Callable[[Any], None]) -> Callable[[Any], None]:
         def save(file: Any) -> None:

@@ -368,6 +368,7 @@ def _fast_path_wheels(directory: Path) -> list[Path]:
             "platty/__init__.py": b"from .fast import f\n",
             "platty/fast.py": b"def f():\n    return 1\n",
             "platty/broken.py": b"def (:\n",
+            "platty-1.0.dist-info/INSTALLER": b"not-pip\n",  # pip writes its own over it
             "platty-1.0.data/purelib/platty_pure/__init__.py": b"X = 1\n",
             "platty-1.0.data/scripts/platty-run": (b"#!pythonw\r\nprint('crlf')\r\n", 0o755),
         },

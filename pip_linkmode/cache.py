@@ -32,6 +32,7 @@ import stat
 import sys
 import time
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,8 @@ LAYOUT_VERSION = 1
 #: what the index keeps of an entry besides its key
 _INDEXED_NAMES = ("filename", "name", "version", "dist_info")
 _CHUNK = 1024 * 1024
+#: members up to this compressed size are read and inflated whole (most are)
+_WHOLE = 256 * 1024
 _ALLOWED_HASHES = {"sha256", "sha384", "sha512", "sha3_256", "sha3_384", "sha3_512", "blake2b"}
 _SIGNATURES = ("RECORD.jws", "RECORD.p7s")
 
@@ -217,6 +220,7 @@ class _Unpacker:
 
     def run(self, dest: Path, record: dict[str, tuple[str, str, str]]) -> list[CachedFile]:
         record_path = f"{self.dist_info}/RECORD"
+        root = os.fspath(dest)  # strings, not Paths: this loop runs once per file
         files: list[CachedFile] = []
         made: set[str] = set()
         for info in self.infos:
@@ -225,16 +229,16 @@ class _Unpacker:
                 continue
             rel = os.path.dirname(name)
             if rel and rel not in made:
-                (dest / rel).mkdir(parents=True, exist_ok=True)
+                os.makedirs(f"{root}/{rel}", exist_ok=True)
                 made.add(rel)
             row = record.get(name)
             is_sig = posixpath.dirname(name) == self.dist_info and posixpath.basename(name) in _SIGNATURES
             if name == record_path:
-                self._write(info, dest / name, None, None, False)
+                self._write(info, f"{root}/{name}", None, None, False)
                 continue
             if row is None:
                 if is_sig:
-                    self._write(info, dest / name, None, None, False)
+                    self._write(info, f"{root}/{name}", None, None, False)
                     continue
                 raise InvalidWheel(self.wheel, name, "not listed in RECORD")
             _, hash_field, size_field = row
@@ -251,14 +255,14 @@ class _Unpacker:
             # Links and devices are stored as plain files, never created as such.
             regular = not mode or stat.S_ISREG(mode)
             executable = bool(regular and mode & 0o111)
-            shebang = self._write(info, dest / name, (algo, expected), size, executable)
+            shebang = self._write(info, f"{root}/{name}", (algo, expected), size, executable)
             files.append(CachedFile(name, hash_field, size, executable, shebang))
         return files
 
     def _write(
         self,
         info: zipfile.ZipInfo,
-        target: Path,
+        target: str,
         expected_hash: tuple[str, str] | None,
         expected_size: int | None,
         executable: bool,
@@ -266,6 +270,77 @@ class _Unpacker:
         name = info.filename
         hasher = hashlib.new(expected_hash[0]) if expected_hash else None
         limit = expected_size if expected_size is not None else 64 * 1024 * 1024
+        whole = self._read_whole(info, limit) if info.compress_size <= _WHOLE else None
+        if whole is not None:
+            written, head = len(whole), whole[:8]
+            if hasher:
+                hasher.update(whole)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            try:
+                view = memoryview(whole)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+        else:
+            written, head = self._stream(info, target, hasher, limit)
+        if expected_size is not None and written != expected_size:
+            raise InvalidWheel(
+                self.wheel, name, f"size {written} contradicts RECORD's {expected_size}"
+            )
+        if hasher and expected_hash and record_digest(hasher.digest()) != expected_hash[1]:
+            raise InvalidWheel(self.wheel, name, "hash contradicts RECORD")
+        if executable:
+            os.chmod(target, (0o777 & ~self.umask) | 0o111)
+        return head.startswith(b"#!python")
+
+    def _read_whole(self, info: zipfile.ZipInfo, limit: int) -> bytes | None:
+        """A small member's content in one read and one inflate (zipfile's
+        reader costs more per member than a small member's bytes do), with
+        zipfile's checks: header magic, the header's name, CRC-32. None where
+        zipfile must read it (encrypted, another compression, no file)."""
+        if info.flag_bits & 0x61 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            return None
+        try:
+            fileno = self.zf.fp.fileno() if self.zf.fp is not None else -1
+        except (AttributeError, OSError, ValueError):
+            return None
+        if fileno < 0:
+            return None
+        name = info.filename
+        try:
+            header = os.pread(fileno, 30, info.header_offset)
+            if len(header) != 30 or header[:4] != b"PK\x03\x04":
+                raise zipfile.BadZipFile("Bad magic number for file header")
+            flags = int.from_bytes(header[6:8], "little")
+            name_len = int.from_bytes(header[26:28], "little")
+            extra_len = int.from_bytes(header[28:30], "little")
+            raw_name = os.pread(fileno, name_len, info.header_offset + 30)
+            local = raw_name.decode("utf-8" if flags & 0x800 else "cp437")
+            if local != info.orig_filename:
+                raise zipfile.BadZipFile(f"File name in directory {info.orig_filename!r} and header {local!r} differ.")
+            start = info.header_offset + 30 + name_len + extra_len
+            raw = os.pread(fileno, info.compress_size, start)
+            if len(raw) != info.compress_size:
+                raise EOFError("member data cut short")
+            if info.compress_type == zipfile.ZIP_STORED:
+                data = raw
+            else:
+                inflater = zlib.decompressobj(-15)
+                data = inflater.decompress(raw, limit + 1)
+                if len(data) <= limit and not inflater.eof:
+                    raise EOFError("compressed data ended before the end-of-stream marker")
+            if len(data) > limit:
+                raise InvalidWheel(self.wheel, name, f"larger than the {limit} bytes RECORD declares")
+            if zlib.crc32(data) != info.CRC:
+                raise zipfile.BadZipFile(f"Bad CRC-32 for file {name!r}")
+        except (zipfile.BadZipFile, OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
+            raise InvalidWheel(self.wheel, name, f"cannot be read: {exc}") from None
+        return data
+
+    def _stream(self, info: zipfile.ZipInfo, target: str, hasher: Any, limit: int) -> tuple[int, bytes]:
+        """A member of any size through zipfile, chunk by chunk: (size, first bytes)."""
+        name = info.filename
         written = 0
         head = b""
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -287,15 +362,7 @@ class _Unpacker:
                 if hasher:
                     hasher.update(chunk)
                 out.write(chunk)
-        if expected_size is not None and written != expected_size:
-            raise InvalidWheel(
-                self.wheel, name, f"size {written} contradicts RECORD's {expected_size}"
-            )
-        if hasher and expected_hash and record_digest(hasher.digest()) != expected_hash[1]:
-            raise InvalidWheel(self.wheel, name, "hash contradicts RECORD")
-        if executable:
-            os.chmod(target, (0o777 & ~self.umask) | 0o111)
-        return head.startswith(b"#!python")
+        return written, head
 
 
 def _file_stamp(st: os.stat_result) -> list[int]:

@@ -154,6 +154,15 @@ def _bad_crc(directory: Path) -> Path:
     return wheel
 
 
+def _header_name_differs(directory: Path) -> Path:
+    """A member's local header names another file than the central directory
+    does (zipfile refuses to read it; so does the cache's own reader)."""
+    wheel = build_wheel(directory, WheelSpec(name="evil", files={"evil/abc.py": b"A = 1\n"}))
+    raw = wheel.read_bytes()
+    wheel.write_bytes(raw.replace(b"evil/abc.py", b"evil/abd.py", 1))  # the first is the local header's
+    return wheel
+
+
 REFUSED: dict[str, Refused] = {
     "dotdot": Refused(_raw(ESCAPE), ESCAPE, "'..' in member name"),
     "dotdot-inside": Refused(_raw("evil/../../../outside/x.py"), "evil/../../../outside/x.py", "'..' in member name"),
@@ -227,6 +236,7 @@ REFUSED: dict[str, Refused] = {
     ),
     "zip-bomb-header": Refused(_zip_bomb, "bomb/__init__.py", "zip declares 4294967280 bytes, RECORD 100"),
     "bad-crc": Refused(_bad_crc, "crc/data.bin", "cannot be read"),
+    "header-name-differs": Refused(_header_name_differs, "evil/abc.py", "cannot be read: File name in directory"),
     "truncated-zip": Refused(_truncated, None, "not a readable zip"),
     "garbage": Refused(_garbage, None, "not a readable zip"),
     "zero-bytes": Refused(_empty_file, None, "not a readable zip"),

@@ -320,18 +320,21 @@ class _Unpacker:
             if local != info.orig_filename:
                 raise zipfile.BadZipFile(f"File name in directory {info.orig_filename!r} and header {local!r} differ.")
             start = info.header_offset + 30 + name_len + extra_len
+            end = getattr(info, "_end_offset", None)  # zipfile's overlapped-entries check (3.11.8+)
+            if end is not None and start + info.compress_size > end:
+                raise zipfile.BadZipFile("Overlapped entries")
+            want = info.file_size  # as zipfile: this many bytes, no more, no fewer
+            if want > limit:
+                raise InvalidWheel(self.wheel, name, f"larger than the {limit} bytes RECORD declares")
             raw = os.pread(fileno, info.compress_size, start)
             if len(raw) != info.compress_size:
                 raise EOFError("member data cut short")
             if info.compress_type == zipfile.ZIP_STORED:
-                data = raw
+                data = raw[:want]
             else:
-                inflater = zlib.decompressobj(-15)
-                data = inflater.decompress(raw, limit + 1)
-                if len(data) <= limit and not inflater.eof:
-                    raise EOFError("compressed data ended before the end-of-stream marker")
-            if len(data) > limit:
-                raise InvalidWheel(self.wheel, name, f"larger than the {limit} bytes RECORD declares")
+                data = zlib.decompressobj(-15).decompress(raw, want) if want else b""
+            if len(data) < want:
+                raise EOFError("compressed data ended before the declared size")
             if zlib.crc32(data) != info.CRC:
                 raise zipfile.BadZipFile(f"Bad CRC-32 for file {name!r}")
         except (zipfile.BadZipFile, OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
@@ -343,8 +346,13 @@ class _Unpacker:
         name = info.filename
         written = 0
         head = b""
+        try:
+            src_file = self.zf.open(info)
+        except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
+            # encrypted, an unknown compression, a bad header
+            raise InvalidWheel(self.wheel, name, f"cannot be read: {exc}") from None
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with open(fd, "wb") as out, self.zf.open(info) as src:
+        with open(fd, "wb") as out, src_file as src:
             while True:
                 try:
                     chunk = src.read(_CHUNK)
@@ -694,7 +702,7 @@ def _read_member(wheel: Path, zf: zipfile.ZipFile, name: str) -> bytes:
         raise InvalidWheel(wheel, name, "implausibly large")
     try:
         return zf.read(info)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
         raise InvalidWheel(wheel, name, f"cannot be read: {exc}") from None
 
 

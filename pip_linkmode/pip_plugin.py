@@ -204,6 +204,9 @@ class _LinkedInstall:
                 tops.update(names)
         if [t for t in tops if t.endswith(".dist-info")] != [info_dir]:
             return None  # pip's error
+        data = info_dir[: -len(".dist-info")] + ".data/"
+        if any(t.endswith(".data") and t != data[:-1] for t in tops):
+            return None  # pip routes any top-level *.data directory (or refuses it); the cache only its own
         if not pip.canonicalize_name(info_dir).startswith(pip.canonicalize_name(name)):
             return None
         with open(f"{info_path}/WHEEL", "rb") as f:
@@ -221,7 +224,6 @@ class _LinkedInstall:
         dist = pip.directory_distribution(info_path)
         console, gui = pip.wheel.get_entrypoints(dist)
         to_record = pip.wheel._fs_to_record_path
-        data = info_dir[: -len(".dist-info")] + ".data/"
         installed: dict[str, str] = {}
         scripts: list[tuple[str, str, str]] = []
         targets: set[str] = set()
@@ -313,11 +315,18 @@ class _LinkedInstall:
         maker.set_mode = True
         console_specs = wheel.get_console_script_specs(self.console)
         gui_specs = list(starmap("{} = {}".format, self.gui.items()))
+        # Every file in place first: a .data file of a script's path (pip
+        # writes it, then its script maker writes over it) must not be
+        # linked after the script, nor the maker write into a fresh link.
+        linker.finish()
         there = _unshare_scripts(scripts_dir, [*console_specs, *gui_specs])
-        generated: list[str] = maker.make_multiple(console_specs)
-        console_made = list(generated)
-        generated.extend(maker.make_multiple(gui_specs, {"gui": True}))
-        fresh.extend(path for path in generated if path not in there)
+        names = [os.path.join(scripts_dir, spec.partition("=")[0].strip()) for spec in [*console_specs, *gui_specs]]
+        try:
+            generated: list[str] = maker.make_multiple(console_specs)
+            console_made = list(generated)
+            generated.extend(maker.make_multiple(gui_specs, {"gui": True}))
+        finally:  # scripts made before a bad entry point are removed with the rest
+            fresh.extend(path for path in names if path not in there and os.path.lexists(path))
         if args.get("warn_script_location", True):
             message = wheel.message_about_scripts_not_on_PATH(console_made)
             if message is not None:
@@ -332,8 +341,6 @@ class _LinkedInstall:
         for filename, content in metadata:
             write(os.path.join(info, filename), content, meta_mode)
             generated.append(os.path.join(info, filename))
-        # every file in place before RECORD says the wheel is installed
-        linker.finish()
         rows = wheel.get_csv_rows_for_installed(
             list(csv.reader(self.dist.read_text("RECORD").splitlines())),
             installed=dict(self.installed),

@@ -288,3 +288,38 @@ def test_os_file_lock_excludes_other_processes(tmp_path: Path) -> None:
     procs = [subprocess.Popen([sys.executable, "-c", _LOCKER, str(tmp_path / "l.lock"), str(log)], env=env) for _ in range(3)]
     assert [p.wait(timeout=30) for p in procs] == [0, 0, 0]
     assert log.read_text() == "in\nout\n" * 3  # never interleaved
+
+
+def test_a_member_is_what_zipfile_reads_even_past_its_declared_size(tmp_path: Path) -> None:
+    """The cache reads small members itself (one read, one inflate): it must
+    read what zipfile reads. Here RECORD's stored bytes run past the size and
+    CRC the central directory declares (a row smuggled after them); zipfile
+    stops at the declared size, and so does the cached copy, which the pip
+    front end reads back as the wheel's RECORD."""
+    import zlib
+
+    body = b"smug/__init__.py,%s,4\nsmug-1.0.dist-info/METADATA,%s,%d\nsmug-1.0.dist-info/RECORD,,\n"
+    meta = b"Metadata-Version: 2.1\nName: smug\nVersion: 1.0\n"
+    record = body % (record_hash(b"X=1\n").encode(), record_hash(meta).encode(), len(meta))
+    wheel_meta = b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    record = record.replace(b"smug-1.0.dist-info/RECORD,,\n",
+                            b"smug-1.0.dist-info/WHEEL,%s,%d\nsmug-1.0.dist-info/RECORD,,\n"
+                            % (record_hash(wheel_meta).encode(), len(wheel_meta)))
+    smuggled = record + b"smug/extra.py,,\n"
+    wheel = tmp_path / "smug-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("smug/__init__.py", b"X=1\n")
+        zf.writestr("smug-1.0.dist-info/METADATA", meta)
+        zf.writestr("smug-1.0.dist-info/WHEEL", wheel_meta)
+        zf.writestr("smug-1.0.dist-info/RECORD", smuggled)
+    raw = bytearray(wheel.read_bytes())
+    name = b"smug-1.0.dist-info/RECORD"
+    entry = raw.rfind(b"PK\x01\x02" + bytes(0), 0, raw.rfind(name))  # its central directory entry
+    assert raw[entry + 46 : entry + 46 + len(name)] == name
+    raw[entry + 16 : entry + 20] = zlib.crc32(record).to_bytes(4, "little")
+    raw[entry + 24 : entry + 28] = len(record).to_bytes(4, "little")
+    wheel.write_bytes(bytes(raw))
+    with zipfile.ZipFile(wheel) as zf:
+        assert zf.read("smug-1.0.dist-info/RECORD") == record  # zipfile's reading
+    cached = WheelCache(tmp_path / "cache").get(wheel)
+    assert (cached.tree / "smug-1.0.dist-info" / "RECORD").read_bytes() == record

@@ -373,21 +373,36 @@ def _fast_path_wheels(directory: Path) -> list[Path]:
             "platty-1.0.data/scripts/platty-run": (b"#!pythonw\r\nprint('crlf')\r\n", 0o755),
         },
     )
-    return [build_wheel(directory, demo), build_wheel(directory, plat)]
+    # a data file where pip's script maker then writes an entry point's script
+    clash = WheelSpec(
+        name="clash",
+        files={
+            "clash/__init__.py": b"def main():\n    return 0\n",
+            "clash-1.0.data/data/bin/clash-cli": (b"#!/bin/sh\necho data file\n", 0o755),
+        },
+        entry_points="[console_scripts]\nclash-cli = clash:main\n",
+    )
+    return [build_wheel(directory, demo), build_wheel(directory, plat), build_wheel(directory, clash)]
 
 
 def _loop_wheels(directory: Path) -> list[Path]:
     """Wheels pip's own loop installs: a setuptools wrapper of an entry
     point in .data/scripts (pip leaves it out) and a .py under .data/data
     (pip compiles it, the cache does not); a file at the root and again
-    under .data/purelib (pip writes both, the last one stays)."""
+    under .data/purelib (pip writes both, the last one stays); a .data
+    directory named for another project."""
     from wheelmaker import WheelSpec, build_wheel
 
     dupe = build_wheel(directory, WheelSpec(
         name="dupe",
         files={"dupe.py": b"WHERE = 'root'\n", "dupe-1.0.data/purelib/dupe.py": b"WHERE = 'data'\n"},
     ))
-    return [dupe, build_wheel(directory, WheelSpec(
+    # a top-level .data directory not named for the wheel: pip routes it too
+    other = build_wheel(directory, WheelSpec(
+        name="otherdata",
+        files={"otherdata/__init__.py": b"", "elsewhere.data/purelib/zz_other.py": b"Z = 3\n"},
+    ))
+    return [dupe, other, build_wheel(directory, WheelSpec(
         name="loopy",
         files={
             "loopy/__init__.py": b"def main():\n    return 0\n",
@@ -412,7 +427,7 @@ def test_linked_install_leaves_the_tree_plain_pip_leaves(pip_version: str, compi
     tools = _env_with_pip(tmp_path / "tools", pip_version, ours=True)
     target = tmp_path / "env"
     # by path (direct_url.json, REQUESTED) and by name from --find-links
-    args = ["--disable-pip-version-check", "--no-index", "--find-links", str(wheels), str(fast[0]), "platty", "loopy", "dupe",
+    args = ["--disable-pip-version-check", "--no-index", "--find-links", str(wheels), str(fast[0]), "platty", "clash", "loopy", "dupe", "otherdata",
             *([] if compiling else ["--no-compile"])]
 
     make_venv(target)
@@ -421,7 +436,7 @@ def test_linked_install_leaves_the_tree_plain_pip_leaves(pip_version: str, compi
     make_venv(target)
     result = _run(tools, "-m", "pip_linkmode", "install", "--python", venv_python(target), "--link-mode", "hardlink",
                   "--cache-dir", str(tmp_path / "cache"), *args)
-    assert "pip-linkmode: 2 of 4 wheels went through pip's own per-file loop" in result.stdout, result.stdout
+    assert "pip-linkmode: 3 of 6 wheels went through pip's own per-file loop" in result.stdout, result.stdout
 
     def tree(root: Path) -> dict[str, tuple[int, bytes]]:
         out = {}
@@ -449,3 +464,6 @@ def test_linked_install_leaves_the_tree_plain_pip_leaves(pip_version: str, compi
     assert out.stdout.strip() == "hello from core"
     assert _run(target, "-c", "import platty, platty_pure; print(platty.f() + platty_pure.X)").stdout.strip() == "2"
     assert _run(target, "-c", "import dupe; print(dupe.WHERE)").stdout.strip() == "data"
+    assert _run(target, "-c", "import zz_other; print(zz_other.Z)").stdout.strip() == "3"
+    assert b"data file" not in script(target, "clash-cli").read_bytes()  # pip's script, not the data file
+    assert script(target, "clash-cli").stat().st_nlink == 1

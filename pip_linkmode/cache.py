@@ -49,6 +49,7 @@ from ._cachecore import (
     lock_path,
     resolve_root,
 )
+from .linker import write_fd
 
 if TYPE_CHECKING:
     from .source import CachedWheelSource
@@ -71,6 +72,12 @@ _CHUNK = 1024 * 1024
 _WHOLE = 256 * 1024
 _ALLOWED_HASHES = {"sha256", "sha384", "sha512", "sha3_256", "sha3_384", "sha3_512", "blake2b"}
 _SIGNATURES = ("RECORD.jws", "RECORD.p7s")
+#: what reading a member raises when it cannot be read: bad CRC or header,
+#: truncation, encryption, an unknown compression
+_UNREADABLE = (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError)
+#: zip flag bits of members zipfile reads itself: encrypted (0x01), compressed
+#: patch data (0x20), strong encryption (0x40)
+_ZIPFILE_ONLY_FLAGS = 0x61
 
 
 class InvalidWheel(CacheError):
@@ -275,13 +282,7 @@ class _Unpacker:
             written, head = len(whole), whole[:8]
             if hasher:
                 hasher.update(whole)
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            try:
-                view = memoryview(whole)
-                while view:
-                    view = view[os.write(fd, view) :]
-            finally:
-                os.close(fd)
+            write_fd(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), target, whole, None)
         else:
             written, head = self._stream(info, target, hasher, limit)
         if expected_size is not None and written != expected_size:
@@ -299,7 +300,7 @@ class _Unpacker:
         reader costs more per member than a small member's bytes do), with
         zipfile's checks: header magic, the header's name, CRC-32. None where
         zipfile must read it (encrypted, another compression, no file)."""
-        if info.flag_bits & 0x61 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        if info.flag_bits & _ZIPFILE_ONLY_FLAGS or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             return None
         try:
             fileno = self.zf.fp.fileno() if self.zf.fp is not None else -1
@@ -337,7 +338,7 @@ class _Unpacker:
                 raise EOFError("compressed data ended before the declared size")
             if zlib.crc32(data) != info.CRC:
                 raise zipfile.BadZipFile(f"Bad CRC-32 for file {name!r}")
-        except (zipfile.BadZipFile, OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
+        except (*_UNREADABLE, UnicodeDecodeError, zlib.error) as exc:
             raise InvalidWheel(self.wheel, name, f"cannot be read: {exc}") from None
         return data
 
@@ -348,15 +349,14 @@ class _Unpacker:
         head = b""
         try:
             src_file = self.zf.open(info)
-        except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
-            # encrypted, an unknown compression, a bad header
+        except _UNREADABLE as exc:
             raise InvalidWheel(self.wheel, name, f"cannot be read: {exc}") from None
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with open(fd, "wb") as out, src_file as src:
             while True:
                 try:
                     chunk = src.read(_CHUNK)
-                except (zipfile.BadZipFile, OSError, EOFError) as exc:  # CRC, truncation
+                except _UNREADABLE as exc:
                     raise InvalidWheel(self.wheel, name, f"cannot be read: {exc}") from None
                 if not chunk:
                     break
@@ -702,7 +702,7 @@ def _read_member(wheel: Path, zf: zipfile.ZipFile, name: str) -> bytes:
         raise InvalidWheel(wheel, name, "implausibly large")
     try:
         return zf.read(info)
-    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
+    except _UNREADABLE as exc:
         raise InvalidWheel(wheel, name, f"cannot be read: {exc}") from None
 
 

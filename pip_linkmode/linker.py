@@ -29,7 +29,7 @@ from .modes import LinkMode, parse_link_mode
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
 
-__all__ = ["DirJob", "LinkError", "LinkJob", "LinkReport", "Linker", "reset_process_state", "write_beside"]
+__all__ = ["DirJob", "LinkError", "LinkJob", "LinkReport", "Linker", "reset_process_state", "write_beside", "write_fd"]
 
 logger = logging.getLogger("pip_linkmode")
 
@@ -1061,7 +1061,7 @@ def write_beside(
             pass
         else:
             try:
-                _write_fd(fd, path, data, mode)
+                write_fd(fd, path, data, mode)
             except BaseException:
                 with contextlib.suppress(OSError):
                     os.unlink(path)
@@ -1069,7 +1069,7 @@ def write_beside(
             return
     tmp = _beside(path, TEMP_SUFFIX)
     try:
-        _write_fd(os.open(tmp, flags, perms), tmp, data, mode)
+        write_fd(os.open(tmp, flags, perms), tmp, data, mode)
         replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -1077,7 +1077,7 @@ def write_beside(
         raise
 
 
-def _write_fd(fd: int, path: str, data: bytes | Iterable[bytes], mode: int | None) -> None:
+def write_fd(fd: int, path: str, data: bytes | Iterable[bytes], mode: int | None) -> None:
     """Write ``data`` to a new file's descriptor, give it ``mode`` exactly, close it."""
     try:
         for chunk in (data,) if isinstance(data, bytes) else data:

@@ -41,9 +41,10 @@ from itertools import starmap
 from typing import Any
 
 from . import bytecode
-from .cache import ENV_CACHE_DIR, CachedWheel, WheelCache
+from .cache import _SIGNATURES, ENV_CACHE_DIR, CachedWheel, WheelCache
 from .cache_admin import record_user
 from .destination import load_layout
+from .install import SCHEME_KEYS
 from .linker import DirJob, Linker, LinkJob, LinkReport, write_beside
 from .modes import CHOICES, ENV_LINK_MODE, LinkMode, link_mode_from_env, parse_link_mode
 from .source import CachedWheelSource
@@ -105,9 +106,6 @@ _INSTALL_PARAMS = frozenset({
     "name", "wheel_path", "scheme", "req_description", "pycompile", "warn_script_location",
     "direct_url", "requested", "script_executable", "rollback_on_error",
 })
-_SCHEME_KEYS = ("purelib", "platlib", "headers", "scripts", "data")
-#: signature files pip installs from a wheel's .dist-info that the cache does not list
-_SIGNATURES = ("RECORD.jws", "RECORD.p7s")
 
 
 def _install_signature(func: Callable[..., Any]) -> inspect.Signature | None:
@@ -120,6 +118,18 @@ def _install_signature(func: Callable[..., Any]) -> inspect.Signature | None:
     if not {"name", "wheel_path", "scheme", "req_description"} <= names or names - _INSTALL_PARAMS:
         return None
     return sig
+
+
+def _bind(
+    signature: inspect.Signature | None, name: str, wheel_path: str, args: Sequence[Any], kwargs: dict[str, Any]
+) -> inspect.BoundArguments | None:
+    """pip's ``install_wheel`` call by parameter name; None where it does not bind."""
+    if signature is None:
+        return None
+    try:
+        return signature.bind(name, wheel_path, *args, **kwargs)
+    except TypeError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -219,7 +229,7 @@ class _LinkedInstall:
         root = "purelib" if pip.wheel.wheel_root_is_purelib(wheel_meta) else "platlib"
         if root != layout.root:
             return None
-        paths = {key: getattr(scheme, key) for key in _SCHEME_KEYS}
+        paths = {key: getattr(scheme, key) for key in SCHEME_KEYS}
         lib_dir = paths[root]
         dist = pip.directory_distribution(info_path)
         console, gui = pip.wheel.get_entrypoints(dist)
@@ -236,7 +246,7 @@ class _LinkedInstall:
         data_files += [(key, archive, path) for _, kind, key, path, archive, _ in layout.special if kind == "write"]
         for key, archive, sub in data_files:
             target = os.path.join(paths[key], sub)
-            if target in targets or (pycompile and sub.endswith(".py") and key not in ("purelib", "platlib")):
+            if target in targets or (pycompile and archive.endswith(".py") and not bytecode.compiles(entry, archive)):
                 return None  # one path twice, or a .py pip compiles where the cache does not
             targets.add(target)
             installed[archive] = record = to_record(target, lib_dir)
@@ -281,10 +291,12 @@ class _LinkedInstall:
         tree = str(entry.tree)
         replace = linker.platform.replace
         linker.source_mtimes = bool(args.get("pycompile", True))
-        hook.report.merge(linker.run_dirs(self.groups, wait=False, source_root=tree))
+        # Every file in place before anything is written over it, as in
+        # pip's order: a wheel's own INSTALLER, a .data file where a script
+        # goes (pip writes it, then its script maker writes over it).
+        hook.report.merge(linker.run_dirs(self.groups, source_root=tree))
 
         def write(path: str, data: bytes, mode: int) -> None:
-            linker.settle(path)  # a wheel's own INSTALLER, say, still being linked: ours comes after
             existed = os.path.lexists(path)
             write_beside(path, data, mode, replace, fresh=not existed)
             if not existed:
@@ -315,12 +327,8 @@ class _LinkedInstall:
         maker.set_mode = True
         console_specs = wheel.get_console_script_specs(self.console)
         gui_specs = list(starmap("{} = {}".format, self.gui.items()))
-        # Every file in place first: a .data file of a script's path (pip
-        # writes it, then its script maker writes over it) must not be
-        # linked after the script, nor the maker write into a fresh link.
-        linker.finish()
-        there = _unshare_scripts(scripts_dir, [*console_specs, *gui_specs])
         names = [os.path.join(scripts_dir, spec.partition("=")[0].strip()) for spec in [*console_specs, *gui_specs]]
+        there = _unshare_scripts(names)
         try:
             generated: list[str] = maker.make_multiple(console_specs)
             console_made = list(generated)
@@ -353,13 +361,12 @@ class _LinkedInstall:
         write(os.path.join(info, "RECORD"), out.getvalue().encode("utf-8"), meta_mode)
 
 
-def _unshare_scripts(scripts_dir: str, specs: Sequence[str]) -> set[str]:
+def _unshare_scripts(paths: Sequence[str]) -> set[str]:
     """Before pip's script maker writes these scripts (into an existing
     file): remove any that is a link (to the cache, perhaps). Returns the
     paths that exist."""
     there: set[str] = set()
-    for spec in specs:
-        path = os.path.join(scripts_dir, spec.partition("=")[0].strip())
+    for path in paths:
         try:
             st = os.lstat(path)
         except OSError:
@@ -407,13 +414,10 @@ class _Hook:
             if getattr(self.local, "editable", False):
                 return original(name, wheel_path, *args, **kwargs)
             entry = self.cache.get(wheel_path)
-            if signature is not None and self.pip is not None:
-                try:
-                    call = signature.bind(name, wheel_path, *args, **kwargs)
-                except TypeError:
-                    call = None
-                plan = _LinkedInstall.plan(self.pip, self.cache, entry, call) if call is not None else None
-                if plan is not None and call is not None:
+            call = _bind(signature, name, wheel_path, args, kwargs)
+            if call is not None and self.pip is not None:
+                plan = _LinkedInstall.plan(self.pip, self.cache, entry, call)
+                if plan is not None:
                     return self._install_linked(plan, entry, call)
             data_scripts = f"{entry.dist_info[: -len('.dist-info')]}.data/scripts/"
             files = {f.path: f.size for f in entry.files if not f.path.startswith(data_scripts)}
@@ -441,10 +445,7 @@ class _Hook:
                 raise
             finally:
                 self.local.active = None
-            scheme = args[0] if args else kwargs.get("scheme")
-            if self.report.counts[LinkMode.SYMLINK] > symlinks and scheme is not None:
-                record_user(self.cache, entry.key, scheme.data)
-            self.wheels += 1
+            self._installed(entry, args[0] if args else kwargs.get("scheme"), symlinks)
             return result
 
         return install_wheel
@@ -462,10 +463,15 @@ class _Hook:
             # as pip's loop with the hook: nothing of this wheel is left
             self._undo(mark, fresh, scheme)
             raise
-        if self.report.counts[LinkMode.SYMLINK] > symlinks:
+        self._installed(entry, scheme, symlinks)
+        self.linked_installs += 1
+
+    def _installed(self, entry: CachedWheel, scheme: Any, symlinks: int) -> None:
+        """A wheel is in: counted, and the entry noted as used by this
+        environment if any of its files are symlinks to it."""
+        if self.report.counts[LinkMode.SYMLINK] > symlinks and scheme is not None:
             record_user(self.cache, entry.key, scheme.data)
         self.wheels += 1
-        self.linked_installs += 1
 
     def _undo(self, mark: tuple[int, int], written: Sequence[str], scheme: Any) -> None:
         """After a wheel failed: what the linker placed for it and the files
@@ -636,7 +642,7 @@ class UsageError(Exception):
 
 
 def _remove_placed(paths: Sequence[str], scheme: Any) -> None:
-    roots = {os.path.abspath(getattr(scheme, k)) for k in ("purelib", "platlib", "scripts", "data", "headers")
+    roots = {os.path.abspath(getattr(scheme, k)) for k in SCHEME_KEYS
              if scheme is not None and getattr(scheme, k, None)}
     parents: set[str] = set()
     for path in paths:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+# (not typing's: a helper process placing clones imports this package, and
+# typing alone would be most of its start)
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .cache import CacheError, InvalidWheel, WheelCache
     from .destination import LinkingDestination
     from .install import InstallReport, Target, install_wheel, install_wheels

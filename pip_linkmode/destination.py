@@ -217,8 +217,8 @@ class LinkingDestination(SchemeDictionaryDestination):
                 lines[index] = line(scheme, path, a, str(b))
         rows.extend(zip(layout.keys, lines, strict=True))
         groups: list[DirJob] = [
-            (f"{tree}/{sdir}" if sdir else tree, self._dir_of(scheme, ddir), names, sizes)
-            for scheme, sdir, ddir, names, sizes in layout.groups
+            (f"{tree}/{sdir}" if sdir else tree, self._dir_of(scheme, ddir), names, sizes, executable)
+            for scheme, sdir, ddir, names, sizes, executable in layout.groups
         ]
         if self.bytecode_optimization_levels:
             groups.extend(self._cached_pyc_groups(source, layout, rows, line))
@@ -253,7 +253,7 @@ class LinkingDestination(SchemeDictionaryDestination):
             for pyc in group.names:
                 record_path = f"{rel_dir}/{pyc}"
                 rows.append((record_path, line(group.scheme, record_path, "", "")))
-            jobs.append((group.src_dir, self._dir_of(group.scheme, rel_dir), group.names, group.sizes))
+            jobs.append((group.src_dir, self._dir_of(group.scheme, rel_dir), group.names, group.sizes, False))
         return jobs
 
     def write_to_fs(
@@ -417,9 +417,10 @@ class Layout(NamedTuple):
     what depends on the target (its directories, generated files)."""
 
     root: str  # the root scheme, purelib or platlib
-    #: (scheme, archive dir, dir in the scheme, file names, sizes): files to
-    #: link, directory by directory, parents first ('' is the root)
-    groups: list[tuple[str, str, str, list[str], list[int]]]
+    #: (scheme, archive dir, dir in the scheme, file names, sizes, whether
+    #: the wheel marks them executable): files to link, directory by
+    #: directory, parents first ('' is the root)
+    groups: list[tuple[str, str, str, list[str], list[int], bool]]
     keys: list[str]  # per file, in the wheel's order: its path in its scheme
     lines: list[str]  # its RECORD line; "" for the files in ``special``
     #: (index, "link", scheme, path, hash, size) for a file linked into a
@@ -431,7 +432,7 @@ class Layout(NamedTuple):
 
 
 _LAYOUT_FILE = "layout.json"
-_LAYOUT_VERSION = 2  # 1: files of .data/<root scheme>/ were looked for at the root
+_LAYOUT_VERSION = 3  # 1: files of .data/<root scheme>/ were looked for at the root; 2: no executable bits
 
 
 def load_layout(source: CachedWheelSource) -> Layout | None:
@@ -456,20 +457,23 @@ def _build_layout(source: CachedWheelSource) -> Layout | None:
     if plan is None:
         return None
     root, files = plan
-    groups: dict[tuple[str, str], tuple[str, str, str, list[str], list[int]]] = {}
+    groups: dict[tuple[str, str, bool], tuple[str, str, str, list[str], list[int], bool]] = {}
     keys: list[str] = []
     lines: list[str] = []
     special: list[tuple[int, str, str, str, Any, Any]] = []
 
-    def group(scheme: str, sdir: str, ddir: str) -> tuple[str, str, str, list[str], list[int]]:
-        """The group of a directory (keyed by where its files are in the
-        wheel: a scheme's files may come from the root and from .data)."""
-        found = groups.get((scheme, sdir))
+    def group(
+        scheme: str, sdir: str, ddir: str, executable: bool = False
+    ) -> tuple[str, str, str, list[str], list[int], bool]:
+        """The group of a directory's files, executable or not (keyed by
+        where they are in the wheel: a scheme's files may come from the
+        root and from .data)."""
+        found = groups.get((scheme, sdir, executable))
         if found is None:
             if ddir:  # parents first: creating a directory then costs one mkdir
                 cut = len(ddir) - len(ddir.rpartition("/")[0])
                 group(scheme, sdir[: len(sdir) - cut], ddir[: len(ddir) - cut])
-            found = groups[(scheme, sdir)] = (scheme, sdir, ddir, [], [])
+            found = groups[(scheme, sdir, executable)] = (scheme, sdir, ddir, [], [], executable)
         return found
 
     for index, (scheme, path, cached) in enumerate(files):
@@ -485,7 +489,7 @@ def _build_layout(source: CachedWheelSource) -> Layout | None:
             special.append((index, "link", scheme, path, cached.hash, cached.size))
         ddir, _, name = path.rpartition("/")
         sdir = cached.path.rpartition("/")[0]
-        _, _, _, names, sizes = group(scheme, sdir, ddir)
+        _, _, _, names, sizes, _ = group(scheme, sdir, ddir, cached.executable)
         names.append(name)
         sizes.append(cached.size)
     entry_points = "entry_points.txt" in source.dist_info_filenames

@@ -68,11 +68,12 @@ class LinkJob(NamedTuple):
     tree: tuple[str, str] | None = None
 
 
-#: (cache directory, target directory, file names, their sizes): the files
-#: of one directory, for ``Linker.run_dirs``
-DirJob = tuple[str, str, Sequence[str], Sequence[int]]
-#: what a worker thread places: (mode, cache dir + "/", target dir + "/", names)
-_Task = Sequence[tuple[LinkMode, str, str, Sequence[str]]]
+#: (cache directory, target directory, file names, their sizes, whether the
+#: wheel marks them executable): files of one directory, for ``Linker.run_dirs``
+DirJob = tuple[str, str, Sequence[str], Sequence[int], bool]
+#: what a worker thread places: (mode, cache dir + "/", target dir + "/",
+#: names, the permission bits a clone gets: None, the cache file's)
+_Task = Sequence[tuple[LinkMode, str, str, Sequence[str], int | None]]
 
 
 class _Resolution(NamedTuple):
@@ -193,6 +194,9 @@ class Linker:
         self._source_mtimes = True
         #: the process's umask, read once before any thread creates files
         self.umask = _platform.umask()
+        #: a clone's permission bits by whether the wheel marks the file
+        #: executable: pip's (a new file's, with every execute bit added)
+        self._perms = {False: 0o666 & ~self.umask, True: (0o777 & ~self.umask) | 0o111}
         self._inode_lock = threading.Lock()
         self._dir_devs: dict[str, int] = {}
         self._dir_modes: dict[tuple[str, str], LinkMode] = {}
@@ -207,7 +211,7 @@ class Linker:
         self._pool: ThreadPoolExecutor | None = None
         self._futures: list[Future[None]] = []
         self._inflight: dict[str, list[tuple[Future[None], Sequence[str]]]] = {}
-        self._queued: list[tuple[LinkMode, str, str, list[str]]] = []  # by link_one(later=True)
+        self._queued: list[tuple[LinkMode, str, str, list[str], None]] = []  # by link_one(later=True)
         self._n_queued = 0
         #: clones handed to threads before helper processes take them over
         #: (None: never); only where a helper can build the same platform
@@ -255,7 +259,9 @@ class Linker:
 
         This thread creates each group's target directory (its parent must
         come in an earlier group or exist) and resolves the mode once per
-        group; worker threads place the files, a file costing its system
+        group; a clone gets pip's permission bits for what the wheel marks
+        executable or not (a link is the cache file); worker threads place
+        the files, a file costing its system
         call and nothing else (no per-file job object or device lookup).
         The system calls release the GIL, so links and clones in different
         directories proceed in parallel. With ``wait`` False this returns
@@ -271,9 +277,10 @@ class Linker:
         root_dev = self._stat_dev(source_root, "read cache directory") if source_root else None
         copies: list[LinkJob] = []
         journal = self.journal
-        task: list[tuple[LinkMode, str, str, Sequence[str]]] = []
+        task: list[tuple[LinkMode, str, str, Sequence[str], int | None]] = []
         pending = 0
-        for sdir, ddir, names, sizes in groups:
+        perms = self._perms
+        for sdir, ddir, names, sizes, executable in groups:
             ddev = self.ensure_dir(ddir)
             if not names:
                 continue
@@ -296,7 +303,7 @@ class Linker:
                 continue
             report.counts[mode] += len(rest)
             report.bytes_shared += sum(sizes) - (sizes[0] if done else 0)
-            task.append((mode, sp, dp, rest))
+            task.append((mode, sp, dp, rest, perms[executable]))
             pending += len(rest)
             if pending >= _BATCH:
                 self._dispatch(task)
@@ -321,9 +328,9 @@ class Linker:
         if workers <= 1:
             self._place_names(task)
             return
-        for _, _, dp, names in task:
+        for _, _, dp, names, _ in task:
             self._settle_dir(dp, names)
-        if self.help_after is not None and any(mode is LinkMode.CLONE for mode, _, _, _ in task):
+        if self.help_after is not None and any(group[0] is LinkMode.CLONE for group in task):
             if self._to_helpers(task, workers):
                 return
         if self._pool is None:
@@ -336,7 +343,7 @@ class Linker:
         """Remember a task handed over (before it can start: an interrupt
         after that still leaves it known to ``finish``)."""
         self._futures.append(future)
-        for _, _, dp, names in task:
+        for _, _, dp, names, _ in task:
             self._inflight.setdefault(dp, []).append((future, names))
 
     def _settle_dir(self, dp: str, names: Sequence[str]) -> None:
@@ -418,7 +425,7 @@ class Linker:
         if helpers is None:
             assert self.help_after is not None
             if self._cloned < self.help_after:
-                self._cloned += sum(len(names) for _, _, _, names in task)
+                self._cloned += sum(len(group[3]) for group in task)
                 return False
             helpers = self._helpers = _Helpers.start(self, workers)
             if helpers is None:
@@ -428,10 +435,12 @@ class Linker:
         return helpers.submit(task, self._source_mtimes, self._track)
 
     def _place_names(self, task: _Task) -> None:
-        """Place ``(mode, cache dir/, target dir/, names)`` files (``run_dirs``)."""
+        """Place ``(mode, cache dir/, target dir/, names, perm)`` files (``run_dirs``)."""
         created = self.created
-        for mode, sp, dp, names in task:
+        for mode, sp, dp, names, perm in task:
             op = self._ops[mode]
+            if perm is not None and mode is LinkMode.CLONE:
+                op = functools.partial(self.platform.clone_file, source_mtime=self._source_mtimes, perm=perm)
             for name in names:
                 dst = dp + name
                 try:
@@ -454,12 +463,12 @@ class Linker:
         """A helper process placed ``task`` but for ``failures``."""
         created = self.created
         if not failures:
-            for _, _, dp, names in task:
+            for _, _, dp, names, _ in task:
                 created.extend([dp + n for n in names])
             return
         failed = {(gi, ni): (err, msg) for gi, ni, err, msg in failures}
         first: LinkError | None = None
-        for gi, (mode, sp, dp, names) in enumerate(task):
+        for gi, (mode, sp, dp, names, _) in enumerate(task):
             for ni, name in enumerate(names):
                 why = failed.get((gi, ni))
                 if why is None:
@@ -525,7 +534,7 @@ class Linker:
         if last is not None and last[0] is mode and last[1] == sp and last[2] == dp:
             last[3].append(name)
         else:
-            queued.append((mode, sp, dp, [name]))
+            queued.append((mode, sp, dp, [name], None))
         self._n_queued += 1
         if self._n_queued >= _BATCH:
             self._flush()
@@ -933,8 +942,8 @@ class _Helpers:
         from ._platform.placer import write_frame
 
         future: Future[None] = Future()
-        files = sum(len(names) for _, _, _, names in task)
-        groups = [(mode.value, sp, dp, list(names)) for mode, sp, dp, names in task]
+        files = sum(len(group[3]) for group in task)
+        groups = [(mode.value, sp, dp, list(names), perm) for mode, sp, dp, names, perm in task]
         with self._lock:
             live = [i for i, ok in enumerate(self._live) if ok]
             if not live:

@@ -207,7 +207,7 @@ class _LinkedInstall:
         # what pip's loop would look at, from the layout (not the entry's
         # 20,000-row manifest): top-level names, .data files
         tops: set[str] = set()
-        for _, sdir, _, names, _ in layout.groups:
+        for _, sdir, _, names, _, _ in layout.groups:
             if sdir:
                 tops.add(sdir.partition("/")[0])
             else:
@@ -239,7 +239,7 @@ class _LinkedInstall:
         targets: set[str] = set()
         data_files = [
             (key, f"{sdir}/{name}", f"{ddir}/{name}" if ddir else name)
-            for key, sdir, ddir, names, _ in layout.groups
+            for key, sdir, ddir, names, _, _ in layout.groups
             if sdir.startswith(data)
             for name in names
         ]
@@ -260,14 +260,14 @@ class _LinkedInstall:
                 scripts.append((archive, target, record))
         if any(key in ("purelib", "platlib") for key, _, _ in data_files) and targets & {
             f"{lib_dir}/{ddir}/{name}" if ddir else f"{lib_dir}/{name}"
-            for key, sdir, ddir, names, _ in layout.groups
+            for key, sdir, ddir, names, _, _ in layout.groups
             if key == root and not sdir.startswith(data)
             for name in names
         }:
             return None
         groups: list[DirJob] = [
-            (f"{tree}/{sdir}" if sdir else tree, os.path.join(paths[key], ddir) if ddir else paths[key], names, sizes)
-            for key, sdir, ddir, names, sizes in layout.groups
+            (f"{tree}/{sdir}" if sdir else tree, os.path.join(paths[key], ddir) if ddir else paths[key], names, sizes, x)
+            for key, sdir, ddir, names, sizes, x in layout.groups
             if key != "scripts"
         ]
         if pycompile:
@@ -275,7 +275,7 @@ class _LinkedInstall:
             for group in bytecode.pyc_groups(cache, entry, (level,), root):
                 rel_dir = f"{group.ddir}/__pycache__" if group.ddir else "__pycache__"
                 dst = os.path.join(paths[group.scheme], rel_dir)
-                groups.append((group.src_dir, dst, group.names, group.sizes))
+                groups.append((group.src_dir, dst, group.names, group.sizes, False))
                 for pyc in group.names:
                     full = f"{dst}/{pyc}"
                     installed[full] = f"{rel_dir}/{pyc}" if group.scheme == root else to_record(full, lib_dir)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import Mounts, make_venv, shares_extents, site_packages, snapshot, venv_python
@@ -237,15 +238,8 @@ def _files(root: Path) -> dict[str, tuple[bytes, int]]:
     return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mode) for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("compiling", [False, True])
-def test_helper_processes_clone_a_big_wheel_like_threads_would(
-    compiling: bool, mounts: Mounts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Past the first thousand clones, helper processes place them (each has
-    its own GIL): the venv is file for file the copy-mode venv (contents,
-    modes, RECORD), each file a clone sharing the cache's extents, sources
-    keeping the cache mtime exactly when cached pycs are linked beside
-    them, and the helpers are gone afterwards."""
+def _spy_on_helpers(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The helper sets linkers start from now on (two, even on one CPU)."""
     from pip_linkmode import linker as linker_mod
 
     started: list[linker_mod._Helpers] = []
@@ -259,6 +253,51 @@ def test_helper_processes_clone_a_big_wheel_like_threads_would(
 
     monkeypatch.setattr(linker_mod._Helpers, "start", staticmethod(spy))
     monkeypatch.setattr(os, "cpu_count", lambda: 2)  # two helpers even on a one-CPU runner
+    return started
+
+
+def test_clones_get_pips_modes_in_threads_and_helpers_alike(
+    mounts: Mounts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under umask 027, a clone gets pip's mode for the file as the wheel
+    marks it (0o640; executable 0o751, execute bits whatever the umask),
+    not the cache file's (filled under umask 022, one file chmod-ed since):
+    the first files placed by threads, the last ones by helper processes."""
+    started = _spy_on_helpers(monkeypatch)
+    root = mounts.points["xfs"] / tmp_path.name
+    spec = _many_spec()
+    spec.files["many/d29/late.so"] = (b"\x7fELF (not really)\n", 0o755)
+    wheel = build_wheel(tmp_path / "w", spec)
+    cache = root / "cache"
+    tree = WheelCache(cache).get(wheel).tree
+    for rel in ("many/d0/m1.py", "many/d29/m1.py"):
+        (tree / rel).chmod(0o600)
+    venv = make_venv(root / "venv")
+    old = os.umask(0o027)
+    try:
+        report = install_wheel(wheel, venv=venv, cache=cache, link_mode="clone")
+    finally:
+        os.umask(old)
+    assert len(started) == 1 and started[0].answered > 0, "no helper placed any clone"
+    pkg = site_packages(venv) / "many"
+    modes = {str(p.relative_to(pkg)): p.stat().st_mode & 0o7777 for p in pkg.rglob("*") if p.is_file()}
+    assert len(modes) == 1 + 30 * 50 + 2
+    assert modes.pop("d0/tool.sh") == modes.pop("d29/late.so") == 0o751
+    assert set(modes.values()) == {0o640}
+    assert report.links.counts[LinkMode.CLONE] == len(modes) + 2 + 2  # + METADATA, WHEEL
+    assert shares_extents(pkg / "d29" / "m49.py")
+
+
+@pytest.mark.parametrize("compiling", [False, True])
+def test_helper_processes_clone_a_big_wheel_like_threads_would(
+    compiling: bool, mounts: Mounts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the first thousand clones, helper processes place them (each has
+    its own GIL): the venv is file for file the copy-mode venv (contents,
+    modes, RECORD), each file a clone sharing the cache's extents, sources
+    keeping the cache mtime exactly when cached pycs are linked beside
+    them, and the helpers are gone afterwards."""
+    started = _spy_on_helpers(monkeypatch)
     root = mounts.points["xfs"] / tmp_path.name
     wheel = build_wheel(tmp_path / "w", _many_spec())
     cache = root / "cache"
@@ -315,7 +354,7 @@ def test_helpers_replace_existing_targets_and_name_a_failing_file(mounts: Mounts
     (target / "d3" / "f7.txt").write_bytes(b"old\n")  # an earlier install's file
     linker = _helper_linker()
     try:
-        report = linker.run_dirs([(s, str(target / f"d{d}"), n, z) for d, (s, n, z) in enumerate(groups)])
+        report = linker.run_dirs([(s, str(target / f"d{d}"), n, z, False) for d, (s, n, z) in enumerate(groups)])
         assert report.counts[LinkMode.CLONE] == 800
         assert linker._helpers is not None and linker._helpers.answered > 0  # they did the work
         assert (target / "d3" / "f7.txt").read_bytes() == b"3/f7.txt\n"  # replaced by rename
@@ -324,7 +363,7 @@ def test_helpers_replace_existing_targets_and_name_a_failing_file(mounts: Mounts
         # a source that vanished: the helper's failure names the file, rollback removes the rest
         os.unlink(root / "src" / "d5" / "f50.txt")
         with pytest.raises(LinkError, match=r"clone failed for .*/u/d5/f50\.txt from .*No such file"):
-            linker.run_dirs([(s, str(root / "u" / f"d{d}"), n, z) for d, (s, n, z) in enumerate(groups)])
+            linker.run_dirs([(s, str(root / "u" / f"d{d}"), n, z, False) for d, (s, n, z) in enumerate(groups)])
         linker.rollback()
         assert not (root / "u").exists()
     finally:
@@ -339,7 +378,7 @@ def test_helpers_that_cannot_start_leave_their_clones_to_threads(
     monkeypatch.setattr(sys, "executable", shutil.which("false"))  # exits at once, never ready
     linker = _helper_linker()
     try:
-        report = linker.run_dirs([(s, str(root / "t" / f"d{d}"), n, z) for d, (s, n, z) in enumerate(groups)])
+        report = linker.run_dirs([(s, str(root / "t" / f"d{d}"), n, z, False) for d, (s, n, z) in enumerate(groups)])
     finally:
         linker.close()
     assert report.counts[LinkMode.CLONE] == 1200
@@ -352,9 +391,9 @@ def test_a_killed_helper_fails_the_install_naming_it(mounts: Mounts, tmp_path: P
     groups = _source_tree(root / "src", 40, 200)
     linker = _helper_linker()
     try:
-        linker.run_dirs([(s, str(root / "first" / f"d{d}"), n, z) for d, (s, n, z) in enumerate(groups[:4])])
+        linker.run_dirs([(s, str(root / "first" / f"d{d}"), n, z, False) for d, (s, n, z) in enumerate(groups[:4])])
         assert linker._helpers is not None  # running, and ready: they placed those
-        linker.run_dirs([(s, str(root / "t" / f"d{d}"), n, z) for d, (s, n, z) in enumerate(groups)], wait=False)
+        linker.run_dirs([(s, str(root / "t" / f"d{d}"), n, z, False) for d, (s, n, z) in enumerate(groups)], wait=False)
         assert linker._helpers._pending, "every clone was done before the kill: make the tree bigger"
         for proc in linker._helpers._procs:
             proc.kill()

@@ -16,10 +16,13 @@ from conftest import (
     record_path,
     script,
     scripts_dir,
+    shares_extents,
     site_packages,
     snapshot,
     venv_python,
 )
+
+from pip_linkmode import WheelCache
 
 ROOT = Path(__file__).resolve().parent.parent
 # The newest release of each supported line.
@@ -356,7 +359,7 @@ def _fast_path_wheels(directory: Path) -> list[Path]:
     """Wheels whose every rule the linked install reproduces: scripts with a
     #!python line to rewrite, a plain one, data, headers, long paths, console
     and GUI entry points, a platlib root with .data/purelib sources, a file
-    that does not compile."""
+    that does not compile, an executable library file."""
     from wheelmaker import WheelSpec, build_wheel, demo_spec
 
     demo = demo_spec()
@@ -371,6 +374,7 @@ def _fast_path_wheels(directory: Path) -> list[Path]:
             "platty-1.0.dist-info/INSTALLER": b"not-pip\n",  # pip writes its own over it
             "platty-1.0.data/purelib/platty_pure/__init__.py": b"X = 1\n",
             "platty-1.0.data/scripts/platty-run": (b"#!pythonw\r\nprint('crlf')\r\n", 0o755),
+            "platty/_speed.so": (b"\x7fELF (not really)\n", 0o755),  # executable, not a script
         },
     )
     # a data file where pip's script maker then writes an entry point's script
@@ -413,6 +417,57 @@ def _loop_wheels(directory: Path) -> list[Path]:
     ))]
 
 
+def _tree(root: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file under ``root``: its mode and bytes (a .pyc's bytes left out:
+    its header's mtime and its co_filename differ by #5's design)."""
+    out = {}
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            out[str(path.relative_to(root))] = (path.stat().st_mode, b"" if path.suffix == ".pyc" else path.read_bytes())
+    return out
+
+
+@pytest.mark.parametrize("compiling", [True, False], ids=["compile", "no-compile"])
+def test_clones_get_the_modes_plain_pip_gives_under_a_strict_umask(
+    compiling: bool, mounts: Mounts, tmp_path: Path
+) -> None:
+    """On XFS, with umask 027 (pip then gives an executable file 0o751, its
+    other files 0o640), cloned files get pip's modes, not the cache file's:
+    the cache was filled under umask 022, and one of its files has been
+    chmod-ed since (as through a hardlinked venv). Plain pip, then
+    pip-linkmode --link-mode clone, into a venv at the same path."""
+    root = mounts.points["xfs"] / tmp_path.name
+    wheels = tmp_path / "wheels"
+    fast = _fast_path_wheels(wheels)
+    tools = _env_with_pip(tmp_path / "tools", PIP_VERSIONS[-1], ours=True)
+    cache = root / "cache"
+    args = ["--disable-pip-version-check", "--no-index", "--find-links", str(wheels), *map(str, fast),
+            *([] if compiling else ["--no-compile"])]
+    entry = [WheelCache(cache).get(wheel).tree for wheel in fast][1]  # filled under this process's umask 022
+    (entry / "platty" / "fast.py").chmod(0o600)
+    target = root / "env"
+    old = os.umask(0o027)
+    try:
+        make_venv(target)
+        _run(tools, "-m", "pip", "--python", venv_python(target), "install", *args)
+        plain = target.rename(root / "plain")
+        make_venv(target)
+        result = _run(tools, "-m", "pip_linkmode", "install", "--python", venv_python(target), "--link-mode", "clone",
+                      "--cache-dir", str(cache), *args)
+    finally:
+        os.umask(old)
+    assert "went through pip's own per-file loop" not in result.stdout, result.stdout
+    assert "cloned" in result.stdout, result.stdout
+    ours, theirs = _tree(target), _tree(plain)
+    assert sorted(ours) == sorted(theirs)
+    assert {k for k in ours if ours[k] != theirs[k]} == set()
+    sp = site_packages(target)
+    assert (sp / "platty" / "_speed.so").stat().st_mode & 0o777 == 0o751
+    assert (sp / "platty" / "fast.py").stat().st_mode & 0o777 == 0o640
+    assert (sp / "platty" / "fast.py").stat().st_ino != (entry / "platty" / "fast.py").stat().st_ino
+    assert shares_extents(sp / "platty" / "__init__.py")
+
+
 @pytest.mark.parametrize("pip_version", PIP_VERSIONS)
 @pytest.mark.parametrize("compiling", [True, False], ids=["compile", "no-compile"])
 def test_linked_install_leaves_the_tree_plain_pip_leaves(pip_version: str, compiling: bool, tmp_path: Path) -> None:
@@ -438,14 +493,7 @@ def test_linked_install_leaves_the_tree_plain_pip_leaves(pip_version: str, compi
                   "--cache-dir", str(tmp_path / "cache"), *args)
     assert "pip-linkmode: 3 of 6 wheels went through pip's own per-file loop" in result.stdout, result.stdout
 
-    def tree(root: Path) -> dict[str, tuple[int, bytes]]:
-        out = {}
-        for path in root.rglob("*"):
-            if path.is_file() and not path.is_symlink():
-                out[str(path.relative_to(root))] = (path.stat().st_mode, b"" if path.suffix == ".pyc" else path.read_bytes())
-        return out
-
-    ours, theirs = tree(target), tree(plain)
+    ours, theirs = _tree(target), _tree(plain)
     assert sorted(ours) == sorted(theirs)
     assert {k for k in ours if ours[k] != theirs[k]} == set()
     sp = site_packages(target)

@@ -78,9 +78,9 @@ class RefusingPlatform(LinuxPlatform):
         if mode in self.refuse:
             raise OSError(self.refuse[mode], os.strerror(self.refuse[mode]))
 
-    def clone_file(self, src: str, dst: str) -> None:
+    def clone_file(self, src: str, dst: str, *, source_mtime: bool = True, perm: int | None = None) -> None:
         self._maybe_refuse(LinkMode.CLONE)
-        super().clone_file(src, dst)
+        super().clone_file(src, dst, source_mtime=source_mtime, perm=perm)
 
     def hardlink(self, src: str, dst: str) -> None:
         self._maybe_refuse(LinkMode.HARDLINK)

@@ -47,8 +47,10 @@ class DarwinPlatform(PosixPlatform):
     def __init__(self, calls: DarwinCalls | None = None) -> None:
         self.calls = calls or DarwinCalls()
 
-    def clone_file(self, src: str, dst: str, *, source_mtime: bool = True) -> None:
-        # clonefile keeps mode bits and timestamps itself, at no extra cost.
+    def clone_file(
+        self, src: str, dst: str, *, source_mtime: bool = True, perm: int | None = None
+    ) -> None:
+        # clonefile keeps the cache file's mode bits and timestamps itself, at no extra cost.
         self.calls.clonefile(src, dst)
 
     def clone_tree(self, src: str, dst: str) -> None:

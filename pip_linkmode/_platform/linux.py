@@ -16,21 +16,26 @@ FICLONE = 0x40049409
 class LinuxPlatform(PosixPlatform):
     name = "linux"
 
-    def clone_file(self, src: str, dst: str, *, source_mtime: bool = True) -> None:
-        # Created with the source's mode bits (as the umask allows, like any
-        # new file); with source_mtime, a Python source gets the cache
-        # file's mtime, which its cached .pyc is checked against (a separate
-        # system call and, on XFS, a separate log transaction: it costs a
-        # tenth of a clone install). Every syscall saved counts here.
+    def clone_file(
+        self, src: str, dst: str, *, source_mtime: bool = True, perm: int | None = None
+    ) -> None:
+        # Created with perm, or the source's mode bits (the umask applies,
+        # as to any new file); with source_mtime, a Python source gets the
+        # cache file's mtime, which its cached .pyc is checked against (a
+        # separate system call and, on XFS, a separate log transaction: it
+        # costs a tenth of a clone install). Every syscall saved counts
+        # here: with perm given, the source is not even stat'ed.
         sfd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            st = os.fstat(sfd)
-            dfd = os.open(
-                dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, st.st_mode & 0o777
-            )
+            mtime = source_mtime and dst.endswith(".py")
+            st = os.fstat(sfd) if perm is None or mtime else None
+            bits = perm if perm is not None else st.st_mode & 0o777 if st is not None else 0
+            dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, bits)
             try:
                 fcntl.ioctl(dfd, FICLONE, sfd)
-                if source_mtime and dst.endswith(".py"):
+                if perm is not None and perm & 0o111:
+                    os.fchmod(dfd, perm)  # pip's execute bits, whatever the umask
+                if mtime and st is not None:
                     os.utime(dfd, ns=(st.st_atime_ns, st.st_mtime_ns))
             except BaseException:
                 os.close(dfd)

@@ -8,8 +8,9 @@ run truly in parallel (a clone install on XFS is CPU-bound in the kernel).
 
 The parent sends frames (little-endian 4-byte length, then a ``marshal``
 body) on the helper's stdin: ``(task id, source mtimes, groups)``, each
-group ``(op, cache dir + "/", target dir + "/", names)`` with ``op`` one of
-``clone``, ``hardlink``, ``symlink``. For each task the helper answers on
+group ``(op, cache dir + "/", target dir + "/", names, perm)`` with ``op``
+one of ``clone``, ``hardlink``, ``symlink`` and ``perm`` the permission bits
+of its clones (None: the cache file's). For each task the helper answers on
 stdout ``(task id, failures)``: ``(group index, name index, errno,
 message)`` for every file whose call raised, after trying the rest. The
 parent handles those as it would a failure of its own (an existing target
@@ -28,10 +29,12 @@ import os
 import signal
 import struct
 import sys
-from collections.abc import Callable
-from typing import IO, TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # (typing itself would be a third of a helper's start)
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import IO, Any
+
     from .posix import Platform
 
 __all__ = ["main", "read_frame", "serve", "write_frame"]
@@ -71,8 +74,10 @@ def serve(platform: Platform, inp: IO[bytes], out: IO[bytes]) -> None:
         task_id, keep_mtimes, groups = frame
         ops["clone"] = clones[bool(keep_mtimes)]
         failures: list[tuple[int, int, int, str]] = []
-        for gi, (opname, sp, dp, names) in enumerate(groups):
+        for gi, (opname, sp, dp, names, perm) in enumerate(groups):
             op = ops[opname]
+            if perm is not None and opname == "clone":
+                op = functools.partial(platform.clone_file, source_mtime=bool(keep_mtimes), perm=perm)
             for ni, name in enumerate(names):
                 try:
                     op(sp + name, dp + name)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import enum
 import errno
 import os
-import shutil
 
 __all__ = ["Cause", "Platform", "PosixPlatform"]
 
@@ -48,11 +47,21 @@ class Platform:
         """The spelling of ``path`` to hand to system calls."""
         return path
 
-    def clone_file(self, src: str, dst: str, *, source_mtime: bool = True) -> None:
+    def clone_file(
+        self, src: str, dst: str, *, source_mtime: bool = True, perm: int | None = None
+    ) -> None:
         """A copy-on-write clone; with ``source_mtime``, a Python source
         (``.py``) keeps the cache file's mtime, which a linked cached ``.pyc``
         is checked against (without it, the clone's mtime is its creation,
-        as a fresh file's is)."""
+        as a fresh file's is).
+
+        ``perm``: the clone's permission bits, as pip gives a file it
+        extracts: the file is created with them (the umask applies), and
+        execute bits among them are set whatever the umask. None: the cache
+        file's bits, less the umask. A platform whose clone call copies the
+        cache file's bits itself (macOS, Windows) keeps those: the same
+        bits wherever the cache was filled under the same umask.
+        """
         raise OSError(errno.EOPNOTSUPP, "cloning is not available on this platform")
 
     def helper_class(self) -> str | None:
@@ -94,6 +103,8 @@ class Platform:
             os.close(fd)
 
     def _copy_bytes(self, fsrc: object, fdst: object, size: int) -> None:
+        import shutil  # (here: a helper process placing clones does without it)
+
         shutil.copyfileobj(fsrc, fdst, _COPY_CHUNK)  # type: ignore[arg-type]
 
     def _finish_copy(self, fd: int, path: str, st: os.stat_result) -> None:

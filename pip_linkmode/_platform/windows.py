@@ -163,8 +163,11 @@ class WindowsPlatform(Platform):
     def fspath(self, path: str) -> str:
         return extended_path(path)
 
-    def clone_file(self, src: str, dst: str, *, source_mtime: bool = True) -> None:
-        # duplicate_extents gives every clone the source's times.
+    def clone_file(
+        self, src: str, dst: str, *, source_mtime: bool = True, perm: int | None = None
+    ) -> None:
+        # duplicate_extents gives every clone the source's times (and
+        # its attributes: there are no mode bits to give).
         self.calls.duplicate_extents(self.fspath(src), self.fspath(dst))
 
     def hardlink(self, src: str, dst: str) -> None:

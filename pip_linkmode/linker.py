@@ -438,9 +438,11 @@ class Linker:
         """Place ``(mode, cache dir/, target dir/, names, perm)`` files (``run_dirs``)."""
         created = self.created
         for mode, sp, dp, names, perm in task:
+            if mode is LinkMode.CLONE:
+                failed = self.platform.clone_files(sp, dp, names, source_mtime=self._source_mtimes, perm=perm)
+                self._helped([(mode, sp, dp, names, perm)], [(0, i, exc) for i, exc in failed])
+                continue
             op = self._ops[mode]
-            if perm is not None and mode is LinkMode.CLONE:
-                op = functools.partial(self.platform.clone_file, source_mtime=self._source_mtimes, perm=perm)
             for name in names:
                 dst = dp + name
                 try:
@@ -459,14 +461,17 @@ class Linker:
         except OSError as exc2:
             raise self._error(exc2, mode.value, dst, src) from exc2
 
-    def _helped(self, task: _Task, failures: Sequence[tuple[int, int, int, str]]) -> None:
-        """A helper process placed ``task`` but for ``failures``."""
+    def _helped(self, task: _Task, failures: Sequence[tuple[int, int, OSError]]) -> None:
+        """``task`` was placed (by a helper process, or a platform's batch
+        call) but for ``failures``: (group index, name index, error). The
+        files placed become this linker's; the failed ones are recovered
+        (an existing target is replaced) or the first error is raised."""
         created = self.created
         if not failures:
             for _, _, dp, names, _ in task:
                 created.extend([dp + n for n in names])
             return
-        failed = {(gi, ni): (err, msg) for gi, ni, err, msg in failures}
+        failed = {(gi, ni): exc for gi, ni, exc in failures}
         first: LinkError | None = None
         for gi, (mode, sp, dp, names, _) in enumerate(task):
             for ni, name in enumerate(names):
@@ -475,7 +480,7 @@ class Linker:
                     created.append(dp + name)
                 elif first is None:
                     try:
-                        self._failed(mode, sp + name, dp + name, OSError(why[0], why[1], dp + name))
+                        self._failed(mode, sp + name, dp + name, why)
                     except LinkError as exc:
                         first = exc
         if first is not None:
@@ -1006,7 +1011,7 @@ class _Helpers:
             if failures is None:
                 linker._place_names(task)
             else:
-                linker._helped(task, failures)
+                linker._helped(task, [(gi, ni, OSError(err, msg)) for gi, ni, err, msg in failures])
         except BaseException as exc:
             error = exc
         linker = None  # dropped before the caller wakes: its finalizer is not this thread's to run

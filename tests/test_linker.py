@@ -346,17 +346,28 @@ def _helper_linker(mode: LinkMode = LinkMode.CLONE) -> Linker:
     return linker
 
 
-def test_helpers_replace_existing_targets_and_name_a_failing_file(mounts: Mounts, tmp_path: Path) -> None:
+@pytest.mark.parametrize("placer", ["helpers", "threads"])
+def test_clones_replace_existing_targets_and_name_a_failing_file(placer: str, mounts: Mounts, tmp_path: Path) -> None:
+    """A directory's files go to one batch call (``clone_files``), in a
+    helper process or a thread: a file that fails in it is recovered after
+    the rest are placed (an existing target replaced by rename) or named."""
     root = mounts.points["xfs"] / tmp_path.name
     groups = _source_tree(root / "src", 8, 100)
     target = root / "t"
     (target / "d3").mkdir(parents=True)
     (target / "d3" / "f7.txt").write_bytes(b"old\n")  # an earlier install's file
-    linker = _helper_linker()
+    if placer == "helpers":
+        linker = _helper_linker()
+    else:
+        linker = Linker(LinkMode.CLONE, max_workers=2)
+        linker.help_after = None
     try:
         report = linker.run_dirs([(s, str(target / f"d{d}"), n, z, False) for d, (s, n, z) in enumerate(groups)])
         assert report.counts[LinkMode.CLONE] == 800
-        assert linker._helpers is not None and linker._helpers.answered > 0  # they did the work
+        if placer == "helpers":
+            assert linker._helpers is not None and linker._helpers.answered > 0  # they did the work
+        else:
+            assert linker._helpers is None
         assert (target / "d3" / "f7.txt").read_bytes() == b"3/f7.txt\n"  # replaced by rename
         assert (root / "src" / "d3" / "f7.txt").read_bytes() == b"3/f7.txt\n"  # the source untouched
         assert len(set(linker.created)) == 799  # the replaced file was not new here

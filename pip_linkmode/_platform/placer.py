@@ -22,7 +22,6 @@ ends it.
 from __future__ import annotations
 
 import errno
-import functools
 import importlib
 import marshal
 import os
@@ -63,21 +62,21 @@ def write_frame(stream: IO[bytes], value: Any) -> None:
 def serve(platform: Platform, inp: IO[bytes], out: IO[bytes]) -> None:
     """Place the files of each task read from ``inp``; answer on ``out``."""
     ops: dict[str, Callable[[str, str], None]] = {"hardlink": platform.hardlink, "symlink": platform.symlink}
-    clones: dict[bool, Callable[[str, str], None]] = {
-        True: platform.clone_file,
-        False: functools.partial(platform.clone_file, source_mtime=False),
-    }
     while True:
         frame = read_frame(inp)
         if frame is None:
             return
         task_id, keep_mtimes, groups = frame
-        ops["clone"] = clones[bool(keep_mtimes)]
         failures: list[tuple[int, int, int, str]] = []
         for gi, (opname, sp, dp, names, perm) in enumerate(groups):
+            if opname == "clone":
+                try:
+                    failed = platform.clone_files(sp, dp, names, source_mtime=bool(keep_mtimes), perm=perm)
+                except ValueError as exc:  # a name the system cannot take (a NUL byte)
+                    failed = [(ni, OSError(errno.EINVAL, str(exc))) for ni in range(len(names))]
+                failures.extend((gi, ni, exc.errno or 0, exc.strerror or str(exc)) for ni, exc in failed)
+                continue
             op = ops[opname]
-            if perm is not None and opname == "clone":
-                op = functools.partial(platform.clone_file, source_mtime=bool(keep_mtimes), perm=perm)
             for ni, name in enumerate(names):
                 try:
                     op(sp + name, dp + name)

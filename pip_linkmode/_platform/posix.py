@@ -6,6 +6,10 @@ import enum
 import errno
 import os
 
+TYPE_CHECKING = False  # (typing itself would be a third of a helper process's start)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
 __all__ = ["Cause", "Platform", "PosixPlatform"]
 
 _COPY_CHUNK = 1024 * 1024
@@ -63,6 +67,20 @@ class Platform:
         bits wherever the cache was filled under the same umask.
         """
         raise OSError(errno.EOPNOTSUPP, "cloning is not available on this platform")
+
+    def clone_files(
+        self, sp: str, dp: str, names: Sequence[str], *, source_mtime: bool = True, perm: int | None = None
+    ) -> list[tuple[int, OSError]]:
+        """``clone_file`` of each of ``names`` from directory ``sp`` into
+        ``dp`` (both given with their trailing "/"), trying every one; the
+        failures, as (index in ``names``, error)."""
+        failures: list[tuple[int, OSError]] = []
+        for index, name in enumerate(names):
+            try:
+                self.clone_file(sp + name, dp + name, source_mtime=source_mtime, perm=perm)
+            except OSError as exc:
+                failures.append((index, exc))
+        return failures
 
     def helper_class(self) -> str | None:
         """``module:class`` that a helper process builds to place clones

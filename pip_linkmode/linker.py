@@ -48,6 +48,10 @@ _LINKERS = 4
 #: clones a linker hands to threads before it starts helper processes for
 #: them (see ``_Helpers``): an install this small does not pay their start
 _HELP_AFTER = 1024
+#: seconds a helper process has to say it is ready (it takes about 0.01):
+#: one that has not is ended, and threads place its clones, so an
+#: interpreter that hangs at start does not hang the install
+_HELPER_START_TIMEOUT = 30.0
 #: the suffix of the temp names files are written to before the rename over their target
 TEMP_SUFFIX = ".plm-tmp"
 
@@ -978,7 +982,13 @@ class _Helpers:
 
         proc = self._procs[index]
         assert proc.stdout is not None
-        ready = read_frame(proc.stdout) == "ready"
+        timer = threading.Timer(_HELPER_START_TIMEOUT, proc.kill)
+        timer.daemon = True
+        timer.start()
+        try:
+            ready = read_frame(proc.stdout) == "ready"
+        finally:
+            timer.cancel()
         while ready:
             frame = read_frame(proc.stdout)
             if frame is None:
@@ -999,7 +1009,21 @@ class _Helpers:
                 logger.debug("a helper process could not start (status %s): placing its clones here", code)
                 self._settle(future, task, None)
             else:
+                self._claim(task)
                 future.set_exception(LinkError(f"a helper process placing files exited with status {code}"))
+
+    def _claim(self, task: _Task) -> None:
+        """Make what a helper that died mid-task may have placed the
+        linker's, for ``rollback``: whatever is at its paths in directories
+        this install created (nothing was there before it). In directories
+        that existed, a file there may be an earlier install's, and stays."""
+        linker = self._linker()
+        if linker is None:
+            return
+        made = set(linker.created_dirs)
+        for _, _, dp, names, _ in task:
+            if dp[:-1] in made:
+                linker.created.extend([dp + n for n in names if os.path.lexists(dp + n)])
 
     def _settle(self, future: Future[None], task: _Task, failures: Sequence[tuple[int, int, int, str]] | None) -> None:
         """Settle a task placed by a helper but for ``failures`` (None: by no one yet)."""

@@ -410,8 +410,40 @@ def test_a_killed_helper_fails_the_install_naming_it(mounts: Mounts, tmp_path: P
             proc.kill()
         with pytest.raises(LinkError, match="a helper process placing files exited with status -9"):
             linker.finish()
+        # what the killed helpers placed of their last tasks is rolled back
+        # with the rest: those directories are this install's
+        linker.rollback()
+        assert not (root / "t").exists() and not (root / "first").exists()
+        assert len(list((root / "src").rglob("*.txt"))) == 40 * 200  # the cache untouched
     finally:
         linker.close()
+
+
+def test_a_helper_that_never_gets_ready_is_ended_and_threads_clone(
+    mounts: Mounts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interpreter that hangs at start (here: one that sleeps) is ended
+    after the start timeout, and threads place the clones sent to it."""
+    from pip_linkmode import linker as linker_mod
+
+    root = mounts.points["xfs"] / tmp_path.name
+    groups = _source_tree(root / "src", 4, 300)
+    hang = tmp_path / "hang"
+    hang.write_text("#!/bin/sh\nexec sleep 600\n")
+    hang.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(hang))
+    monkeypatch.setattr(linker_mod, "_HELPER_START_TIMEOUT", 0.5)
+    linker = _helper_linker()
+    try:
+        report = linker.run_dirs([(s, str(root / "t" / f"d{d}"), n, z, False) for d, (s, n, z) in enumerate(groups)])
+        assert linker._helpers is not None
+        procs = linker._helpers._procs
+    finally:
+        linker.close()
+    assert [proc.returncode for proc in procs] == [-signal.SIGKILL] * 2
+    assert report.counts[LinkMode.CLONE] == 1200
+    assert len(linker.created) == 1200
+    assert (root / "t" / "d3" / "f299.txt").read_bytes() == b"3/f299.txt\n"
 
 
 def _children(pid: int) -> list[int]:

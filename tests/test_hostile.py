@@ -225,6 +225,12 @@ REFUSED: dict[str, Refused] = {
         None,
         "exactly one .dist-info",
     ),
+    # pip and installer count directory entries too: an empty one is refused
+    "empty-dist-info-dir-entry": Refused(
+        WheelSpec(name="evil", files={"evil/a.py": b"a"}, raw_members=[("evil2-1.0.dist-info/", b"", 0o755)]),
+        None,
+        "exactly one .dist-info",
+    ),
     "wheel-version-2": Refused(
         lambda d: _rewrite_member(
             build_wheel(d, WheelSpec(name="evil", files={"evil/a.py": b"a"})),

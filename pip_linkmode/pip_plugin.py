@@ -773,8 +773,9 @@ def _preload() -> None:
     from . import _cachecore, cache  # noqa: F401
     from ._platform import placer  # noqa: F401  (the linker's helper processes)
 
-    _cachecore.filelock_class()
-    if sys.platform != "win32":
+    if sys.platform == "win32":
+        _cachecore.filelock_class()  # (the cache's entry locks there)
+    else:
         import multiprocessing.popen_fork  # noqa: F401
         import multiprocessing.popen_forkserver  # noqa: F401
         import multiprocessing.popen_spawn_posix  # noqa: F401

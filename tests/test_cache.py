@@ -290,6 +290,29 @@ def test_os_file_lock_excludes_other_processes(tmp_path: Path) -> None:
     assert log.read_text() == "in\nout\n" * 3  # never interleaved
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="on Windows the cache's entry lock is filelock's own")
+def test_the_cache_lock_and_filelocks_lock_exclude_each_other(tmp_path: Path) -> None:
+    """The cache takes its entry locks with flock itself (filelock's costs 25
+    times the CPU per use). An older pip-linkmode took them with filelock's
+    FileLock: each must exclude the other."""
+    from filelock import FileLock, Timeout
+
+    from pip_linkmode._cachecore import OsFileLock
+
+    lock = WheelCache(tmp_path / "cache").lock("0" * 40)
+    assert isinstance(lock.inner, OsFileLock)
+    with FileLock(lock.path):
+        assert lock.acquire(blocking=False) is False
+    assert lock.acquire(blocking=False) is True
+    try:
+        with pytest.raises(Timeout):
+            FileLock(lock.path).acquire(timeout=0)
+    finally:
+        lock.release()
+    with FileLock(lock.path).acquire(timeout=0):
+        pass
+
+
 def test_a_member_is_what_zipfile_reads_even_past_its_declared_size(tmp_path: Path) -> None:
     """The cache reads small members itself (one read, one inflate): it must
     read what zipfile reads. Here RECORD's stored bytes run past the size and

@@ -185,7 +185,7 @@ def test_replay_holds_the_entry_locks(tmp_path: Path, cache_dir: Path) -> None:
     create(tmp_path / "a", cache_dir=cache_dir)
     cache = WheelCache(cache_dir)
     pip_key = next(e.key for e in cache.iter_entries() if e.name == "pip")
-    lock = cache.lock(pip_key)  # filelock's lock: the replay's OS lock must respect it
+    lock = cache.lock(pip_key)  # the cache's own lock: the replay's must respect it
     done = threading.Event()
     errors: list[BaseException] = []
 

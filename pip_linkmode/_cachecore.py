@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -81,16 +82,37 @@ class OsFileLock:
         self.path = path
         self._fd: int | None = None
         self._depth = 0
+        #: the thread holding it: re-entrant for that thread only; other
+        #: threads of this process wait on ``_threads`` (as filelock's
+        #: thread-local FileLock makes them), then on the OS lock
+        self._owner: int | None = None
+        self._threads = threading.Lock()
 
     def __enter__(self) -> OsFileLock:
         self.acquire(blocking=True)
         return self
 
     def acquire(self, blocking: bool) -> bool:
-        """Take the lock; without ``blocking``, False when another holds it."""
-        if self._depth:
+        """Take the lock; without ``blocking``, False when another process
+        or thread holds it."""
+        me = threading.get_ident()
+        if self._depth and self._owner == me:
             self._depth += 1
             return True
+        if not self._threads.acquire(blocking):
+            return False
+        try:
+            taken = self._lock_file(blocking)
+        except BaseException:
+            self._threads.release()
+            raise
+        if not taken:
+            self._threads.release()
+            return False
+        self._owner = me
+        return True
+
+    def _lock_file(self, blocking: bool) -> bool:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             if sys.platform == "win32":  # pragma: no cover - Windows
@@ -125,6 +147,8 @@ class OsFileLock:
         if self._depth == 0 and self._fd is not None:
             os.close(self._fd)  # closing releases the lock
             self._fd = None
+            self._owner = None
+            self._threads.release()
 
 
 class CacheError(Exception):

@@ -70,6 +70,8 @@ class LinkJob(NamedTuple):
     #: (cache dir, target dir) of the top-level directory holding this file,
     #: so platforms that clone whole directories can do it in one call
     tree: tuple[str, str] | None = None
+    #: a clone's permission bits (None: the cache file's, less the umask)
+    perm: int | None = None
 
 
 #: (cache directory, target directory, file names, their sizes, whether the
@@ -296,7 +298,8 @@ class Linker:
                 sdev = sdevs[sdir] = self._stat_dev(sdir, "read cache directory")
             first = names[0]
             self.settle(dp + first)
-            resolution, done = self._resolve(sdev, ddev, LinkJob(sp + first, dp + first, sizes[0]), report)
+            probe = LinkJob(sp + first, dp + first, sizes[0], None, perms[executable])
+            resolution, done = self._resolve(sdev, ddev, probe, report)
             mode = resolution.mode
             rest = names[1:] if done else names
             if mode is LinkMode.COPY:
@@ -443,8 +446,13 @@ class Linker:
         created = self.created
         for mode, sp, dp, names, perm in task:
             if mode is LinkMode.CLONE:
-                failed = self.platform.clone_files(sp, dp, names, source_mtime=self._source_mtimes, perm=perm)
-                self._helped([(mode, sp, dp, names, perm)], [(0, i, exc) for i, exc in failed])
+                # each new file is in ``created`` once placed (an interrupt
+                # mid-call leaves nothing unknown to a rollback)
+                failed = self.platform.clone_files(
+                    sp, dp, names, source_mtime=self._source_mtimes, perm=perm, placed=created
+                )
+                for i, exc in failed:
+                    self._failed(mode, sp + names[i], dp + names[i], exc, perm)
                 continue
             op = self._ops[mode]
             for name in names:
@@ -456,10 +464,10 @@ class Linker:
                     continue
                 created.append(dst)  # new here: a rollback removes it
 
-    def _failed(self, mode: LinkMode, src: str, dst: str, exc: OSError) -> None:
+    def _failed(self, mode: LinkMode, src: str, dst: str, exc: OSError, perm: int | None = None) -> None:
         """A file's first attempt raised: recover (an existing target is
         replaced) or raise the error naming the file."""
-        job = LinkJob(src, dst, 0)
+        job = LinkJob(src, dst, 0, None, perm)
         try:
             self._recover(mode, job, exc)
         except OSError as exc2:
@@ -477,14 +485,14 @@ class Linker:
             return
         failed = {(gi, ni): exc for gi, ni, exc in failures}
         first: LinkError | None = None
-        for gi, (mode, sp, dp, names, _) in enumerate(task):
+        for gi, (mode, sp, dp, names, perm) in enumerate(task):
             for ni, name in enumerate(names):
                 why = failed.get((gi, ni))
                 if why is None:
                     created.append(dp + name)
                 elif first is None:
                     try:
-                        self._failed(mode, sp + name, dp + name, why)
+                        self._failed(mode, sp + name, dp + name, why, perm)
                     except LinkError as exc:
                         first = exc
         if first is not None:
@@ -789,7 +797,7 @@ class Linker:
     def _place(self, mode: LinkMode, job: LinkJob) -> LinkReport:
         """Place one file (used for probing); raises the raw OSError."""
         try:
-            self._ops[mode](job.src, job.dst)
+            self._op(mode, job.perm)(job.src, job.dst)
             self.created.append(job.dst)
         except OSError as exc:
             self._recover(mode, job, exc)
@@ -800,6 +808,12 @@ class Linker:
         else:
             report.bytes_shared += job.size
         return report
+
+    def _op(self, mode: LinkMode, perm: int | None) -> Callable[[str, str], None]:
+        """The call placing a file in ``mode`` (a clone with ``perm``'s bits)."""
+        if perm is None or mode is not LinkMode.CLONE:
+            return self._ops[mode]
+        return functools.partial(self.platform.clone_file, source_mtime=self._source_mtimes, perm=perm)
 
     def _place_file(self, op: Callable[[str, str], None], mode: LinkMode, job: LinkJob) -> None:
         try:
@@ -834,7 +848,7 @@ class Linker:
             return  # already that very file
         self.sweep_temps(os.path.dirname(job.dst))
         tmp = _beside(job.dst, TEMP_SUFFIX)
-        self._ops[mode](job.src, tmp)
+        self._op(mode, job.perm)(job.src, tmp)
         try:
             self.platform.replace(tmp, job.dst)
         finally:

@@ -313,6 +313,34 @@ def test_the_cache_lock_and_filelocks_lock_exclude_each_other(tmp_path: Path) ->
         pass
 
 
+def test_an_entry_lock_excludes_other_threads(tmp_path: Path) -> None:
+    """Re-entrant for the thread holding it, exclusive for any other (the
+    cache unpacks wheels on several threads: two copies of one wheel at
+    two paths are one entry, unpacked once)."""
+    import threading
+
+    from pip_linkmode import bytecode
+
+    lock = WheelCache(tmp_path / "cache").lock("1" * 40)
+    got: list[bool] = []
+    with lock:
+        with lock:  # re-entrant here
+            worker = threading.Thread(target=lambda: got.append(lock.acquire(blocking=False)))
+            worker.start()
+            worker.join()
+    assert got == [False]
+    files = {f"pkg/m{i}.py": b"x = %d\n" % i * 50 for i in range(1500)}
+    a = build_wheel(tmp_path / "a", WheelSpec(name="twice", files=files))
+    b = tmp_path / "b" / a.name
+    b.parent.mkdir()
+    b.write_bytes(a.read_bytes())
+    for attempt in range(3):
+        cache = WheelCache(tmp_path / f"c{attempt}")
+        entries = bytecode.prepare(cache, [a, b])
+        assert len(entries) == 2 and entries[0].key == entries[1].key
+        assert len(cache.unpacked) == 1, cache.unpacked
+
+
 def test_a_member_is_what_zipfile_reads_even_past_its_declared_size(tmp_path: Path) -> None:
     """The cache reads small members itself (one read, one inflate): it must
     read what zipfile reads. Here RECORD's stored bytes run past the size and

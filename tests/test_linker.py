@@ -261,8 +261,12 @@ def test_clones_get_pips_modes_in_threads_and_helpers_alike(
 ) -> None:
     """Under umask 027, a clone gets pip's mode for the file as the wheel
     marks it (0o640; executable 0o751, execute bits whatever the umask),
-    not the cache file's (filled under umask 022, one file chmod-ed since):
-    the first files placed by threads, the last ones by helper processes."""
+    not the cache file's (filled under umask 022, three files chmod-ed
+    since): the first file (the probe of the filesystems' link mode), the
+    files threads place, the last ones (helper processes), and every one
+    again when an install over the first replaces them."""
+    from pip_linkmode.linker import reset_process_state
+
     started = _spy_on_helpers(monkeypatch)
     root = mounts.points["xfs"] / tmp_path.name
     spec = _many_spec()
@@ -270,22 +274,57 @@ def test_clones_get_pips_modes_in_threads_and_helpers_alike(
     wheel = build_wheel(tmp_path / "w", spec)
     cache = root / "cache"
     tree = WheelCache(cache).get(wheel).tree
-    for rel in ("many/d0/m1.py", "many/d29/m1.py"):
+    for rel in ("many/__init__.py", "many/d0/m1.py", "many/d29/m1.py"):
         (tree / rel).chmod(0o600)
     venv = make_venv(root / "venv")
-    old = os.umask(0o027)
+    reset_process_state()  # the first file probes the link mode again
+    for attempt in ("first", "over the first"):
+        old = os.umask(0o027)
+        try:
+            report = install_wheel(wheel, venv=venv, cache=cache, link_mode="clone")
+        finally:
+            os.umask(old)
+        assert started and started[-1].answered > 0, "no helper placed any clone"
+        pkg = site_packages(venv) / "many"
+        modes = {str(p.relative_to(pkg)): p.stat().st_mode & 0o7777 for p in pkg.rglob("*") if p.is_file()}
+        assert len(modes) == 1 + 30 * 50 + 2
+        assert modes.pop("d0/tool.sh") == modes.pop("d29/late.so") == 0o751, attempt
+        assert set(modes.values()) == {0o640}, (attempt, {k: oct(v) for k, v in modes.items() if v != 0o640})
+        assert report.links.counts[LinkMode.CLONE] == len(modes) + 2 + 2  # + METADATA, WHEEL
+        assert shares_extents(pkg / "d29" / "m49.py")
+
+
+def test_a_clone_batch_interrupted_on_the_main_thread_is_rolled_back(mounts: Mounts, tmp_path: Path) -> None:
+    """With one worker, this thread places the clones: Ctrl-C in the middle
+    of a directory's batch call leaves every file placed so far known to
+    the linker, and rollback removes them all."""
+    root = mounts.points["xfs"] / tmp_path.name
+    src = root / "src"
+    src.mkdir(parents=True)
+    names = [f"f{i}.py" for i in range(5000)]
+    for name in names:
+        (src / name).write_bytes(b"x = 1\n")
+    linker = Linker(LinkMode.CLONE, max_workers=1)
+    linker.run_dirs([(str(src), str(root / "warm"), names[:1], [6], False)])  # the mode is known
+    linker.created.clear()
+    linker.created_dirs.clear()
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.02)
     try:
-        report = install_wheel(wheel, venv=venv, cache=cache, link_mode="clone")
+        with pytest.raises(KeyboardInterrupt):
+            linker.run_dirs([(str(src), str(root / "t"), names, [6] * len(names), False)])
     finally:
-        os.umask(old)
-    assert len(started) == 1 and started[0].answered > 0, "no helper placed any clone"
-    pkg = site_packages(venv) / "many"
-    modes = {str(p.relative_to(pkg)): p.stat().st_mode & 0o7777 for p in pkg.rglob("*") if p.is_file()}
-    assert len(modes) == 1 + 30 * 50 + 2
-    assert modes.pop("d0/tool.sh") == modes.pop("d29/late.so") == 0o751
-    assert set(modes.values()) == {0o640}
-    assert report.links.counts[LinkMode.CLONE] == len(modes) + 2 + 2  # + METADATA, WHEEL
-    assert shares_extents(pkg / "d29" / "m49.py")
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    placed = os.listdir(root / "t")
+    assert 0 < len(placed) < len(names), "the interrupt did not come mid-batch"
+    assert sorted(linker.created) == sorted(str(root / "t" / n) for n in placed)
+    linker.rollback()
+    assert not (root / "t").exists()
 
 
 @pytest.mark.parametrize("compiling", [False, True])

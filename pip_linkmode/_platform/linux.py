@@ -23,16 +23,23 @@ class LinuxPlatform(PosixPlatform):
     def clone_file(
         self, src: str, dst: str, *, source_mtime: bool = True, perm: int | None = None
     ) -> None:
-        for _, exc in _clone_each(((src, dst),), source_mtime, perm):
+        for _, exc in _clone_each(((src, dst),), source_mtime, perm, None):
             raise exc
 
     def clone_files(
-        self, sp: str, dp: str, names: Sequence[str], *, source_mtime: bool = True, perm: int | None = None
+        self,
+        sp: str,
+        dp: str,
+        names: Sequence[str],
+        *,
+        source_mtime: bool = True,
+        perm: int | None = None,
+        placed: list[str] | None = None,
     ) -> list[tuple[int, OSError]]:
         if type(self).clone_file is not LinuxPlatform.clone_file:
             # a subclass's own clone_file (a test's fault injection), per file
-            return super().clone_files(sp, dp, names, source_mtime=source_mtime, perm=perm)
-        return _clone_each(((sp + name, dp + name) for name in names), source_mtime, perm)
+            return super().clone_files(sp, dp, names, source_mtime=source_mtime, perm=perm, placed=placed)
+        return _clone_each(((sp + name, dp + name) for name in names), source_mtime, perm, placed)
 
     def helper_class(self) -> str | None:
         # a clone is about 60 us of kernel work; only this exact class (a
@@ -56,9 +63,11 @@ class LinuxPlatform(PosixPlatform):
             super()._copy_bytes(fsrc, fdst, size)
 
 
-def _clone_each(pairs: Iterable[tuple[str, str]], source_mtime: bool, perm: int | None) -> list[tuple[int, OSError]]:
+def _clone_each(
+    pairs: Iterable[tuple[str, str]], source_mtime: bool, perm: int | None, placed: list[str] | None
+) -> list[tuple[int, OSError]]:
     """Clone each (cache file, new file) pair, trying every one; the failures
-    by index. One loop with the system calls and nothing else per file: a
+    by index; each new file appended to ``placed`` once in place. One loop with the system calls and nothing else per file: a
     clone install is CPU-bound, and a Python call per file shows.
 
     A new file is created with ``perm``, or the source's mode bits (the
@@ -74,6 +83,7 @@ def _clone_each(pairs: Iterable[tuple[str, str]], source_mtime: bool, perm: int 
     rd = os.O_RDONLY | os.O_CLOEXEC
     wr = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     execute = perm is not None and perm & 0o111
+    append = placed.append if placed is not None else None
     for index, (src, dst) in enumerate(pairs):
         try:
             sfd = open_(src, rd)
@@ -102,4 +112,7 @@ def _clone_each(pairs: Iterable[tuple[str, str]], source_mtime: bool, perm: int 
                 close(sfd)
         except OSError as exc:
             failures.append((index, exc))
+            continue
+        if append is not None:
+            append(dst)
     return failures

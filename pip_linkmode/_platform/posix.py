@@ -69,17 +69,29 @@ class Platform:
         raise OSError(errno.EOPNOTSUPP, "cloning is not available on this platform")
 
     def clone_files(
-        self, sp: str, dp: str, names: Sequence[str], *, source_mtime: bool = True, perm: int | None = None
+        self,
+        sp: str,
+        dp: str,
+        names: Sequence[str],
+        *,
+        source_mtime: bool = True,
+        perm: int | None = None,
+        placed: list[str] | None = None,
     ) -> list[tuple[int, OSError]]:
         """``clone_file`` of each of ``names`` from directory ``sp`` into
         ``dp`` (both given with their trailing "/"), trying every one; the
-        failures, as (index in ``names``, error)."""
+        failures, as (index in ``names``, error). ``placed``: each new
+        file's path is appended to it as soon as the file is in place (so
+        an interrupt mid-call leaves none unaccounted for)."""
         failures: list[tuple[int, OSError]] = []
         for index, name in enumerate(names):
             try:
                 self.clone_file(sp + name, dp + name, source_mtime=source_mtime, perm=perm)
             except OSError as exc:
                 failures.append((index, exc))
+                continue
+            if placed is not None:
+                placed.append(dp + name)
         return failures
 
     def helper_class(self) -> str | None:

@@ -298,7 +298,8 @@ class Linker:
                 sdev = sdevs[sdir] = self._stat_dev(sdir, "read cache directory")
             first = names[0]
             self.settle(dp + first)
-            probe = LinkJob(sp + first, dp + first, sizes[0], None, perms[executable])
+            perm = perms[executable]
+            probe = LinkJob(sp + first, dp + first, sizes[0], None, perm)
             resolution, done = self._resolve(sdev, ddev, probe, report)
             mode = resolution.mode
             rest = names[1:] if done else names
@@ -310,7 +311,7 @@ class Linker:
                 continue
             report.counts[mode] += len(rest)
             report.bytes_shared += sum(sizes) - (sizes[0] if done else 0)
-            task.append((mode, sp, dp, rest, perms[executable]))
+            task.append((mode, sp, dp, rest, perm))
             pending += len(rest)
             if pending >= _BATCH:
                 self._dispatch(task)

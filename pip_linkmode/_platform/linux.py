@@ -9,7 +9,7 @@ from .posix import PosixPlatform, _unlink_quietly
 
 TYPE_CHECKING = False  # (typing itself would be a third of a helper process's start)
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable
 
 __all__ = ["FICLONE", "LinuxPlatform"]
 
@@ -26,20 +26,13 @@ class LinuxPlatform(PosixPlatform):
         for _, exc in _clone_each(((src, dst),), source_mtime, perm, None):
             raise exc
 
-    def clone_files(
-        self,
-        sp: str,
-        dp: str,
-        names: Sequence[str],
-        *,
-        source_mtime: bool = True,
-        perm: int | None = None,
-        placed: list[str] | None = None,
+    def _clone_pairs(
+        self, pairs: Iterable[tuple[str, str]], source_mtime: bool, perm: int | None, placed: list[str] | None
     ) -> list[tuple[int, OSError]]:
         if type(self).clone_file is not LinuxPlatform.clone_file:
             # a subclass's own clone_file (a test's fault injection), per file
-            return super().clone_files(sp, dp, names, source_mtime=source_mtime, perm=perm, placed=placed)
-        return _clone_each(((sp + name, dp + name) for name in names), source_mtime, perm, placed)
+            return super()._clone_pairs(pairs, source_mtime, perm, placed)
+        return _clone_each(pairs, source_mtime, perm, placed)
 
     def helper_class(self) -> str | None:
         # a clone is about 60 us of kernel work; only this exact class (a
@@ -66,9 +59,10 @@ class LinuxPlatform(PosixPlatform):
 def _clone_each(
     pairs: Iterable[tuple[str, str]], source_mtime: bool, perm: int | None, placed: list[str] | None
 ) -> list[tuple[int, OSError]]:
-    """Clone each (cache file, new file) pair, trying every one; the failures
-    by index; each new file appended to ``placed`` once in place. One loop with the system calls and nothing else per file: a
-    clone install is CPU-bound, and a Python call per file shows.
+    """Clone each (cache file, new file) pair, trying every one; the
+    failures by index; each new file appended to ``placed`` once in place.
+    One loop with the system calls and nothing else per file: a clone
+    install is CPU-bound, and a Python call per file shows.
 
     A new file is created with ``perm``, or the source's mode bits (the
     umask applies, as to any new file), and gets ``perm``'s execute bits
@@ -88,20 +82,16 @@ def _clone_each(
         try:
             sfd = open_(src, rd)
             try:
-                st: os.stat_result | None = None
-                if perm is None:
+                mtime = source_mtime and dst.endswith(".py")
+                if perm is None or mtime:
                     st = fstat(sfd)
-                    bits = st.st_mode & 0o777
-                else:
-                    if source_mtime and dst.endswith(".py"):
-                        st = fstat(sfd)
-                    bits = perm
+                bits = st.st_mode & 0o777 if perm is None else perm
                 dfd = open_(dst, wr, bits)
                 try:
                     ioctl(dfd, FICLONE, sfd)
                     if execute:
                         os.fchmod(dfd, bits)
-                    if st is not None and source_mtime and dst.endswith(".py"):
+                    if mtime:
                         os.utime(dfd, ns=(st.st_atime_ns, st.st_mtime_ns))
                 except BaseException:
                     close(dfd)

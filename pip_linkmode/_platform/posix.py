@@ -8,7 +8,7 @@ import os
 
 TYPE_CHECKING = False  # (typing itself would be a third of a helper process's start)
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
 __all__ = ["Cause", "Platform", "PosixPlatform"]
 
@@ -83,15 +83,22 @@ class Platform:
         failures, as (index in ``names``, error). ``placed``: each new
         file's path is appended to it as soon as the file is in place (so
         an interrupt mid-call leaves none unaccounted for)."""
+        return self._clone_pairs(((sp + name, dp + name) for name in names), source_mtime, perm, placed)
+
+    def _clone_pairs(
+        self, pairs: Iterable[tuple[str, str]], source_mtime: bool, perm: int | None, placed: list[str] | None
+    ) -> list[tuple[int, OSError]]:
+        """``clone_files``'s work on (cache file, new file) pairs: here a
+        ``clone_file`` call each; a platform may do it in one loop."""
         failures: list[tuple[int, OSError]] = []
-        for index, name in enumerate(names):
+        for index, (src, dst) in enumerate(pairs):
             try:
-                self.clone_file(sp + name, dp + name, source_mtime=source_mtime, perm=perm)
+                self.clone_file(src, dst, source_mtime=source_mtime, perm=perm)
             except OSError as exc:
                 failures.append((index, exc))
                 continue
             if placed is not None:
-                placed.append(dp + name)
+                placed.append(dst)
         return failures
 
     def helper_class(self) -> str | None:

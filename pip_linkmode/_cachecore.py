@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ._platform.posix import O_BINARY
+
 __all__ = [
     "ENV_CACHE_DIR",
     "CacheError",
@@ -113,7 +115,7 @@ class OsFileLock:
         return True
 
     def _lock_file(self, blocking: bool) -> bool:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | O_BINARY, 0o666)
         try:
             if sys.platform == "win32":  # pragma: no cover - Windows
                 import msvcrt

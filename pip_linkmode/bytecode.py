@@ -223,7 +223,7 @@ def prepare(
     compiling: set[str] = set()
     jobs: list[tuple[CachedWheel, Path, list[Future[list[tuple[str, int]]]]]] = []
     with contextlib.ExitStack() as held, contextlib.ExitStack() as pools:
-        pool: ProcessPoolExecutor | None = None
+        pool: ProcessPoolExecutor | _StreamPool | None = None
         for i, wheel in enumerate(wheels):
             entry = cache.get_nowait(wheel)
             entries.append(entry)
@@ -285,11 +285,104 @@ def _unpack_all(cache: WheelCache, wheels: Sequence[str | os.PathLike[str]]) -> 
     return [e for e in (found[os.path.abspath(w)] for w in wheels) if e is not None]
 
 
+class _StreamPool:
+    """Worker processes compiling sources, each fed over its standard input
+    and answering on its standard output, one line of JSON per task; the
+    ``submit``/``shutdown`` of an executor.
+
+    Windows uses it instead of ``ProcessPoolExecutor``, whose spawned
+    workers re-run a calling script's ``__main__`` that lacks the
+    ``if __name__ == "__main__"`` guard, and whose named-pipe reads lose
+    data under Wine (a worker waits in ``recv_bytes`` for a task the feeder
+    thread has sent, for ever). Anonymous pipes and a blocking read per
+    task have neither problem.
+    """
+
+    def __init__(self, workers: int) -> None:
+        import queue
+        import threading
+
+        self._tasks: queue.SimpleQueue[tuple[Future[list[tuple[str, int]]], object] | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._serve, daemon=True) for _ in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: object, args: tuple[list[str], tuple[int, ...], str]) -> Future[list[tuple[str, int]]]:
+        """Run ``_compile_many(args)`` in a worker (``fn`` is always it)."""
+        from concurrent.futures import Future
+
+        future: Future[list[tuple[str, int]]] = Future()
+        self._tasks.put((future, args))
+        return future
+
+    def _serve(self) -> None:
+        import subprocess
+
+        proc: subprocess.Popen[bytes] | None = None
+        try:
+            while (item := self._tasks.get()) is not None:
+                future, args = item
+                if not future.set_running_or_notify_cancel():
+                    continue
+                try:
+                    if proc is None:
+                        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+                        code = f"import sys; sys.path.insert(0, {package_parent!r}); " \
+                               "from pip_linkmode.bytecode import _serve_compiles; _serve_compiles()"
+                        proc = subprocess.Popen([sys.executable, "-I", "-c", code],
+                                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                    assert proc.stdin is not None and proc.stdout is not None
+                    try:
+                        proc.stdin.write(json.dumps(args).encode() + b"\n")
+                        proc.stdin.flush()
+                        line = proc.stdout.readline()
+                    except OSError:
+                        line = b""
+                    if not line:
+                        raise OSError(f"a compiling worker process ended (exit status {proc.wait()})")
+                    future.set_result([(path, level) for path, level in json.loads(line)])
+                except BaseException as exc:
+                    future.set_exception(exc)
+        finally:
+            if proc is not None:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()  # type: ignore[union-attr]
+                proc.wait()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if cancel_futures:
+            import queue
+
+            while True:
+                try:
+                    item = self._tasks.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item[0].cancel()
+        for _ in self._threads:
+            self._tasks.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+
+
+def _serve_compiles() -> None:
+    """A ``_StreamPool`` worker: each line in is ``_compile_many``'s argument,
+    each line out its result."""
+    out = sys.stdout.buffer
+    for line in sys.stdin.buffer:
+        paths, levels, mode_name = json.loads(line)
+        out.write(json.dumps(_compile_many((paths, tuple(levels), mode_name))).encode() + b"\n")
+        out.flush()
+
+
 @contextlib.contextmanager
-def _compiling_pool() -> Iterator[ProcessPoolExecutor]:
+def _compiling_pool(workers: int | None = None) -> Iterator[ProcessPoolExecutor | _StreamPool]:
     from concurrent.futures import ProcessPoolExecutor
 
-    pool = ProcessPoolExecutor(os.cpu_count() or 1)
+    n = workers or os.cpu_count() or 1
+    pool = _StreamPool(n) if sys.platform == "win32" else ProcessPoolExecutor(n)
     try:
         yield pool
     except BaseException:
@@ -319,14 +412,9 @@ def _compile_entry(
         done = _compile_many((paths, levels, mode.name))
     else:
         chunks = [paths[i::workers] for i in range(workers)]
-        from concurrent.futures import ProcessPoolExecutor  # only for big entries
-
-        with ProcessPoolExecutor(workers) as pool:
-            done = [
-                item
-                for part in pool.map(_compile_many, [(c, levels, mode.name) for c in chunks])
-                for item in part
-            ]
+        with _compiling_pool(workers) as pool:
+            futures = [pool.submit(_compile_many, (c, levels, mode.name)) for c in chunks]
+            done = [item for future in futures for item in future.result()]
     return _compiled_rows(tree, done)
 
 

@@ -224,8 +224,17 @@ class _Unpacker:
         self.infos = infos
         self.dist_info = dist_info
         self.umask = _platform.umask()
+        self._fd: int | None = None
 
     def run(self, dest: Path, record: dict[str, tuple[str, str, str]]) -> list[CachedFile]:
+        try:
+            return self._run(dest, record)
+        finally:
+            if self._fd is not None and self._fd >= 0 and _platform.private_reads:
+                os.close(self._fd)
+            self._fd = None
+
+    def _run(self, dest: Path, record: dict[str, tuple[str, str, str]]) -> list[CachedFile]:
         record_path = f"{self.dist_info}/RECORD"
         root = os.fspath(dest)  # strings, not Paths: this loop runs once per file
         files: list[CachedFile] = []
@@ -282,7 +291,7 @@ class _Unpacker:
             written, head = len(whole), whole[:8]
             if hasher:
                 hasher.update(whole)
-            write_fd(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), target, whole, None)
+            write_fd(os.open(target, _platform.NEW_FILE, 0o666), target, whole, None)
         else:
             written, head = self._stream(info, target, hasher, limit)
         if expected_size is not None and written != expected_size:
@@ -302,21 +311,19 @@ class _Unpacker:
         zipfile must read it (encrypted, another compression, no file)."""
         if info.flag_bits & _ZIPFILE_ONLY_FLAGS or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             return None
-        try:
-            fileno = self.zf.fp.fileno() if self.zf.fp is not None else -1
-        except (AttributeError, OSError, ValueError):
-            return None
+        fileno = self._reader()
         if fileno < 0:
             return None
         name = info.filename
+        read_at = _platform.read_at
         try:
-            header = os.pread(fileno, 30, info.header_offset)
+            header = read_at(fileno, 30, info.header_offset)
             if len(header) != 30 or header[:4] != b"PK\x03\x04":
                 raise zipfile.BadZipFile("Bad magic number for file header")
             flags = int.from_bytes(header[6:8], "little")
             name_len = int.from_bytes(header[26:28], "little")
             extra_len = int.from_bytes(header[28:30], "little")
-            raw_name = os.pread(fileno, name_len, info.header_offset + 30)
+            raw_name = read_at(fileno, name_len, info.header_offset + 30)
             local = raw_name.decode("utf-8" if flags & 0x800 else "cp437")
             if local != info.orig_filename:
                 raise zipfile.BadZipFile(f"File name in directory {info.orig_filename!r} and header {local!r} differ.")
@@ -327,7 +334,7 @@ class _Unpacker:
             want = info.file_size  # as zipfile: this many bytes, no more, no fewer
             if want > limit:
                 raise InvalidWheel(self.wheel, name, f"larger than the {limit} bytes RECORD declares")
-            raw = os.pread(fileno, info.compress_size, start)
+            raw = read_at(fileno, info.compress_size, start)
             if len(raw) != info.compress_size:
                 raise EOFError("member data cut short")
             if info.compress_type == zipfile.ZIP_STORED:
@@ -342,6 +349,22 @@ class _Unpacker:
             raise InvalidWheel(self.wheel, name, f"cannot be read: {exc}") from None
         return data
 
+    def _reader(self) -> int:
+        """A descriptor of the wheel for ``read_at``, or -1: zipfile's own
+        where reads at an offset leave it alone (``os.pread``), else one of
+        this unpacker's (closed by ``run``)."""
+        if self._fd is not None:
+            return self._fd
+        fileno = -1
+        if not _platform.private_reads:
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                fileno = self.zf.fp.fileno() if self.zf.fp is not None else -1
+        else:
+            with contextlib.suppress(OSError):
+                fileno = os.open(self.wheel, os.O_RDONLY | _platform.O_BINARY)
+        self._fd = fileno
+        return fileno
+
     def _stream(self, info: zipfile.ZipInfo, target: str, hasher: Any, limit: int) -> tuple[int, bytes]:
         """A member of any size through zipfile, chunk by chunk: (size, first bytes)."""
         name = info.filename
@@ -351,7 +374,7 @@ class _Unpacker:
             src_file = self.zf.open(info)
         except _UNREADABLE as exc:
             raise InvalidWheel(self.wheel, name, f"cannot be read: {exc}") from None
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        fd = os.open(target, _platform.NEW_FILE, 0o666)
         with open(fd, "wb") as out, src_file as src:
             while True:
                 try:
@@ -373,7 +396,16 @@ class _Unpacker:
         return written, head
 
 
-def _file_stamp(st: os.stat_result) -> list[int]:
+def _file_stamp(path: str | os.PathLike[str], st: os.stat_result) -> list[int]:
+    """What must match for a wheel file to be the one indexed: device, inode,
+    size, mtime and the time of its last change (ctime on POSIX; on Windows,
+    where ``st_ctime`` is the creation time, NTFS's ChangeTime, or -1 when
+    it cannot be read, which then never matches)."""
+    if sys.platform == "win32":
+        from ._platform.windows import change_time
+
+        changed = change_time(os.fspath(path))
+        return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, -1 if changed is None else changed]
     return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
@@ -484,7 +516,7 @@ class WheelCache:
         index alone (no zip read, no lock); None when ``get`` has work to do."""
         wheel = os.path.abspath(wheel_path)
         try:
-            stamp = _file_stamp(os.stat(wheel))
+            stamp = _file_stamp(wheel, os.stat(wheel))
         except OSError:
             return None
         entry = self._indexed(self._index_path(wheel), stamp)
@@ -502,7 +534,7 @@ class WheelCache:
             st = wheel.stat()
         except OSError as exc:
             raise CacheError(f"cannot read wheel {wheel}: {exc.strerror or exc}") from exc
-        stamp = _file_stamp(st)
+        stamp = _file_stamp(wheel, st)
         index = self._index_path(wheel)
         entry = self._indexed(index, stamp)
         if entry is None:
@@ -526,7 +558,7 @@ class WheelCache:
         return entry
 
     # A wheel file seen before, unchanged since (same inode, size, mtime and
-    # ctime, which no tool can set back), has the key computed then: a warm
+    # change time, which no tool can set back), has the key computed then: a warm
     # install then reads neither the zip index nor RECORD. Best effort both
     # ways: an unreadable or stale index just means computing the key.
     # The index also holds the entry's names, so that a warm install reads
@@ -535,7 +567,7 @@ class WheelCache:
     def _indexed(self, index: Path, stamp: list[int]) -> CachedWheel | None:
         try:
             data = json.loads(index.read_bytes())
-            if data["stamp"] != stamp:
+            if data["stamp"] != stamp or stamp[-1] == -1:  # (-1: no change time to trust)
                 return None
             key = str(data["key"])
             names = data.get("entry")
@@ -720,6 +752,8 @@ def _checked_infos(wheel: Path, zf: zipfile.ZipFile, dist_info: str) -> list[zip
     seen: set[str] = set()
     infos = []
     for info in zf.infolist():
+        if "\\" in info.orig_filename:  # (zipfile on Windows turns them into "/")
+            raise InvalidWheel(wheel, info.orig_filename, "backslash in member name")
         norm = _check_member_name(wheel, info.filename)
         if info.filename.endswith("/"):
             continue

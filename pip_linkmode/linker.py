@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from . import _platform
-from ._platform import Cause, Platform
+from ._platform import NEW_FILE, Cause, Platform
 from .modes import LinkMode, parse_link_mode
 
 if TYPE_CHECKING:
@@ -54,6 +54,8 @@ _HELP_AFTER = 1024
 _HELPER_START_TIMEOUT = 30.0
 #: the suffix of the temp names files are written to before the rename over their target
 TEMP_SUFFIX = ".plm-tmp"
+#: what ``sweep_temps`` removes: temp names, and names moved aside (Windows)
+_LEFTOVER_SUFFIXES = (TEMP_SUFFIX, ".plm-old")
 
 
 class LinkError(OSError):
@@ -662,7 +664,9 @@ class Linker:
 
     def sweep_temps(self, directory: str) -> None:
         """Remove temp files (``.NAME.HEX.plm-tmp``) that a killed install left
-        in a directory we are about to write in; once per directory."""
+        in a directory we are about to write in, and files Windows moved aside
+        because they were in use (``.NAME.HEX.plm-old``: one still in use
+        stays); once per directory."""
         if directory in self._swept:
             return
         self._swept.add(directory)
@@ -671,7 +675,7 @@ class Linker:
         except OSError:
             return
         for name in names:
-            if name.startswith(".") and name.endswith(TEMP_SUFFIX):
+            if name.startswith(".") and name.endswith(_LEFTOVER_SUFFIXES):
                 try:
                     os.unlink(self.platform.fspath(os.path.join(directory, name)))
                 except OSError:
@@ -771,8 +775,8 @@ class Linker:
             "%s is not possible from the cache %s to %s: %s; falling back to copy.%s "
             "To silence this, use --link-mode=copy (or PIP_LINK_MODE=copy).",
             mode,
-            os.path.dirname(job.src),
-            os.path.dirname(job.dst),
+            os.path.normpath(os.path.dirname(job.src)),  # (one kind of separator on Windows)
+            os.path.normpath(os.path.dirname(job.dst)),
             cause.value,
             hint,
         )
@@ -886,10 +890,10 @@ class Linker:
 
     def _error(self, exc: OSError, op: str, path: str, src: str | None = None) -> LinkError:
         what = exc.strerror or str(exc)
-        frm = f" from {src}" if src else ""
+        frm = f" from {os.path.normpath(src)}" if src else ""
         err = LinkError(
             exc.errno,
-            f"{op} failed for {path}{frm}: {what}; {self.platform.remedy(exc, self.mode.value)}",
+            f"{op} failed for {os.path.normpath(path)}{frm}: {what}; {self.platform.remedy(exc, self.mode.value)}",
         )
         err.filename = path
         return err
@@ -1105,7 +1109,7 @@ def write_beside(
     expected at ``path``, so it is created there directly, exclusively (the
     temp name is used after all if something is there).
     """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    flags = NEW_FILE
     perms = 0o666 if mode is None else mode
     if fresh:
         try:

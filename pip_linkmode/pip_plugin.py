@@ -716,12 +716,34 @@ def _run_pip(args: Sequence[str]) -> int:
         return code if isinstance(code, int) else (0 if code is None else 1)
 
 
+#: The re-executed interpreter's start: our packages importable by name, from
+#: their directories here, and nothing else of this environment. A finder on
+#: ``sys.meta_path`` needs no link of any kind (a directory symlink needs
+#: privilege on Windows, and a junction would be one more thing to clean up).
+_REEXEC_CODE = """\
+import importlib.util, json, os, sys
+_dirs = json.loads(sys.argv[1])
+class _Ours:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        where = _dirs.get(name)
+        if where is None:
+            return None
+        init = os.path.join(where, "__init__.py")
+        return importlib.util.spec_from_file_location(name, init, submodule_search_locations=[where])
+sys.meta_path.insert(0, _Ours)
+from pip_linkmode.pip_plugin import main_install
+sys.exit(main_install(sys.argv[2:]))
+"""
+
+
 def _reexec_with(python: str, argv: Sequence[str]) -> int:
     """Run ``pip-linkmode install`` inside another interpreter, as pip's
     ``--python`` runs pip there, so it installs into that interpreter's
-    environment. Only our code and its dependencies are made importable
-    there (links in a private directory), not this environment's packages."""
-    import tempfile
+    environment. Only our code and its dependencies are importable there
+    (by name, from this environment's copies), not this environment's other
+    packages."""
+    import json
 
     import filelock
     import installer
@@ -733,16 +755,11 @@ def _reexec_with(python: str, argv: Sequence[str]) -> int:
     if not os.path.exists(python):
         print(f"pip-linkmode: no Python interpreter at {python}", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="pip-linkmode-run-") as tmp:
-        for mod in (pip_linkmode, installer, filelock, packaging, pip):
-            pkg_dir = os.path.dirname(os.path.abspath(mod.__file__ or ""))
-            os.symlink(pkg_dir, os.path.join(tmp, os.path.basename(pkg_dir)), target_is_directory=True)
-        code = (
-            "import sys; sys.path.insert(0, sys.argv[1]); "
-            "from pip_linkmode.pip_plugin import main_install; "
-            "sys.exit(main_install(sys.argv[2:]))"
-        )
-        return subprocess.call([python, "-c", code, tmp, *argv])
+    dirs = {
+        mod.__name__: os.path.dirname(os.path.abspath(mod.__file__ or ""))
+        for mod in (pip_linkmode, installer, filelock, packaging, pip)
+    }
+    return subprocess.call([python, "-c", _REEXEC_CODE, json.dumps(dirs), *argv])
 
 
 def _without_python_option(argv: Sequence[str]) -> list[str]:

@@ -23,6 +23,42 @@ from pip_linkmode import linker  # noqa: E402
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
+def _on_wine() -> bool:
+    if sys.platform != "win32":
+        return False
+    import ctypes
+
+    return hasattr(ctypes.WinDLL("ntdll"), "wine_get_version")  # type: ignore[attr-defined]
+
+
+ON_WINE = _on_wine()
+
+
+def _symlinks_work() -> bool:
+    """Can this process make a file symlink that is really there?"""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        target, link = os.path.join(tmp, "t"), os.path.join(tmp, "l")
+        open(target, "wb").close()
+        try:
+            os.symlink(target, link)
+        except OSError:
+            return False
+        return os.path.islink(link)
+
+
+#: for tests of what symlink-mode environments are: where none can be made
+#: (Wine; Windows without Developer Mode) the fallback is tested instead
+needs_symlinks = pytest.mark.skipif(
+    not _symlinks_work(),
+    reason=(
+        "Wine 8 makes no symlinks (CreateSymbolicLinkW reports success and creates nothing)"
+        if ON_WINE else "this process may not create symlinks (Windows: enable Developer Mode)"
+    ),
+)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_linker_state() -> Iterator[None]:
     """Each test probes modes afresh (the state is per process by design)."""

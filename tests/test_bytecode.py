@@ -182,6 +182,43 @@ def test_concurrent_compiles_of_one_entry(tmp_path: Path) -> None:
     assert len(ensure_bytecode(cache, entry)) == 300
 
 
+def test_stream_pool_compiles_as_in_process_and_reports_a_dead_worker(tmp_path: Path) -> None:
+    """The pool Windows compiles with (standard streams, not multiprocessing):
+    the same pycs as compiling in this process, failures skipped alike, and
+    a worker that dies is an error on its task, not a hang."""
+    from pip_linkmode.bytecode import _compile_many, _StreamPool
+
+    src = tmp_path / "src"
+    src.mkdir()
+    paths = []
+    for i in range(40):
+        (src / f"m{i}.py").write_text(f"X = {i}\n" if i % 7 else "print 'py2'\n")
+        paths.append(str(src / f"m{i}.py"))
+    pool = _StreamPool(2)
+    try:
+        futures = [pool.submit(_compile_many, (paths[k : k + 8], (0, 1), "CHECKED_HASH")) for k in range(0, 40, 8)]
+        got = sorted(item for f in futures for item in f.result(timeout=120))
+    finally:
+        pool.shutdown()
+    pycs = {p: p.read_bytes() for p in src.rglob("*.pyc")}
+    for p in pycs:
+        p.unlink()
+    want = sorted(_compile_many((paths, (0, 1), "CHECKED_HASH")))
+    assert got == want and len(want) == 2 * (40 - 6)
+    assert pycs == {p: p.read_bytes() for p in src.rglob("*.pyc")}
+
+    pool = _StreamPool(1)
+    try:
+        dead = pool.submit(_compile_many, ([str(src / "m1.py")], (0,), "NO_SUCH_MODE"))  # KeyError kills it
+        with pytest.raises(OSError, match="compiling worker process ended"):
+            dead.result(timeout=120)
+        again = pool.submit(_compile_many, ([str(src / "m1.py")], (0,), "CHECKED_HASH"))
+        with pytest.raises(OSError, match="compiling worker process ended"):
+            again.result(timeout=120)  # the dead worker is not silently replaced
+    finally:
+        pool.shutdown()
+
+
 @pytest.mark.parametrize("level", [0, 1, 2])
 @pytest.mark.parametrize(
     "source", ["pkg/mod.py", "/abs/dir/pkg/__init__.py", "top.py", "a/b.c/d.e.py", os.path.join("x", "y", "z.py")]

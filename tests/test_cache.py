@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import stat
 import subprocess
 import sys
@@ -261,7 +260,7 @@ def test_killed_unpack_leaves_no_entry(tmp_path: Path, cache_dir: Path) -> None:
     else:
         proc.kill()
         pytest.fail("the unpack never started")
-    os.kill(proc.pid, signal.SIGKILL)
+    proc.kill()  # SIGKILL; TerminateProcess on Windows
     proc.wait()
     assert list((cache_dir / "entries").iterdir()) == []  # no partial entry
     assert list(tmp.iterdir())  # a temp leftover at most

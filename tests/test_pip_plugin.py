@@ -21,6 +21,7 @@ from conftest import (
     snapshot,
     venv_python,
 )
+from wheelmaker import build_wheel, demo_spec
 
 from pip_linkmode import WheelCache
 
@@ -515,3 +516,29 @@ def test_linked_install_leaves_the_tree_plain_pip_leaves(pip_version: str, compi
     assert _run(target, "-c", "import zz_other; print(zz_other.Z)").stdout.strip() == "3"
     assert b"data file" not in script(target, "clash-cli").read_bytes()  # pip's script, not the data file
     assert script(target, "clash-cli").stat().st_nlink == 1
+
+
+def test_python_reexec_needs_no_directory_link(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The --python re-exec makes our packages importable in the other
+    interpreter with no link at all: with symlinks and junctions refused
+    outright (Windows without privilege), it still installs."""
+    from pip_linkmode import pip_plugin
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise OSError(None, "directory links are refused in this test", None, 1314)
+
+    monkeypatch.setattr(os, "symlink", refused)
+    if sys.platform == "win32":
+        import _winapi
+
+        monkeypatch.setattr(_winapi, "CreateJunction", refused, raising=False)
+    wheel = build_wheel(tmp_path / "w", demo_spec())
+    venv = make_venv(tmp_path / "v")
+    status = pip_plugin._reexec_with(
+        venv_python(venv),
+        ["--link-mode", "hardlink", "--cache-dir", str(tmp_path / "c"), "--no-index", "--disable-pip-version-check", str(wheel)],
+    )
+    assert status == 0
+    out = subprocess.run([venv_python(venv), "-c", "import demo.core; print(demo.core.__file__)"], capture_output=True, text=True, check=True)
+    assert str(site_packages(venv)) in out.stdout
+    assert script(venv, "demo-hello").is_file()

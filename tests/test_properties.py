@@ -14,8 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pip_linkmode import InvalidWheel, LinkMode
-from pip_linkmode._platform.linux import LinuxPlatform
+from pip_linkmode import InvalidWheel, LinkMode, _platform
 from pip_linkmode.cache import _check_member_name
 from pip_linkmode.linker import Linker, LinkJob, reset_process_state
 
@@ -66,10 +65,15 @@ CAUSES = {
 LINK_MODES = (LinkMode.CLONE, LinkMode.HARDLINK, LinkMode.SYMLINK)
 
 
-class RefusingPlatform(LinuxPlatform):
-    """The real Linux primitives, except the link modes a test says fail."""
+#: this system's own primitives (Linux's, or Windows' real calls)
+NativePlatform = type(_platform.current())
+
+
+class RefusingPlatform(NativePlatform):  # type: ignore[misc,valid-type]
+    """The real primitives of this system, except the link modes a test says fail."""
 
     def __init__(self, refuse: dict[LinkMode, int]) -> None:
+        super().__init__()
         self.refuse = refuse
         self.attempts: list[LinkMode] = []
 
@@ -159,21 +163,23 @@ def _relation(src: Path, dst: Path) -> LinkMode:
 
 def _expected_mode(requested: LinkMode, platform: RefusingPlatform, root: Path) -> LinkMode:
     """The first mode of the chain that works; clone works only where the
-    filesystem clones (probed for real on this temp dir), and a working clone
-    is indistinguishable from a copy by inode, so it maps to COPY here."""
-    probe_src, probe_dst = root / "probe-src", root / "probe-dst"
+    filesystem clones and symlink only where this process may make one (both
+    probed for real on this temp dir: Wine, for one, makes no symlink), and a
+    working clone is indistinguishable from a copy by inode, so it maps to
+    COPY here."""
+    probe_src = root / "probe-src"
     probe_src.write_bytes(b"probe")
-    try:
-        LinuxPlatform().clone_file(str(probe_src), str(probe_dst))
-        clones = True
-    except OSError:
-        clones = False
+    works = {}
+    for mode, call in ((LinkMode.CLONE, NativePlatform().clone_file), (LinkMode.SYMLINK, NativePlatform().symlink)):
+        try:
+            call(str(probe_src), str(root / f"probe-{mode.value}"))
+            works[mode] = True
+        except OSError:
+            works[mode] = False
     for mode in CHAIN[requested]:
-        if mode in platform.refuse:
+        if mode in platform.refuse or not works.get(mode, True):
             continue
         if mode is LinkMode.CLONE:
-            if clones:
-                return LinkMode.COPY
-            continue
+            return LinkMode.COPY
         return mode
     raise AssertionError("copy always works")

@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 import sys
 
-from .posix import Cause, Platform, PosixPlatform
+from .posix import NEW_FILE, O_BINARY, Cause, Platform, PosixPlatform, private_reads, read_at
 
-__all__ = ["Cause", "Platform", "PosixPlatform", "current", "set_current", "umask"]
+__all__ = [
+    "Cause", "NEW_FILE", "O_BINARY", "Platform", "PosixPlatform", "current", "private_reads",
+    "read_at", "set_current", "umask",
+]
 
 _current: Platform | None = None
 

@@ -10,9 +10,29 @@ TYPE_CHECKING = False  # (typing itself would be a third of a helper process's s
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-__all__ = ["Cause", "Platform", "PosixPlatform"]
+__all__ = ["Cause", "Platform", "PosixPlatform", "O_BINARY", "NEW_FILE", "read_at", "private_reads"]
 
 _COPY_CHUNK = 1024 * 1024
+
+#: Part of every ``os.open`` flag set: Windows opens a descriptor in text
+#: mode without it, and ``os.write`` then turns each ``\n`` into ``\r\n``.
+O_BINARY: int = getattr(os, "O_BINARY", 0)
+#: Flags of a file created here: new (never an existing file), binary.
+NEW_FILE: int = os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_BINARY
+
+#: Can ``read_at`` share a descriptor between readers (``os.pread``)? Where
+#: not (Windows), it seeks, so the descriptor must be the caller's alone.
+private_reads: bool = not hasattr(os, "pread")
+
+
+def read_at(fd: int, size: int, offset: int) -> bytes:
+    """Up to ``size`` bytes at ``offset``: ``os.pread`` where there is one;
+    elsewhere a seek and a read on a descriptor no one else reads
+    (``private_reads``)."""
+    if not private_reads:
+        return os.pread(fd, size, offset)
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.read(fd, size)
 
 
 class Cause(str, enum.Enum):
@@ -128,7 +148,7 @@ class Platform:
         s, d = self.fspath(src), self.fspath(dst)
         with open(s, "rb") as fsrc:
             st = os.fstat(fsrc.fileno())
-            fd = os.open(d, os.O_WRONLY | os.O_CREAT | os.O_EXCL, st.st_mode & 0o777)
+            fd = os.open(d, NEW_FILE, st.st_mode & 0o777)
             try:
                 with open(fd, "wb", closefd=False) as fdst:
                     self._copy_bytes(fsrc, fdst, st.st_size)

@@ -8,13 +8,18 @@ inject them and run the same logic.
 
 from __future__ import annotations
 
+import errno
 import ntpath
 import os
 import secrets
 
 from .posix import Cause, Platform
 
-__all__ = ["WindowsCalls", "WindowsPlatform", "extended_path", "WINERROR"]
+__all__ = ["ASIDE_SUFFIX", "WindowsCalls", "WindowsPlatform", "extended_path", "WINERROR"]
+
+#: A file in use (a loaded ``.pyd``) is renamed to ``.NAME.HEX.plm-old``
+#: beside itself to be replaced; the linker removes such names later.
+ASIDE_SUFFIX = ".plm-old"
 
 #: Windows error codes the project gives meaning to.
 WINERROR = {
@@ -56,6 +61,13 @@ class WindowsCalls:  # pragma: no cover - runs on Windows only
 
     def symlink(self, src: str, dst: str) -> None:
         os.symlink(src, dst)
+        if not os.path.lexists(dst):
+            # Wine reports success and creates nothing: treat it as what a
+            # Windows without the privilege says (error 1314).
+            raise OSError(
+                errno.EACCES, "the system reported the symlink made, but it is not there",
+                dst, WINERROR["PRIVILEGE_NOT_HELD"],
+            )
 
     def replace(self, src: str, dst: str) -> None:
         os.replace(src, dst)
@@ -143,6 +155,50 @@ class WindowsCalls:  # pragma: no cover - runs on Windows only
         os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
+_kernel32: object = None
+
+
+def change_time(path: str) -> int | None:  # pragma: no cover - Windows
+    """NTFS's ChangeTime of ``path`` (100 ns units): updated by every write
+    and metadata change, and never set back by tools, unlike ``st_ctime``,
+    which on Windows is the creation time. None where it cannot be read."""
+    import ctypes
+    from ctypes import wintypes
+
+    global _kernel32
+    if _kernel32 is None:
+        k32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+        k32.CreateFileW.restype = wintypes.HANDLE
+        k32.CreateFileW.argtypes = [wintypes.LPCWSTR, wintypes.DWORD, wintypes.DWORD, wintypes.LPVOID,
+                                    wintypes.DWORD, wintypes.DWORD, wintypes.HANDLE]
+        k32.GetFileInformationByHandleEx.argtypes = [wintypes.HANDLE, ctypes.c_int, wintypes.LPVOID, wintypes.DWORD]
+        k32.CloseHandle.argtypes = [wintypes.HANDLE]
+        _kernel32 = k32
+    k32 = _kernel32
+
+    class _BasicInfo(ctypes.Structure):
+        _fields_ = [
+            ("CreationTime", ctypes.c_longlong),
+            ("LastAccessTime", ctypes.c_longlong),
+            ("LastWriteTime", ctypes.c_longlong),
+            ("ChangeTime", ctypes.c_longlong),
+            ("FileAttributes", wintypes.DWORD),
+        ]
+
+    file_read_attributes, share_all, open_existing, backup_semantics = 0x80, 0x7, 3, 0x02000000
+    handle = k32.CreateFileW(extended_path(path), file_read_attributes, share_all, None,  # type: ignore[attr-defined]
+                             open_existing, backup_semantics, None)
+    if handle is None or handle == wintypes.HANDLE(-1).value:
+        return None
+    try:
+        info = _BasicInfo()
+        if not k32.GetFileInformationByHandleEx(handle, 0, ctypes.byref(info), ctypes.sizeof(info)):  # type: ignore[attr-defined]
+            return None
+        return int(info.ChangeTime)
+    finally:
+        k32.CloseHandle(handle)  # type: ignore[attr-defined]
+
+
 def _cluster_size(k32: object, path: str) -> int:  # pragma: no cover - Windows
     import ctypes
     from ctypes import wintypes
@@ -197,7 +253,8 @@ class WindowsPlatform(Platform):
             ):
                 raise
             first = exc
-        aside = f"{d}.{secrets.token_hex(4)}.plm-old"
+        head, tail = ntpath.split(d)
+        aside = ntpath.join(head, f".{tail}.{secrets.token_hex(4)}{ASIDE_SUFFIX}")
         try:
             self.calls.rename(d, aside)
         except OSError as exc:
@@ -212,7 +269,7 @@ class WindowsPlatform(Platform):
         try:
             self.calls.unlink(aside)
         except OSError:
-            pass  # still mapped; a later install or `cache prune` removes it
+            pass  # still mapped: the next install replacing a file here removes it
 
     def classify(self, exc: OSError) -> Cause | None:
         code = getattr(exc, "winerror", None)
@@ -239,11 +296,13 @@ class WindowsPlatform(Platform):
                 "symlinks need Developer Mode (Settings > System > For developers) "
                 "or an elevated shell; or use --link-mode=hardlink"
             )
-        if code == WINERROR["INVALID_PARAMETER"]:
-            return (
-                f"this volume does not support {mode}: cloning needs ReFS or a Dev "
-                "Drive; use --link-mode=hardlink on NTFS"
-            )
+        if code in (WINERROR["INVALID_FUNCTION"], WINERROR["NOT_SUPPORTED"], WINERROR["INVALID_PARAMETER"]):
+            if mode in ("clone", "reflink"):
+                return (
+                    "this volume cannot clone blocks: cloning needs ReFS or a Dev Drive; "
+                    "use --link-mode=hardlink on NTFS"
+                )
+            return f"this volume does not support {mode}s (FAT or a network share?); use --link-mode=copy"
         if code == WINERROR["FILENAME_EXCED_RANGE"]:
             return (
                 "the path is over 260 characters; pip-linkmode uses \\\\?\\ "

@@ -281,3 +281,8 @@ def other_pythons() -> list[str]:
     """The supported interpreters other than the running one's version."""
     running = f"{sys.version_info[0]}.{sys.version_info[1]}"
     return [p for v, p in supported_pythons().items() if v != running]
+
+
+def link_modes(*modes: object) -> list[object]:
+    """``modes`` as parameters, symlink marked ``needs_symlinks``."""
+    return [pytest.param(m, marks=needs_symlinks) if str(m) == "symlink" else m for m in modes]

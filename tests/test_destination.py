@@ -11,6 +11,7 @@ from pathlib import Path
 import installer
 import pytest
 from conftest import (
+    link_modes,
     other_pythons,
     record_path,
     run_pip,
@@ -34,14 +35,17 @@ from pip_linkmode import (
 )
 from pip_linkmode.install import target_for_venv
 
-MODES = [LinkMode.AUTO, LinkMode.HARDLINK, LinkMode.SYMLINK, LinkMode.COPY]
+MODES = link_modes(LinkMode.AUTO, LinkMode.HARDLINK, LinkMode.SYMLINK, LinkMode.COPY)
 
 
 def _tree(root: Path) -> dict[str, bytes]:
+    """Every file's bytes; the root's own path (installer on Windows records
+    other schemes' files by absolute path) spelled ROOT."""
+    spelled = str(root).replace(os.sep, "/").encode()
     out = {}
     for p in sorted(root.rglob("*")):
         if p.is_file():
-            out[str(p.relative_to(root))] = p.read_bytes()
+            out[str(p.relative_to(root))] = p.read_bytes().replace(spelled, b"ROOT")
     return out
 
 
@@ -116,7 +120,10 @@ def test_install_into_real_venv_then_pip_uninstall(mode: LinkMode, demo_wheel: P
     assert out.stdout == "hello from core 1.0\n"
     # pip agrees it is installed properly
     shown = run_pip(venv, "show", "-f", "demo").stdout
-    assert "Name: demo" in shown and "demo/core.py" in shown and record_path(venv, script(venv, "demo-hello")) in shown
+    # (pip shows paths with the system's separator; installer records a
+    # launcher outside site-packages by absolute path on Windows)
+    launcher = record_path(venv, script(venv, "demo-hello")) if os.name != "nt" else script(venv, "demo-hello").name
+    assert "Name: demo" in shown and os.path.join("demo", "core.py") in shown and launcher in shown
     assert "No broken requirements" in run_pip(venv, "check").stdout
     before = snapshot(cache_dir)
     run_pip(venv, "uninstall", "-y", "demo")
@@ -140,6 +147,8 @@ def test_record_matches_pip_install_of_the_same_wheel(demo_wheel: Path, tmp_path
         out = {}
         for line in record.read_text().splitlines():
             path, h, size = line.rsplit(",", 2)
+            if os.path.isabs(path):  # installer on Windows records other schemes' files by absolute path
+                path = os.path.relpath(path, site_packages(venv)).replace(os.sep, "/")
             out[path] = (h, size)
         return out
 

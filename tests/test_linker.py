@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Mounts, make_venv, shares_extents, site_packages, snapshot, venv_python
+from conftest import (
+    Mounts,
+    link_modes,
+    make_venv,
+    shares_extents,
+    site_packages,
+    snapshot,
+    venv_python,
+)
 from wheelmaker import WheelSpec, build_wheel, demo_spec
 
 from pip_linkmode import LinkError, LinkMode, WheelCache, install_wheel
@@ -44,7 +52,7 @@ def _check_relation(mode: LinkMode, src: Path, dst: Path) -> None:
         assert os.stat(dst).st_mode == os.stat(src).st_mode
 
 
-@pytest.mark.parametrize("mode", [LinkMode.HARDLINK, LinkMode.SYMLINK, LinkMode.COPY])
+@pytest.mark.parametrize("mode", link_modes(LinkMode.HARDLINK, LinkMode.SYMLINK, LinkMode.COPY))
 def test_modes_on_one_filesystem(mode: LinkMode, tmp_path: Path) -> None:
     cache = WheelCache(tmp_path / "cache")
     wheel = build_wheel(tmp_path / "w", _spec())
@@ -123,7 +131,7 @@ def test_auto_across_filesystems_copies_without_warning(mounts: Mounts, tmp_path
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
-@pytest.mark.parametrize("mode", [LinkMode.HARDLINK, LinkMode.SYMLINK, LinkMode.COPY])
+@pytest.mark.parametrize("mode", link_modes(LinkMode.HARDLINK, LinkMode.SYMLINK, LinkMode.COPY))
 def test_existing_targets_replaced_never_written_through(mode: LinkMode, tmp_path: Path) -> None:
     cache = WheelCache(tmp_path / "cache")
     wheel = build_wheel(tmp_path / "w", _spec(3))

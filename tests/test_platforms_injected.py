@@ -170,7 +170,7 @@ def test_replacing_a_loaded_pyd_renames_it_aside(tmp_path: Path) -> None:
     jobs = _jobs(tmp_path, 1)
     Linker(LinkMode.COPY, WindowsPlatform(calls)).run(jobs)
     dst = jobs[0].dst
-    calls.locked.add(dst)  # as if a running interpreter had the .pyd mapped
+    calls.locked.add(extended_path(dst))  # as if a running interpreter had the .pyd mapped
     Linker(LinkMode.COPY, WindowsPlatform(calls)).run(jobs)
     names = [c[0] for c in calls.calls]
     assert "rename" in names  # moved aside, then replaced
@@ -182,7 +182,7 @@ def test_replacing_when_even_rename_aside_fails_says_so(tmp_path: Path) -> None:
     calls = FakeWindowsCalls()
     jobs = _jobs(tmp_path, 1)
     Linker(LinkMode.COPY, WindowsPlatform(calls)).run(jobs)
-    calls.locked.add(jobs[0].dst)
+    calls.locked.add(extended_path(jobs[0].dst))
     calls.fail["rename"] = win_error(32, "The process cannot access the file")
     with pytest.raises(OSError, match="in use by a running process .* close the programs"):
         Linker(LinkMode.COPY, WindowsPlatform(calls)).run(jobs)

@@ -69,6 +69,8 @@ def build_wheel(directory: Path, spec: WheelSpec) -> Path:
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
         for path, data, mode in members:
             info = zipfile.ZipInfo(path, date_time=(2024, 1, 1, 0, 0, 0))
+            if "\\" in path:
+                info.filename = path  # as given: zipfile on Windows turns a backslash into "/"
             if not stat.S_IFMT(mode):
                 mode |= stat.S_IFREG
             info.external_attr = mode << 16

@@ -67,7 +67,8 @@ def pyc_path(source: str, level: int) -> str:
     if sys.pycache_prefix is not None or tag is None or not source.endswith(".py"):
         return cache_from_source(source, optimization="" if level == 0 else level)
     cut = max(source.rfind("/"), source.rfind(os.sep))
-    return f"{source[: cut + 1]}__pycache__{os.sep}{pyc_name(source[cut + 1 : -3], level, tag)}"
+    head = f"{source[:cut]}{os.sep}" if cut >= 0 else ""  # (as importlib joins: the system's separator)
+    return f"{head}__pycache__{os.sep}{pyc_name(source[cut + 1 : -3], level, tag)}"
 
 
 def pyc_name(stem: str, level: int, tag: str) -> str:

@@ -221,7 +221,9 @@ def test_stream_pool_compiles_as_in_process_and_reports_a_dead_worker(tmp_path: 
 
 @pytest.mark.parametrize("level", [0, 1, 2])
 @pytest.mark.parametrize(
-    "source", ["pkg/mod.py", "/abs/dir/pkg/__init__.py", "top.py", "a/b.c/d.e.py", os.path.join("x", "y", "z.py")]
+    # (an absolute path as this project spells one: the system's spelling of a
+    # directory, then '/'-separated archive paths)
+    "source", ["pkg/mod.py", os.path.abspath("/abs/dir") + "/pkg/__init__.py", "top.py", "a/b.c/d.e.py", os.path.join("x", "y", "z.py")]
 )
 def test_pyc_path_is_cache_from_source(source: str, level: int) -> None:
     from importlib.util import cache_from_source

@@ -14,12 +14,13 @@ import contextlib
 import functools
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
 import weakref
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from . import _platform
@@ -56,6 +57,34 @@ _HELPER_START_TIMEOUT = 30.0
 TEMP_SUFFIX = ".plm-tmp"
 #: what ``sweep_temps`` removes: temp names, and names moved aside (Windows)
 _LEFTOVER_SUFFIXES = (TEMP_SUFFIX, ".plm-old")
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """On the main thread, hold Ctrl-C until the block ends, then raise it.
+
+    Python runs a signal handler between any two bytecodes: a
+    KeyboardInterrupt arriving after a file is made and before it is
+    recorded in ``created`` would leave a file no rollback knows about. A
+    batch of placements is short (tenths of a second), so the user waits
+    for at most that. Elsewhere (worker threads) there is nothing to hold:
+    signals reach only the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if not callable(previous):  # ignored, or the system's default: nothing runs in Python
+        yield
+        return
+    held: list[object] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held:
+            previous(signal.SIGINT, held[0])  # type: ignore[arg-type]
+
 
 
 class LinkError(OSError):
@@ -251,7 +280,8 @@ class Linker:
             workers = min(8, os.cpu_count() or 1) if copies else 1
         if len(batches) <= 1 or workers <= 1:
             for mode, batch in batches:
-                report.merge(self._run_batch(mode, batch))
+                with _interrupts_held():
+                    report.merge(self._run_batch(mode, batch))
         else:
             from concurrent.futures import ThreadPoolExecutor
 
@@ -336,7 +366,8 @@ class Linker:
         the same path."""
         workers = self.max_workers or min(_LINKERS, os.cpu_count() or 1)
         if workers <= 1:
-            self._place_names(task)
+            with _interrupts_held():
+                self._place_names(task)
             return
         for _, _, dp, names, _ in task:
             self._settle_dir(dp, names)
@@ -802,8 +833,9 @@ class Linker:
     def _place(self, mode: LinkMode, job: LinkJob) -> LinkReport:
         """Place one file (used for probing); raises the raw OSError."""
         try:
-            self._op(mode, job.perm)(job.src, job.dst)
-            self.created.append(job.dst)
+            with _interrupts_held():
+                self._op(mode, job.perm)(job.src, job.dst)
+                self.created.append(job.dst)
         except OSError as exc:
             self._recover(mode, job, exc)
         report = LinkReport(requested=self.mode)

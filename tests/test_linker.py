@@ -302,14 +302,18 @@ def test_clones_get_pips_modes_in_threads_and_helpers_alike(
         assert shares_extents(pkg / "d29" / "m49.py")
 
 
-def test_a_clone_batch_interrupted_on_the_main_thread_is_rolled_back(mounts: Mounts, tmp_path: Path) -> None:
-    """With one worker, this thread places the clones: Ctrl-C in the middle
-    of a directory's batch call leaves every file placed so far known to
-    the linker, and rollback removes them all."""
+def test_a_clone_batch_interrupted_on_the_main_thread_is_rolled_back(
+    mounts: Mounts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one worker, this thread places the clones. A real SIGINT (Ctrl-C)
+    arriving just after a file is created, before the loop can record it,
+    is held until the batch ends: every file placed is known to the linker,
+    the next batch is not started, and rollback removes them all. (Before,
+    the interrupt could land between the two, and the file stayed behind.)"""
     root = mounts.points["xfs"] / tmp_path.name
     src = root / "src"
     src.mkdir(parents=True)
-    names = [f"f{i}.py" for i in range(5000)]
+    names = [f"f{i}.py" for i in range(600)]
     for name in names:
         (src / name).write_bytes(b"x = 1\n")
     linker = Linker(LinkMode.CLONE, max_workers=1)
@@ -317,22 +321,33 @@ def test_a_clone_batch_interrupted_on_the_main_thread_is_rolled_back(mounts: Mou
     linker.created.clear()
     linker.created_dirs.clear()
 
-    def interrupt(*_: object) -> None:
-        raise KeyboardInterrupt
+    real_open = os.open
+    opened: list[str] = []
 
-    previous = signal.signal(signal.SIGALRM, interrupt)
-    signal.setitimer(signal.ITIMER_REAL, 0.02)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            linker.run_dirs([(str(src), str(root / "t"), names, [6] * len(names), False)])
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-    placed = os.listdir(root / "t")
-    assert 0 < len(placed) < len(names), "the interrupt did not come mid-batch"
-    assert sorted(linker.created) == sorted(str(root / "t" / n) for n in placed)
+    def open_then_interrupt(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        fd = real_open(path, flags, *args, **kwargs)
+        if flags & os.O_CREAT and "/t1/" in str(path):
+            opened.append(str(path))
+            if len(opened) == 100:
+                os.kill(os.getpid(), signal.SIGINT)  # lands right after the creating call
+        return fd
+
+    monkeypatch.setattr(os, "open", open_then_interrupt)
+    groups = [
+        (str(src), str(root / "t1"), names, [6] * len(names), False),
+        (str(src), str(root / "t2"), names, [6] * len(names), False),
+    ]
+    with pytest.raises(KeyboardInterrupt):
+        linker.run_dirs(groups)
+    monkeypatch.undo()
+    assert len(opened) >= 100, "the interrupt was never sent"
+    placed = sorted(str(root / "t1" / n) for n in os.listdir(root / "t1"))
+    assert placed, "nothing was placed before the interrupt"
+    assert sorted(linker.created) == placed
+    assert not (root / "t2").exists() or not os.listdir(root / "t2"), "the batch after the interrupt ran"
     linker.rollback()
-    assert not (root / "t").exists()
+    assert not (root / "t1").exists()
+    assert not (root / "t2").exists()
 
 
 @pytest.mark.parametrize("compiling", [False, True])

@@ -152,10 +152,10 @@ class LinkingDestination(SchemeDictionaryDestination):
 
     def _fast_path_applies(self) -> bool:
         """Whether ``_install_laid_out`` gives what the general path gives:
-        POSIX paths, no destdir, files placed one by one, and bytecode either
-        not wanted or linked from the cache (no per-environment compiling)."""
+        no destdir, files placed one by one, and bytecode either not wanted
+        or linked from the cache (no per-environment compiling)."""
         assert self.linker is not None
-        if os.sep != "/" or self.destdir is not None or self._whole_trees:
+        if self.destdir is not None or self._whole_trees:
             return False
         if self.bytecode_optimization_levels:
             return sys.pycache_prefix is None and sys.implementation.cache_tag is not None and (
@@ -190,9 +190,7 @@ class LinkingDestination(SchemeDictionaryDestination):
         def line(scheme: str, path: str, hash_: str, size: str) -> str:
             prefix = prefixes.get(scheme, "")
             if prefix == "":
-                prefix = prefixes[scheme] = (
-                    os.path.relpath(self.scheme_dict[scheme], start=self.scheme_dict[root_scheme]) + "/"
-                )
+                prefix = prefixes[scheme] = self._record_prefix(scheme, root_scheme)
             return record_line(path if prefix is None else prefix + path, hash_, size)
 
         def row(scheme: str, record: RecordEntry) -> tuple[str, str]:
@@ -233,6 +231,15 @@ class LinkingDestination(SchemeDictionaryDestination):
         content = "".join([r[1] for r in rows]).encode("utf-8")
         with io.BytesIO(content) as record_stream:
             self.write_to_fs(root_scheme, record_path, record_stream, is_executable=False)
+
+    def _record_prefix(self, scheme: str, root_scheme: str) -> str:
+        """What RECORD puts before the path of a file in another scheme than
+        the root one, as installer's ``finalize_installation`` does: the
+        scheme's directory relative to the root scheme's, or on Windows its
+        absolute path (installer's choice there), then "/"."""
+        if sys.platform == "win32":
+            return os.path.abspath(self.scheme_dict[scheme]).replace("\\", "/") + "/"
+        return os.path.relpath(self.scheme_dict[scheme], start=self.scheme_dict[root_scheme]) + "/"
 
     def _dir_of(self, scheme: str, rel: str) -> str:
         root = self._scheme_root(scheme)

@@ -5,8 +5,9 @@ time. The first such install is recorded as a *plan*, stored in the cache
 under ``plans/<key>.json``: the files it linked (cache path, path in the
 environment, size), and the files it generated (RECORD, INSTALLER,
 REQUESTED, scripts), with every occurrence of the environment's
-interpreter path replaced by a placeholder and, for RECORD, which rows
-hash such a file.
+interpreter path (and on Windows its ``pythonw.exe``, and the
+environment's own path as RECORD spells it there) replaced by a
+placeholder and, for RECORD, which rows hash such a file.
 
 Replaying a plan into another fresh environment of the same layout takes
 the entries' locks, checks that every entry the plan links from is still
@@ -21,10 +22,13 @@ The key covers everything the outcome depends on (interpreter, wheel
 files by path and stat, link mode asked for, bytecode levels and
 invalidation mode, umask, layout of the environment, versions of
 pip-linkmode and installer), so a plan is replayed only where a fresh
-install would do the same. Anything a plan cannot express (a non-POSIX
-launcher, an interpreter path that needs installer's ``/bin/sh`` shebang,
-a file that existed before) is simply not recorded, and the next run
-installs normally.
+install would do the same. Anything a plan cannot express (an
+interpreter path that needs installer's ``/bin/sh`` shebang, a file that
+existed before, a generated file naming the environment otherwise than
+through a placeholder) is simply not recorded, and the next run installs
+normally. On Windows a ``.exe`` launcher is the launcher, ``#!`` and the
+interpreter, then a zip: its bytes are the same up to the path, as a
+script's are.
 """
 
 from __future__ import annotations
@@ -58,6 +62,8 @@ __all__ = ["PLAN_FORMAT", "Replayed", "plan_key", "record", "replay", "snapshot"
 
 PLAN_FORMAT = 1
 _PLACEHOLDER = b"\x00pip-linkmode-interpreter\x00"
+_GUI_PLACEHOLDER = b"\x00pip-linkmode-gui-interpreter\x00"
+_ROOT_PLACEHOLDER = b"\x00pip-linkmode-root\x00/"
 _RECORD_DIALECT = {"delimiter": ",", "quotechar": '"', "lineterminator": "\n"}
 
 
@@ -74,17 +80,41 @@ class Replayed:
 def plain_interpreter(path: str) -> bool:
     """Can a script's shebang name this interpreter directly (installer's simple form)?
 
-    Only then is a script's content the same up to the path itself.
+    Only then is a script's content the same up to the path itself. A
+    Windows launcher takes the path as it is, whatever its length.
     """
     try:
         raw = path.encode("ascii")
     except UnicodeEncodeError:
         return False
+    if os.name == "nt":
+        return all(32 <= c < 127 and c != 0x22 for c in raw)
     return (
         os.name == "posix"
         and len(raw) + 3 <= 127
         and all(33 <= c < 127 and c not in b"\"'\\" for c in raw)
     )
+
+
+def _native(path: str) -> str:
+    """``path`` with the system's separators (the linker is given "/" paths)."""
+    return os.path.normpath(path) if os.altsep else path
+
+
+def _spellings(env_root: str, interpreter: str) -> list[tuple[bytes, bytes]]:
+    """(what a generated file holds, its placeholder), in the order to replace.
+
+    The interpreter in scripts' shebangs (on Windows also ``pythonw.exe``
+    beside it, which GUI launchers name), then the environment's path
+    followed by "/", as RECORD spells the files of another scheme on
+    Windows (installer records them by absolute path there).
+    """
+    found = [(interpreter.encode("ascii"), _PLACEHOLDER)]
+    head, name = os.path.split(interpreter)
+    if os.name == "nt" and name.lower() == "python.exe":
+        found.append((os.path.join(head, "pythonw.exe").encode("ascii"), _GUI_PLACEHOLDER))
+    found.append(((env_root.replace(os.sep, "/") + "/").encode("ascii"), _ROOT_PLACEHOLDER))
+    return found
 
 
 def _module_stamp(name: str) -> list[object]:
@@ -201,13 +231,19 @@ def _build(
     before: set[str],
     installed: Sequence[str],
 ) -> dict[str, object] | None:
+    cache_root, env_root, interpreter = _native(cache_root), _native(env_root), _native(interpreter)
     if not plain_interpreter(interpreter) or _inside(interpreter, env_root) is None:
         return None
+    try:
+        spellings = _spellings(env_root, interpreter)
+    except UnicodeEncodeError:
+        return None
+    named = {env_root.encode("utf-8"), env_root.replace(os.sep, "/").encode("utf-8")}
     groups: dict[tuple[str, str], list[list[object]]] = {}
     linked: set[str] = set()
     entries: set[str] = set()
     for src, dst, size in journal:
-        s, d = _inside(src, cache_root), _inside(dst, env_root)
+        s, d = _inside(_native(src), cache_root), _inside(_native(dst), env_root)
         if s is None or d is None or d in before or d in linked:
             return None
         parts = s.split(os.sep)
@@ -229,20 +265,24 @@ def _build(
             return None
         with open(path, "rb") as f:
             generated[rel] = (f.read(), stat.S_IMODE(st.st_mode))
-    needle = interpreter.encode("ascii")
     files: list[dict[str, object]] = []
     templated: dict[str, str] = {}  # rel -> sha256 RECORD digest of the recorded content
     for rel, (data, _mode) in generated.items():
-        if needle in data:
+        if any(needle in data for needle, _ in spellings[:-1]):
             templated[rel] = _record_hash(data)
     for rel, (data, mode) in generated.items():
+        template = data
+        for needle, placeholder in spellings:
+            template = template.replace(needle, placeholder)
+        if any(path in template for path in named):
+            return None  # it names the environment some other way: a replay could not fix it
         item: dict[str, object] = {
             "path": rel,
             "mode": mode,
-            "data": base64.b64encode(data.replace(needle, _PLACEHOLDER)).decode("ascii"),
+            "data": base64.b64encode(template).decode("ascii"),
         }
         if os.path.basename(rel) == "RECORD" and templated:
-            patch = _record_patch(rel, data, templated)
+            patch = _record_patch(rel, data, templated, env_root)
             if patch is None:
                 return None
             if patch:
@@ -271,7 +311,9 @@ def _record_hash(data: bytes) -> str:
     return f"sha256={digest}"
 
 
-def _record_patch(rel: str, data: bytes, templated: Mapping[str, str]) -> list[list[object]] | None:
+def _record_patch(
+    rel: str, data: bytes, templated: Mapping[str, str], env_root: str
+) -> list[list[object]] | None:
     """Rows of a RECORD that hash a templated file: [[row index, file], ...].
 
     None when RECORD does not read back to the same bytes (then a replay
@@ -287,6 +329,8 @@ def _record_patch(rel: str, data: bytes, templated: Mapping[str, str]) -> list[l
         if len(row) != 3:
             continue
         target = os.path.normpath(os.path.join(base, row[0].replace("/", os.sep)))
+        if os.path.isabs(target):  # another scheme's file, on Windows
+            target = _inside(target, env_root) or target
         if target in templated:
             if row[1] != templated[target] or not row[2].isdigit():
                 return None
@@ -313,7 +357,12 @@ def replay(
     entry it links from removed, the interpreter path not plain. Errors
     while placing roll back what was placed and are raised, as an install's.
     """
+    env_root, interpreter = _native(env_root), _native(interpreter)
     if not plain_interpreter(interpreter):
+        return None
+    try:
+        spellings = _spellings(env_root, interpreter)
+    except UnicodeEncodeError:
         return None
     try:
         with open(os.path.join(cache_root, "plans", f"{key}.json"), "rb") as f:
@@ -332,7 +381,7 @@ def replay(
             held.append(lock)
         if not all(os.path.exists(os.path.join(cache_root, p)) for p in plan["required"]):
             return None  # an entry was removed or changed since: install normally
-        return _place(plan, cache_root, env_root, interpreter, link_mode)
+        return _place(plan, cache_root, env_root, spellings, link_mode)
     finally:
         for lock in reversed(held):
             lock.release()
@@ -342,7 +391,7 @@ def _place(
     plan: Mapping[str, object],
     cache_root: str,
     env_root: str,
-    interpreter: str,
+    spellings: Sequence[tuple[bytes, bytes]],
     link_mode: LinkMode,
 ) -> Replayed | None:
     join = os.path.join
@@ -354,10 +403,12 @@ def _place(
     try:
         report = linker.run(jobs)
         contents: dict[str, bytes] = {}
-        new = interpreter.encode("ascii")
         files: list[dict[str, object]] = plan["generated"]  # type: ignore[assignment]
         for item in files:
-            contents[str(item["path"])] = base64.b64decode(str(item["data"])).replace(_PLACEHOLDER, new)
+            data = base64.b64decode(str(item["data"]))
+            for value, placeholder in spellings:
+                data = data.replace(placeholder, value)
+            contents[str(item["path"])] = data
         for item in files:
             rel = str(item["path"])
             data = contents[rel]

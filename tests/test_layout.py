@@ -38,21 +38,19 @@ from pip_linkmode import (
 META = {"INSTALLER": b"test\n", "REQUESTED": b""}
 
 
-#: the layout fast path is POSIX-only (``LinkingDestination._fast_path_applies``:
-#: '/' paths); on Windows every install takes the general path, which
-#: test_destination compares with installer's own there
-posix_layout = pytest.mark.skipif(os.name == "nt", reason="the layout fast path is POSIX-only: Windows installs by the general path")
-
 
 def _tree(root: Path) -> dict[str, tuple[bytes | str, int]]:
-    """Every file (bytes, mode) and symlink (target) under ``root``."""
+    """Every file (bytes, mode) and symlink (target) under ``root``; the
+    root's own path in a file (installer on Windows records other schemes'
+    files by absolute path) spelled ROOT."""
+    spelled = str(root).replace(os.sep, "/").encode()
     out: dict[str, tuple[bytes | str, int]] = {}
     for path in sorted(root.rglob("*")):
-        rel = str(path.relative_to(root))
+        rel = path.relative_to(root).as_posix()
         if path.is_symlink():
             out[rel] = (os.readlink(path), 0)
         elif path.is_file():
-            out[rel] = (path.read_bytes(), path.stat().st_mode)
+            out[rel] = (path.read_bytes().replace(spelled, b"ROOT"), path.stat().st_mode)
     return out
 
 
@@ -109,7 +107,6 @@ def _corner_spec() -> WheelSpec:
     return spec
 
 
-@posix_layout
 def test_layout_gives_what_the_general_path_gives(real_wheels: list[Path], tmp_path: Path) -> None:
     """Per wheel: installer.install, the general install_cached and the layout
     path leave byte-identical trees (RECORD, modes, scripts included)."""
@@ -132,7 +129,6 @@ def test_layout_gives_what_the_general_path_gives(real_wheels: list[Path], tmp_p
     assert record.count(b"LICENSE,sha256=") == 2
 
 
-@posix_layout
 def test_layout_with_cached_bytecode_gives_the_general_paths_record(tmp_path: Path) -> None:
     """With bytecode linked from the cache, both paths list the same pycs
     (lib schemes only, the broken source skipped) and link the same files."""
@@ -154,14 +150,14 @@ def test_layout_with_cached_bytecode_gives_the_general_paths_record(tmp_path: Pa
     assert not any(p.startswith(("scripts/", "data/", "headers/")) for p in pycs)
     record = trees["layout"]["purelib/corner-1.0.dist-info/RECORD"][0]
     assert isinstance(record, bytes)
-    assert f"../platlib/__pycache__/corner_plat.{tag}.pyc,,".encode() in record
+    platlib = "ROOT/platlib" if sys.platform == "win32" else "../platlib"  # installer: absolute on Windows
+    assert f"{platlib}/__pycache__/corner_plat.{tag}.pyc,,".encode() in record
     # linked, not copied: the pyc is the cache's inode
     entry = cache.get(wheel)
     cached = entry.tree / "corner" / "__pycache__" / f"core.{tag}.pyc"
     assert os.path.samestat(cached.stat(), (tmp_path / "layout" / "purelib/corner/__pycache__" / f"core.{tag}.pyc").stat())
 
 
-@posix_layout
 def test_layout_is_kept_and_a_damaged_one_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = WheelCache(tmp_path / "cache")
     wheel = build_wheel(tmp_path / "w", _corner_spec())
@@ -182,7 +178,6 @@ def test_layout_is_kept_and_a_damaged_one_is_rebuilt(tmp_path: Path, monkeypatch
     assert _tree(tmp_path / "one") == _tree(tmp_path / "two") == _tree(tmp_path / "three")
 
 
-@posix_layout
 def test_a_wheel_installer_must_route_itself_is_remembered_as_such(tmp_path: Path) -> None:
     spec = demo_spec(name="stale", long_paths=False)
     spec.files = {**spec.files, "stale/__pycache__/core.cpython-311.pyc": b"stale"}
@@ -218,7 +213,6 @@ def test_a_later_wheel_wins_a_shared_path_as_in_a_sequential_install(tmp_path: P
     assert (site_packages(venv2) / "shared" / "conflict.txt").read_bytes() == b"first\n"
 
 
-@posix_layout
 def test_a_failure_in_a_worker_thread_names_the_file_and_rolls_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

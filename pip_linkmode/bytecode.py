@@ -7,8 +7,11 @@ import system rewrites ``co_filename`` to the environment's path when it
 loads the pyc (so tracebacks show the environment's path).
 
 Each entry records what it holds in ``bytecode-<tag>-o<levels>-<mode>.json``
-beside ``entry.json``; compiling happens under the entry's lock, so
-concurrent installs compile once.
+beside ``entry.json``: each .pyc's size, mtime and hash (and that record's
+own hash beside it, for ``cache verify``); compiling happens under the
+entry's lock, so concurrent installs compile once. Before an install links
+them, the .pyc files are checked against the record's sizes and mtimes (a
+stat each): one changed since is compiled again, never linked.
 """
 
 from __future__ import annotations
@@ -18,13 +21,17 @@ import contextlib
 import json
 import os
 import py_compile
+import stat
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from importlib.util import cache_from_source
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from .cache import CachedWheel, WheelCache
+from ._cachecore import check_path, check_tree, make_dirs
+from .cache import CachedWheel, WheelCache, remove_tree
+from .cache_admin import hash_regular, read_regular, record_produced
+from .linker import write_beside
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ProcessPoolExecutor
@@ -74,6 +81,10 @@ def pyc_path(source: str, level: int) -> str:
 def pyc_name(stem: str, level: int, tag: str) -> str:
     """The name in ``__pycache__`` of the .pyc of module ``stem`` (``a`` for ``a.py``)."""
     return f"{stem}.{tag}.pyc" if level == 0 else f"{stem}.{tag}.opt-{level}.pyc"
+
+#: a bytecode record's row: (archive path of the .py, level, size, mtime
+#: in ns and hash of its .pyc)
+_Row = tuple[str, int, int, int, str]
 
 #: below this many sources, compiling in-process beats starting workers
 _PARALLEL_THRESHOLD = 200
@@ -179,20 +190,42 @@ def compiled_rows(
     lv = tuple(sorted(set(levels)))
     mode = mode or invalidation_mode()
     marker = _marker(entry, lv, mode)
+    tree = str(entry.tree)
     compiled = _read_marker(marker)
-    if compiled is None:
+    if compiled is None or _changed(tree, compiled):
         with cache.lock(entry.key):
             compiled = _read_marker(marker)
-            if compiled is None:
+            changed = _changed(tree, compiled) if compiled is not None else []
+            if compiled is None or changed:
+                for path in changed:  # whatever is there now, never compiled over
+                    check_path(cache.root, path, final=False)  # (nor removed through a link)
+                    remove_tree(Path(path))
                 compiled = _compile_entry(entry, lv, mode)
                 _write_marker(marker, compiled)
-    return compiled
+    return [(rel, level, size) for rel, level, size, _, _ in compiled]
 
 
-def _write_marker(marker: Path, compiled: list[tuple[str, int, int]]) -> None:
-    tmp = marker.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(compiled), "utf-8")
-    os.replace(tmp, marker)
+def _changed(tree: str, rows: list[_Row]) -> list[str]:
+    """The cheap self-check before linking: the .pyc files whose size or
+    mtime differs from the record's, or that are no longer regular files
+    (an lstat each; ``cache verify`` compares their hashes)."""
+    changed = []
+    for rel, level, size, mtime_ns, _ in rows:
+        path = pyc_path(f"{tree}/{rel}", level)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            changed.append(path)
+            continue
+        if st.st_size != size or st.st_mtime_ns != mtime_ns or not stat.S_ISREG(st.st_mode):
+            changed.append(path)
+    return changed
+
+
+def _write_marker(marker: Path, compiled: list[_Row]) -> None:
+    data = json.dumps(compiled).encode("utf-8")
+    record_produced(marker, data)  # its hash first, for `cache verify`
+    write_beside(os.fspath(marker), data)
 
 
 #: sources per task sent to a compiling worker: small enough to keep every
@@ -243,6 +276,7 @@ def prepare(
                 continue
             tree = str(entry.tree)
             paths = [os.path.join(tree, rel) for rel in _sources(entry)]
+            _ready_tree(entry, paths)
             if pool is None:
                 pool = pools.enter_context(_compiling_pool())
             futures = [
@@ -392,10 +426,13 @@ def _compiling_pool(workers: int | None = None) -> Iterator[ProcessPoolExecutor 
     pool.shutdown(wait=True)
 
 
-def _read_marker(marker: Path) -> list[tuple[str, int, int]] | None:
+def _read_marker(marker: Path) -> list[_Row] | None:
     try:
-        rows = json.loads(marker.read_text("utf-8"))
-        return [(str(rel), int(level), int(size)) for rel, level, size in rows]
+        rows = json.loads(read_regular(marker))
+        return [
+            (str(rel), int(level), int(size), int(mtime_ns), str(digest))
+            for rel, level, size, mtime_ns, digest in rows
+        ]
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError):
@@ -404,10 +441,11 @@ def _read_marker(marker: Path) -> list[tuple[str, int, int]] | None:
 
 def _compile_entry(
     entry: CachedWheel, levels: tuple[int, ...], mode: py_compile.PycInvalidationMode
-) -> list[tuple[str, int, int]]:
+) -> list[_Row]:
     tree = str(entry.tree)
     rels = _sources(entry)
     paths = [os.path.join(tree, rel) for rel in rels]
+    _ready_tree(entry, paths)
     workers = os.cpu_count() or 1
     if len(paths) < _PARALLEL_THRESHOLD or workers < 2:
         done = _compile_many((paths, levels, mode.name))
@@ -419,13 +457,33 @@ def _compile_entry(
     return _compiled_rows(tree, done)
 
 
-def _compiled_rows(tree: str, done: Iterable[tuple[str, int]]) -> list[tuple[str, int, int]]:
-    """The marker's rows: [archive path of the .py, level, size of its .pyc]."""
+def _ready_tree(entry: CachedWheel, paths: Sequence[str]) -> None:
+    """Before compiling into an entry's tree: a cache this process may
+    write, no link anywhere in the tree (an entry never holds one), and the
+    ``__pycache__`` directories made as the cache makes directories (never
+    group- or world-writable; py_compile would make them as the umask
+    allows)."""
+    root = entry.root.parent.parent
+    check_tree(root, entry.tree)
+    inside = os.fspath(entry.tree) + os.sep
+    for directory in sorted({os.path.dirname(cache_from_source(path)) for path in paths}):
+        if directory.startswith(inside):
+            make_dirs(root, directory)
+
+
+def _compiled_rows(tree: str, done: Iterable[tuple[str, int]]) -> list[_Row]:
+    """The marker's rows: [archive path of the .py, level, then the size,
+    mtime and hash of its .pyc]. A .pyc that is not a regular file by now
+    is left out (not linked: the environment compiles its own)."""
     prefix = len(tree) + 1
-    return sorted(
-        (path[prefix:].replace(os.sep, "/"), level, os.path.getsize(pyc_path(path, level)))
-        for path, level in done
-    )
+    rows = []
+    for path, level in done:
+        try:
+            digest, st = hash_regular(pyc_path(path, level))
+        except OSError:
+            continue
+        rows.append((path[prefix:].replace(os.sep, "/"), level, st.st_size, st.st_mtime_ns, f"sha256={digest}"))
+    return sorted(rows)
 
 
 # compileall is what pip calls; importing it here keeps it loaded before pip

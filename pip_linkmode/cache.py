@@ -23,6 +23,7 @@ import base64
 import contextlib
 import csv
 import hashlib
+import io
 import json
 import os
 import posixpath
@@ -30,6 +31,7 @@ import secrets
 import shutil
 import stat
 import sys
+import threading
 import time
 import zipfile
 import zlib
@@ -40,14 +42,33 @@ from typing import TYPE_CHECKING, Any
 
 from . import _platform
 from ._cachecore import (
+    DIR_MODE,
     ENV_CACHE_DIR,
+    EXEC_MODE,
+    FILE_MODE,
+    O_NOFOLLOW,
     CacheError,
+    CacheNotWritable,
     EntryLock,
     OsFileLock,
+    UnsafeCachePath,
+    cache_root_of,
+    check_path,
+    check_writable,
     default_cache_dir,
+    dir_mode,
     filelock_class,
+    is_safe_relpath,
     lock_path,
+    make_dirs,
+    open_dir,
+    ownership,
+    register_root,
+    rename,
     resolve_root,
+    shared_cache,
+    touch,
+    write_file,
 )
 from .linker import write_fd
 
@@ -109,7 +130,7 @@ class CachedWheel:
     from the entry's layout never needs it.
     """
 
-    __slots__ = ("key", "root", "filename", "name", "version", "dist_info", "_files", "_file_rows")
+    __slots__ = ("key", "root", "filename", "name", "version", "dist_info", "_files", "_file_rows", "_files_checked")
 
     def __init__(
         self,
@@ -130,19 +151,25 @@ class CachedWheel:
         # [path, hash, size, executable, python_shebang] per file, as in
         # entry.json; None until first needed (then read from there)
         self._file_rows = files
+        self._files_checked = False
         self._files: tuple[CachedFile, ...] | None = None
 
     def _manifest(self) -> list[list[Any]]:
-        if self._file_rows is None:
-            meta = self.root / "entry.json"
+        rows = self._file_rows
+        if rows is None or not self._files_checked:
             try:
-                self._file_rows = json.loads(meta.read_bytes())["files"]
+                if rows is None:
+                    rows = json.loads((self.root / "entry.json").read_bytes())["files"]
+                for path, _, size, _, _ in rows:  # a path that could leave the tree is never used
+                    if not is_safe_relpath(path) or type(size) is not int or size < 0:
+                        raise ValueError(f"unsafe file row {path!r}")
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise CacheError(
                     f"damaged or removed cache entry {self.root}: {exc}; "
                     "run `pip-linkmode cache clean` if it persists"
                 ) from exc
-        return self._file_rows
+            self._file_rows, self._files_checked = rows, True
+        return rows
 
     def __repr__(self) -> str:
         return f"<CachedWheel {self.filename} {self.key}>"
@@ -203,7 +230,10 @@ def _check_member_name(wheel: Path, name: str) -> str:
 
 def _parse_record(wheel: Path, text: str) -> dict[str, tuple[str, str, str]]:
     rows: dict[str, tuple[str, str, str]] = {}
-    for row in csv.reader(text.splitlines()):
+    # csv over the text itself: only \n, \r\n (and \r) end a row, where
+    # str.splitlines would also split at U+2028 or \x1c-\x1e, which are
+    # valid in a member's name
+    for row in csv.reader(io.StringIO(text, newline="")):
         if not row:
             continue
         if len(row) != 3:
@@ -225,14 +255,46 @@ class _Unpacker:
         self.dist_info = dist_info
         self.umask = _platform.umask()
         self._fd: int | None = None
+        #: the tree being filled: its descriptor (POSIX), or None and its path
+        self._dir: int | None = None
+        self._root = ""
 
-    def run(self, dest: Path, record: dict[str, tuple[str, str, str]]) -> list[CachedFile]:
+    def run(self, dest: Path, record: dict[str, tuple[str, str, str]], cache_root: Path) -> list[CachedFile]:
+        """Unpack into ``dest`` (a new directory of the cache at ``cache_root``),
+        creating every file and directory relative to ``dest``'s descriptor."""
+        self._root = os.fspath(dest)
+        self._dir = open_dir(cache_root, dest)
         try:
             return self._run(dest, record)
         finally:
             if self._fd is not None and self._fd >= 0 and _platform.private_reads:
                 os.close(self._fd)
             self._fd = None
+            if self._dir is not None:
+                os.close(self._dir)
+                self._dir = None
+
+    def _at(self, rel: str) -> str:
+        """Where ``rel`` (a checked member path) is, for a call given ``dir_fd=self._dir``."""
+        return rel if self._dir is not None else f"{self._root}/{rel}"
+
+    def _makedirs(self, rel: str) -> None:
+        """A member's directory and its missing parents, as DIR_MODE allows."""
+        try:
+            os.mkdir(self._at(rel), DIR_MODE, dir_fd=self._dir)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            parent = posixpath.dirname(rel)
+            if not parent:
+                raise
+            self._makedirs(parent)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(self._at(rel), DIR_MODE, dir_fd=self._dir)
+
+    def _open(self, rel: str) -> int:
+        """A new member file (never an existing one, never through a link)."""
+        return os.open(self._at(rel), _platform.NEW_FILE | O_NOFOLLOW, FILE_MODE, dir_fd=self._dir)
 
     def _run(self, dest: Path, record: dict[str, tuple[str, str, str]]) -> list[CachedFile]:
         record_path = f"{self.dist_info}/RECORD"
@@ -245,7 +307,7 @@ class _Unpacker:
                 continue
             rel = os.path.dirname(name)
             if rel and rel not in made:
-                os.makedirs(f"{root}/{rel}", exist_ok=True)
+                self._makedirs(rel)
                 made.add(rel)
             row = record.get(name)
             is_sig = posixpath.dirname(name) == self.dist_info and posixpath.basename(name) in _SIGNATURES
@@ -291,7 +353,7 @@ class _Unpacker:
             written, head = len(whole), whole[:8]
             if hasher:
                 hasher.update(whole)
-            write_fd(os.open(target, _platform.NEW_FILE, 0o666), target, whole, None)
+            write_fd(self._open(name), target, whole, None)
         else:
             written, head = self._stream(info, target, hasher, limit)
         if expected_size is not None and written != expected_size:
@@ -300,8 +362,8 @@ class _Unpacker:
             )
         if hasher and expected_hash and record_digest(hasher.digest()) != expected_hash[1]:
             raise InvalidWheel(self.wheel, name, "hash contradicts RECORD")
-        if executable:
-            os.chmod(target, (0o777 & ~self.umask) | 0o111)
+        if executable:  # (never group- or world-writable: see FILE_MODE)
+            os.chmod(self._at(name), (EXEC_MODE & ~self.umask) | 0o111, dir_fd=self._dir)
         return head.startswith(b"#!python")
 
     def _read_whole(self, info: zipfile.ZipInfo, limit: int) -> bytes | None:
@@ -374,7 +436,7 @@ class _Unpacker:
             src_file = self.zf.open(info)
         except _UNREADABLE as exc:
             raise InvalidWheel(self.wheel, name, f"cannot be read: {exc}") from None
-        fd = os.open(target, _platform.NEW_FILE, 0o666)
+        fd = self._open(name)
         with open(fd, "wb") as out, src_file as src:
             while True:
                 try:
@@ -419,7 +481,10 @@ class WheelCache:
         self.tmp_dir = self.root / "tmp"
         self.index_dir = self.root / "index"
         self.unpacked: list[str] = []  # keys this object unpacked (for reports)
+        #: why this process only reads the cache (owned by root), or None
+        self.read_only: str | None = None
         self._ready = False
+        register_root(self.root)
         self._locks: dict[str, Any] = {}
 
     def __repr__(self) -> str:
@@ -429,21 +494,49 @@ class WheelCache:
     def _ensure_dirs(self) -> None:
         if self._ready:
             return
+        # Someone else's cache is not written (and, unless owned by root
+        # and writable by no one else, not used); nothing in the cache is
+        # followed if it is a link.
+        found = ownership(self.root)
+        if found is not None and not found[0]:
+            raise CacheNotWritable(found[1])
+        self.read_only = found[1] if found is not None else None
         try:
             for d in (self.entries_dir, self.locks_dir, self.tmp_dir):
-                d.mkdir(parents=True, exist_ok=True)
-            marker = self.root / "CACHEDIR.TAG"
-            if not marker.exists():
-                marker.write_text(
-                    "Signature: 8a477f597d28d172789f06886806bc55\n"
-                    "# This directory is a pip-linkmode wheel cache.\n"
+                if self.read_only:
+                    check_path(self.root, d)
+                else:
+                    make_dirs(self.root, d)
+            if not self.read_only:
+                write_file(
+                    self.root,
+                    self.root / "CACHEDIR.TAG",
+                    b"Signature: 8a477f597d28d172789f06886806bc55\n"
+                    b"# This directory is a pip-linkmode wheel cache.\n",
+                    exclusive=True,
                 )
+                self._tighten_modes()
+        except CacheError:
+            raise
         except OSError as exc:
             raise CacheError(
                 f"cannot use cache directory {self.root}: {exc.strerror or exc}; "
                 f"set --cache-dir or {ENV_CACHE_DIR} to a writable directory"
             ) from exc
         self._ready = True
+
+    def _tighten_modes(self) -> None:
+        """This user's cache is writable by no one else (see FILE_MODE): the
+        group and world write bits a looser umask once gave the cache's
+        own directories are taken away (a shared cache keeps them; so does
+        a sticky root, a scratch directory like /tmp given as the cache)."""
+        if shared_cache() or os.name == "nt":
+            return
+        for d in (self.root, self.entries_dir, self.locks_dir, self.tmp_dir):
+            with contextlib.suppress(OSError):
+                st = os.lstat(d)
+                if st.st_mode & 0o022 and not stat.S_ISLNK(st.st_mode) and not st.st_mode & stat.S_ISVTX:
+                    os.chmod(d, stat.S_IMODE(st.st_mode) & ~0o022)
 
     def lock(self, key: str) -> EntryLock:
         """The file lock guarding one entry (re-entrant within this object).
@@ -460,6 +553,8 @@ class WheelCache:
             # CPU per lock and release against 6, and 26 ms to import: a
             # tenth of a 111-wheel hardlink install.
             file_lock = filelock_class() if sys.platform == "win32" else None
+            if file_lock is not None:  # (OsFileLock checks for itself)
+                check_path(self.root, path)
             lock = EntryLock(file_lock(path) if file_lock is not None else OsFileLock(path), path)
             self._locks[key] = lock
         return lock
@@ -585,15 +680,16 @@ class WheelCache:
             return None
 
     def _remember(self, index: Path, stamp: list[int], entry: CachedWheel) -> None:
-        tmp = index.with_name(f"{index.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        if self.read_only:
+            return
         names = {k: getattr(entry, k) for k in _INDEXED_NAMES}
+        data = json.dumps({"stamp": stamp, "key": entry.key, "entry": names}).encode("utf-8")
         try:
-            self.index_dir.mkdir(exist_ok=True)
-            tmp.write_text(json.dumps({"stamp": stamp, "key": entry.key, "entry": names}), "utf-8")
-            os.replace(tmp, index)
+            write_file(self.root, index, data, makedirs=True)
+        except UnsafeCachePath:
+            raise
         except OSError:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+            pass  # best effort: the key is computed again next time
 
     @contextlib.contextmanager
     def open(self, wheel_path: str | os.PathLike[str]) -> Iterator[CachedWheelSource]:
@@ -603,32 +699,44 @@ class WheelCache:
         yield CachedWheelSource(self.get(wheel_path), self)
 
     def _touch(self, entry: CachedWheel) -> None:
+        if self.read_only:
+            return
         used = entry.root / "last-used"
         try:
-            now = time.time()
-            if now - used.stat().st_mtime > 3600:
-                os.utime(used)
-        except FileNotFoundError:
-            with contextlib.suppress(OSError):
-                used.touch()
+            st = os.lstat(used)  # (a link: refused by touch)
+            if time.time() - st.st_mtime <= 3600 and not stat.S_ISLNK(st.st_mode):
+                return
+        except OSError:
+            pass
+        try:
+            touch(self.root, used)
+        except UnsafeCachePath:
+            raise
         except OSError:
             pass
 
     def _populate(
         self, wheel: Path, zf: zipfile.ZipFile, key: str, dist_info: str, record: bytes
     ) -> CachedWheel:
+        if self.read_only:
+            raise CacheNotWritable(f"{self.read_only} ({wheel.name} is not in it)")
         # We hold this entry's lock: leftovers of killed unpacks of it are dead.
+        check_path(self.root, self.tmp_dir)
         for stale in self.tmp_dir.glob(f"{key}-*"):
-            remove_tree(stale)
+            remove_tree(stale, inside=self.root)
         tmp = self.tmp_dir / f"{key}-{os.getpid()}-{secrets.token_hex(4)}"
         tree = tmp / "tree"
+        umask = _platform.umask()
         try:
-            tree.mkdir(parents=True)
+            # private while it is filled: no other user can reach into it
+            make_dirs(self.root, tmp, 0o700)
+            make_dirs(self.root, tree)
             infos = _checked_infos(wheel, zf, dist_info)
             rows = _parse_record(wheel, record.decode("utf-8"))
-            _check_sizes(wheel, infos, rows, self.root)
+            total = _check_sizes(wheel, infos, rows)
             _check_wheel_version(wheel, zf, dist_info)
-            files = _Unpacker(wheel, zf, infos, dist_info).run(tree, rows)
+            with _space_reserved(wheel, total, self.root):
+                files = _Unpacker(wheel, zf, infos, dist_info).run(tree, rows, self.root)
             from packaging.utils import parse_wheel_filename
 
             parsed = parse_wheel_filename(wheel.name)
@@ -647,11 +755,23 @@ class WheelCache:
                 ],
                 "record": list(rows.values()),
             }
-            (tmp / "entry.json").write_text(json.dumps(data), "utf-8")
-            (tmp / "last-used").touch()
-            os.rename(tmp, self.entry_dir(key))
+            write_file(self.root, tmp / "entry.json", json.dumps(data).encode("utf-8"), exclusive=True)
+            from .cache_admin import record_produced_file
+
+            record_produced_file(tmp / "entry.json")  # its hash, for `cache verify`
+            write_file(self.root, tmp / "last-used", b"", exclusive=True)
+            fd = open_dir(self.root, tmp)
+            if fd is not None:  # (no longer private: readable as the umask allows)
+                try:
+                    os.fchmod(fd, dir_mode() & ~umask)
+                finally:
+                    os.close(fd)
+            rename(self.root, tmp, self.entry_dir(key))
+        except UnsafeCachePath:
+            remove_tree(tmp, inside=self.root)
+            raise
         except OSError as exc:
-            remove_tree(tmp)
+            remove_tree(tmp, inside=self.root)
             if exc.errno == 28:  # ENOSPC
                 raise CacheError(
                     f"no space left on the cache's filesystem ({self.root}) while "
@@ -662,13 +782,14 @@ class WheelCache:
                 f"{exc.strerror or exc} ({exc.filename or ''})"
             ) from exc
         except BaseException:
-            remove_tree(tmp)
+            remove_tree(tmp, inside=self.root)
             raise
         self.unpacked.append(key)
         return _entry_from_json(self.entry_dir(key), data)
 
     def iter_entries(self) -> Iterator[CachedWheel]:
         """Every published entry."""
+        check_path(self.root, self.entries_dir)
         if not self.entries_dir.is_dir():
             return
         for d in sorted(self.entries_dir.iterdir()):
@@ -772,11 +893,9 @@ def _checked_infos(wheel: Path, zf: zipfile.ZipFile, dist_info: str) -> list[zip
     return infos
 
 
-def _check_sizes(
-    wheel: Path, infos: list[zipfile.ZipInfo], record: dict[str, tuple[str, str, str]], where: Path
-) -> None:
-    """Refuse before writing a byte: a member whose zip header contradicts
-    RECORD's size, or a wheel that cannot fit in the cache's free space."""
+def _check_sizes(wheel: Path, infos: list[zipfile.ZipInfo], record: dict[str, tuple[str, str, str]]) -> int:
+    """Refuse before writing a byte a member whose zip header contradicts
+    RECORD's size; the bytes the wheel unpacks to."""
     total = 0
     for info in infos:
         row = record.get(info.filename)
@@ -785,16 +904,49 @@ def _check_sizes(
                 wheel, info.filename, f"zip declares {info.file_size} bytes, RECORD {row[2]}"
             )
         total += info.file_size
-    room = shutil.disk_usage(where).free
-    if total > room:
-        raise CacheError(
-            f"no space left on the cache's filesystem ({where}) for {wheel.name}: it unpacks "
-            f"to {total} bytes and {room} are free; free space or set --cache-dir"
-        )
+    return total
 
 
-def remove_tree(path: Path) -> None:
-    """Remove a directory tree without following links; cope with read-only parts."""
+#: bytes promised to unpacks in flight in this process, per cache root:
+#: two wheels unpacked at once must both fit, not each alone
+_reserved: dict[str, int] = {}
+_reserved_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _space_reserved(wheel: Path, total: int, where: Path) -> Iterator[None]:
+    """Hold ``total`` bytes of the cache's free space for one unpack, or
+    refuse before a byte is written when what is free, less what other
+    unpacks of this process hold, is not enough."""
+    key = os.fspath(where)
+    with _reserved_lock:
+        held = _reserved.get(key, 0)
+        room = shutil.disk_usage(where).free - held
+        if total > room:
+            others = f" ({held} held by other unpacks running)" if held else ""
+            raise CacheError(
+                f"no space left on the cache's filesystem ({where}) for {wheel.name}: it unpacks "
+                f"to {total} bytes and {max(room, 0)} are free{others}; free space or set --cache-dir"
+            )
+        _reserved[key] = held + total
+    try:
+        yield
+    finally:
+        with _reserved_lock:
+            _reserved[key] -= total
+
+
+def remove_tree(path: Path, *, inside: Path | None = None) -> None:
+    """Remove a directory tree without following links; cope with read-only parts.
+
+    A path in a cache (``inside``: that cache's root; else one this process
+    opened) must be reached through no link (a link at ``path`` itself is
+    removed, not followed) in a cache this process may write.
+    """
+    root = os.fspath(inside) if inside is not None else cache_root_of(path)
+    if root is not None:
+        check_writable(root)
+        check_path(root, path, final=False)
 
     def onerror(func: Any, p: str, exc: BaseException) -> None:
         if isinstance(exc, FileNotFoundError):

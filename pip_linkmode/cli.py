@@ -81,6 +81,7 @@ def main_cache(argv: Sequence[str]) -> int:
             for line in cache_admin.list_entries(cache, opts.projects):
                 print(line)
         elif opts.action == "verify":
+            cache_admin.require_cache(cache)  # nothing there is not "every file matches"
             problems = cache_admin.verify(cache)
             for problem in problems:
                 print(problem.render())

@@ -6,7 +6,9 @@ import contextlib
 import csv
 import hashlib
 import io
+import itertools
 import json
+import operator
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -18,6 +20,7 @@ from installer.destinations import SchemeDictionaryDestination
 from installer.records import Hash, RecordEntry
 from installer.utils import SCHEME_NAMES, Scheme, parse_entrypoints, parse_metadata_file
 
+from ._cachecore import all_safe_relpaths
 from .bytecode import CachedPyc, ensure_bytecode, pyc_groups, pyc_path
 from .cache import CachedFile, record_digest
 from .linker import DirJob, Linker, LinkJob, LinkReport, write_beside
@@ -449,14 +452,79 @@ def load_layout(source: CachedWheelSource) -> Layout | None:
     try:
         data = json.loads(path.read_bytes())
         if data.get("v") == _LAYOUT_VERSION:
-            return None if data.get("none") else Layout(*data["layout"])
+            return None if data.get("none") else _checked_layout(Layout(*data["layout"]))
     except (OSError, ValueError, TypeError, KeyError):
-        pass  # missing, damaged or older: computed again
+        pass  # missing, damaged, older or tampered with: computed again
     layout = _build_layout(source)
     data = {"v": _LAYOUT_VERSION, "none": layout is None, "layout": layout}
+    payload = json.dumps(data).encode("utf-8")
     with contextlib.suppress(OSError):  # a read-only cache: computed each time
-        write_beside(os.fspath(path), json.dumps(data).encode("utf-8"))
+        from .cache_admin import record_produced
+
+        record_produced(path, payload)  # its hash, for `cache verify`
+        write_beside(os.fspath(path), payload)
     return layout
+
+
+def _checked_layout(layout: Layout) -> Layout:
+    """``layout`` as read back from the cache, if every path in it stays
+    inside its scheme or the entry's tree and every RECORD line lists its
+    own file (a line is written into the environment's RECORD, which pip
+    uninstall deletes by); ValueError otherwise. Paths are checked in one
+    pass over them all: well under a microsecond a file."""
+    if layout.root not in ("purelib", "platlib") or not isinstance(layout.entry_points, bool):
+        raise ValueError("root scheme")
+    schemes = set(SCHEME_NAMES)
+    paths: list[str] = []
+    names: list[str] = []
+    for scheme, sdir, ddir, group_names, sizes, _ in layout.groups:
+        if scheme not in schemes or len(group_names) != len(sizes):
+            raise ValueError("group")
+        # (a parent group's archive dir may keep its "/": a .data scheme's top)
+        paths.extend(d for d in (sdir[:-1] if sdir.endswith("/") else sdir, ddir) if d)
+        names.extend(group_names)
+    keys, lines = layout.keys, layout.lines
+    if len(keys) != len(lines):
+        raise ValueError("keys")
+    for index, kind, scheme, path, a, _ in layout.special:
+        if not (type(index) is int and 0 <= index < len(keys)) or keys[index] != path:
+            raise ValueError(f"special {path!r}")
+        if kind not in ("write", "link") or scheme not in schemes:
+            raise ValueError(f"special {path!r}")
+        if kind == "write":
+            paths.append(a)
+    if "/" in "\n".join(names) or not all_safe_relpaths([*paths, *names, *keys]):
+        raise ValueError("a path that leaves its directory")
+    if not _lines_list_their_keys(keys, lines):
+        raise ValueError("a RECORD line that does not list its own file")
+    return layout
+
+
+def _lines_list_their_keys(keys: list[str], lines: list[str]) -> bool:
+    """Is each non-empty line exactly one RECORD row whose path is its key?
+    With no key that RECORD quotes (nearly always), in a few passes over
+    them all: every line starts with its key and a comma, ends with the
+    only newline in it, and holds no quote or carriage return."""
+    if any(c in "\x00".join(keys) for c in _QUOTED):
+        return all(
+            not line or line == record_line(key, *_fields(line)) for key, line in zip(keys, lines, strict=True)
+        )
+    present = list(itertools.compress(lines, lines))
+    joined = "\x00".join(present) + "\x00"
+    return (
+        '"' not in joined
+        and "\r" not in joined
+        and joined.count("\n") == len(present) == joined.count("\n\x00")
+        and all(map(str.startswith, present, map(operator.add, itertools.compress(keys, lines), itertools.repeat(","))))
+    )
+
+
+def _fields(line: str) -> tuple[str, str]:
+    """The hash and size of a RECORD line read back (ValueError: not one row of three)."""
+    rows = list(csv.reader(io.StringIO(line, newline="")))
+    if len(rows) != 1 or len(rows[0]) != 3:
+        raise ValueError("not one RECORD row")
+    return rows[0][1], rows[0][2]
 
 
 def _build_layout(source: CachedWheelSource) -> Layout | None:

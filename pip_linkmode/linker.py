@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from . import _platform
+from ._cachecore import FILE_MODE, cache_root_of, write_file
 from ._platform import NEW_FILE, Cause, Platform
 from .modes import LinkMode, parse_link_mode
 
@@ -226,7 +227,7 @@ class Linker:
             LinkMode.CLONE: self.platform.clone_file,
             LinkMode.HARDLINK: self.platform.hardlink,
             LinkMode.SYMLINK: self.platform.symlink,
-            LinkMode.COPY: self.platform.copy_file,
+            LinkMode.COPY: self._copy_file,
         }
         self._source_mtimes = True
         #: the process's umask, read once before any thread creates files
@@ -846,6 +847,15 @@ class Linker:
             report.bytes_shared += job.size
         return report
 
+    def _copy_file(self, src: str, dst: str) -> None:
+        """A copy, with the mode bits pip gives a new file (executable if
+        the cache file is): a copy is the environment's own, and the cache
+        file's bits are never group- or world-writable, whatever the umask."""
+        self.platform.copy_file(src, dst)
+        if os.name != "nt" and self.platform.name != "windows":
+            path = self.platform.fspath(dst)
+            os.chmod(path, self._perms[bool(os.stat(path).st_mode & 0o100)])
+
     def _op(self, mode: LinkMode, perm: int | None) -> Callable[[str, str], None]:
         """The call placing a file in ``mode`` (a clone with ``perm``'s bits)."""
         if perm is None or mode is not LinkMode.CLONE:
@@ -1140,7 +1150,16 @@ def write_beside(
     platform's, which knows Windows' rename-aside). ``fresh``: nothing is
     expected at ``path``, so it is created there directly, exclusively (the
     temp name is used after all if something is there).
+
+    A file inside a cache this process uses (a layout, a plan, a record) is
+    the cache's own: ``_cachecore.write_file`` writes it, through no link,
+    never group- or world-writable.
     """
+    root = cache_root_of(path)
+    if root is not None:
+        whole = data if isinstance(data, bytes) else b"".join(data)
+        write_file(root, path, whole, mode=FILE_MODE if mode is None else mode & ~0o022)
+        return
     flags = NEW_FILE
     perms = 0o666 if mode is None else mode
     if fresh:

@@ -34,6 +34,7 @@ script's are.
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import errno
 import io
@@ -42,6 +43,7 @@ import os
 import stat
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 # hashlib loads OpenSSL (3 ms, a twentieth of a replayed venv); the builtin
 # sha256 gives the same digests.
@@ -54,7 +56,15 @@ except ImportError:
         from hashlib import sha256  # type: ignore[assignment,no-redef]
 
 from . import __version__, _platform
-from ._cachecore import EntryLock, OsFileLock, lock_path
+from ._cachecore import (
+    EntryLock,
+    OsFileLock,
+    all_safe_relpaths,
+    check_path,
+    lock_path,
+    make_dirs,
+    register_root,
+)
 from .linker import Linker, LinkError, LinkJob, LinkReport, write_beside
 from .modes import LinkMode
 
@@ -216,8 +226,13 @@ def record(
         if plan is None:
             return False
         plans = os.path.join(cache_root, "plans")
-        os.makedirs(plans, exist_ok=True)
-        write_beside(os.path.join(plans, f"{key}.json"), json.dumps(plan).encode("utf-8"))
+        register_root(cache_root)  # write_beside writes the plan as the cache's own file
+        make_dirs(cache_root, plans)  # (through no link)
+        from .cache_admin import record_produced
+
+        path, data = os.path.join(plans, f"{key}.json"), json.dumps(plan).encode("utf-8")
+        record_produced(path, data)  # its hash, for `cache verify`
+        write_beside(path, data)
         return True
     except (OSError, ValueError, csv.Error):
         return False
@@ -370,6 +385,15 @@ def replay(
         if plan.get("format") != PLAN_FORMAT:
             return None
         entries: list[str] = plan["entries"]
+        _check_paths(plan)
+    except UnsafePlan:
+        # written by someone else than this code: never used, and the
+        # install that follows records the plan again
+        with contextlib.suppress(OSError):  # (reached through no planted link)
+            plan_file = os.path.join(cache_root, "plans", f"{key}.json")
+            check_path(cache_root, plan_file, final=False)
+            os.unlink(plan_file)
+        return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     lock_paths = [lock_path(cache_root, k) for k in entries]
@@ -385,6 +409,37 @@ def replay(
     finally:
         for lock in reversed(held):
             lock.release()
+
+
+class UnsafePlan(ValueError):
+    """A plan read back from the cache names a path that leaves its root."""
+
+
+def _check_paths(plan: Mapping[str, Any]) -> None:
+    """Every path a plan joins to the cache or to the environment is
+    relative, in normal form and stays below it (the rules archive members
+    are held to), and every link source is inside an entry's tree;
+    UnsafePlan otherwise. A plan's separators are the system's."""
+    def portable(path: object) -> str:
+        if not isinstance(path, str):
+            raise UnsafePlan(f"not a path: {path!r}")
+        return path.replace(os.sep, "/") if os.sep != "/" and "/" not in path else path
+
+    cache_side: list[str] = []
+    env_side: list[str] = []
+    for sbase, dbase, members in plan["links"]:
+        src, dst = portable(sbase), portable(dbase)
+        parts = src.split("/")
+        if len(parts) < 3 or parts[0] != "entries" or parts[2] != "tree":
+            raise UnsafePlan(f"a link from outside the entries: {sbase!r}")
+        for rel, _size in members:
+            member = portable(rel)
+            cache_side.append(f"{src}/{member}")
+            env_side.append(f"{dst}/{member}" if dst else member)
+    env_side.extend(portable(item["path"]) for item in plan["generated"])
+    cache_side.extend(portable(path) for path in plan["required"])
+    if not all_safe_relpaths(cache_side) or not all_safe_relpaths(env_side):
+        raise UnsafePlan("a path that leaves its directory")
 
 
 def _place(

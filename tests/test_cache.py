@@ -373,3 +373,24 @@ def test_a_member_is_what_zipfile_reads_even_past_its_declared_size(tmp_path: Pa
         assert zf.read("smug-1.0.dist-info/RECORD") == record  # zipfile's reading
     cached = WheelCache(tmp_path / "cache").get(wheel)
     assert (cached.tree / "smug-1.0.dist-info" / "RECORD").read_bytes() == record
+
+
+def test_record_rows_split_only_at_line_ends(tmp_path: Path, cache_dir: Path, venv: Path) -> None:
+    """A member's name may hold U+2028 or \\x1c-\\x1e (str.splitlines breaks
+    lines there, csv does not): the wheel is cached and installs, as pip
+    installs it."""
+    from conftest import site_packages
+
+    from pip_linkmode import install_wheel
+
+    odd = ["odd/line\u2028sep.txt", "odd/file\x1csep.txt", "odd/group\x1dsep.txt", "odd/record\x1esep.txt"]
+    if os.name == "nt":
+        odd = odd[:1]  # NTFS refuses characters 1-31 in a name
+    spec = demo_spec()
+    spec.files = {**spec.files, **{name: name.encode("utf-8") for name in odd}}
+    wheel = build_wheel(tmp_path / "w", spec)
+    entry = WheelCache(cache_dir).get(wheel)
+    assert {f.path for f in entry.files} >= set(odd)
+    install_wheel(wheel, venv=venv, cache=cache_dir, link_mode="hardlink")
+    for name in odd:
+        assert (site_packages(venv) / name).read_bytes() == name.encode("utf-8")

@@ -1,0 +1,429 @@
+"""Cache security (issue 24): nothing is written, created or removed through
+a link planted inside the cache; a cache owned by someone else is not
+written; what the cache creates is never group- or world-writable.
+
+Each attack is the real one: a link in the cache pointing at a victim
+outside it (which must stay as it was, and where a dangling link points
+nothing may appear), a second real user, a real umask in a child process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import IS_ROOT, make_venv, needs_symlinks, site_packages
+from wheelmaker import build_wheel, demo_spec
+
+from pip_linkmode import WheelCache, cache_admin
+from pip_linkmode._cachecore import ENV_SHARED_CACHE, CacheNotWritable, UnsafeCachePath
+from pip_linkmode.bytecode import compiled_rows
+from pip_linkmode.linker import write_beside
+
+ROOT = Path(__file__).resolve().parent.parent
+
+posix_only = pytest.mark.skipif(os.name == "nt", reason="owners, umasks and O_NOFOLLOW are POSIX's (Windows: lstat checks)")
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> Path:
+    """A directory outside the cache, with a file that must stay as it is."""
+    d = tmp_path / "victim"
+    d.mkdir()
+    (d / "precious").write_bytes(b"precious\n")
+    old = time.time() - 30 * 86400
+    os.utime(d / "precious", (old, old))
+    return d
+
+
+def _unchanged(victim: Path, names: tuple[str, ...] = ("precious",)) -> None:
+    """Nothing in ``victim`` but what was there, with its content and mtime."""
+    assert sorted(p.name for p in victim.iterdir()) == sorted(names)
+    for name in names:
+        if name == "precious":
+            assert (victim / name).read_bytes() == b"precious\n"
+            assert time.time() - (victim / name).stat().st_mtime > 86400
+
+
+def _attempt(action: Callable[[], object]) -> UnsafeCachePath | None:
+    """The refusal ``action`` ends with, or None (looked at after the
+    victim: the harm, if any, is what the test reports first)."""
+    try:
+        action()
+    except UnsafeCachePath as exc:
+        return exc
+    return None
+
+
+def _refused(error: UnsafeCachePath | None, names: str) -> None:
+    assert error is not None, "the planted link was not reported"
+    assert names in str(error) and "\n" not in str(error)
+
+
+def _fresh_cache(tmp_path: Path, wheel: Path) -> tuple[WheelCache, str]:
+    cache = WheelCache(tmp_path / "cache")
+    return cache, cache.get(wheel).key
+
+
+# -- planted links: never followed ----------------------------------------------
+
+
+@needs_symlinks
+def test_a_dangling_link_at_cachedir_tag_creates_nothing(tmp_path: Path, demo_wheel: Path, victim: Path) -> None:
+    root = tmp_path / "cache"
+    root.mkdir()
+    (root / "CACHEDIR.TAG").symlink_to(victim / "tag")
+    error = _attempt(lambda: WheelCache(root).get(demo_wheel))
+    _unchanged(victim)
+    _refused(error, "CACHEDIR.TAG")
+
+
+@needs_symlinks
+@pytest.mark.parametrize("where", ["lock file", "locks directory"])
+def test_a_link_at_a_lock_creates_nothing(tmp_path: Path, demo_wheel: Path, victim: Path, where: str) -> None:
+    root = tmp_path / "cache"
+    key = WheelCache(tmp_path / "other").key_for(demo_wheel)
+    if where == "lock file":
+        (root / "locks").mkdir(parents=True)
+        (root / "locks" / f"{key}.lock").symlink_to(victim / "lock")
+    else:
+        root.mkdir()
+        (root / "locks").symlink_to(victim, target_is_directory=True)
+    error = _attempt(lambda: WheelCache(root).get(demo_wheel))
+    _unchanged(victim)
+    _refused(error, "locks")
+    assert not (root / "entries" / key).exists()
+
+
+@needs_symlinks
+@pytest.mark.parametrize("target", ["dangling", "existing"])
+def test_a_link_at_last_used_is_not_followed(tmp_path: Path, demo_wheel: Path, victim: Path, target: str) -> None:
+    cache, key = _fresh_cache(tmp_path, demo_wheel)
+    used = cache.entry_dir(key) / "last-used"
+    used.unlink()
+    used.symlink_to(victim / ("precious" if target == "existing" else "used"))
+    error = _attempt(lambda: WheelCache(cache.root).get(demo_wheel))
+    _unchanged(victim)
+    _refused(error, "last-used")
+
+
+@needs_symlinks
+def test_a_link_at_a_user_record_is_not_written_through(tmp_path: Path, demo_wheel: Path, victim: Path) -> None:
+    """The install that records a symlink-mode environment truncated and
+    rewrote the file a record's link pointed to."""
+    cache, key = _fresh_cache(tmp_path, demo_wheel)
+    env = tmp_path / "env"
+    env.mkdir()
+    cache_admin.record_user(cache, key, str(env))
+    records = [p for p in (cache.root / "users" / key).iterdir()]
+    assert records
+    for p in records:
+        p.unlink()
+        p.symlink_to(victim / "precious")
+    error = _attempt(lambda: cache_admin.record_user(cache, key, str(env)))
+    _unchanged(victim)
+    _refused(error, str(cache.root / "users" / key))
+
+
+@needs_symlinks
+@pytest.mark.parametrize("directory", ["users", "users/KEY", "index", "plans"])
+def test_a_linked_directory_is_never_written_into(
+    tmp_path: Path, demo_wheel: Path, victim: Path, directory: str
+) -> None:
+    cache = WheelCache(tmp_path / "cache")
+    key = cache.key_for(demo_wheel)
+    link = cache.root / directory.replace("KEY", key)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(victim, target_is_directory=True)
+    def attack() -> None:
+        if directory == "plans":  # a recorded plan, a layout, a record: write_beside
+            write_beside(os.path.join(cache.root, "plans", f"{key}.json"), b"{}")
+            return
+        cache.get(demo_wheel)  # records the wheel file in the index
+        cache_admin.record_user(cache, key, str(tmp_path))
+
+    error = _attempt(attack)
+    _unchanged(victim)
+    _refused(error, str(link))
+
+
+@needs_symlinks
+def test_unpacking_removes_no_leftovers_through_a_linked_tmp(tmp_path: Path, demo_wheel: Path, victim: Path) -> None:
+    """Leftovers of killed unpacks of an entry are removed before it is
+    unpacked again: never in a directory ``tmp`` links to."""
+    cache = WheelCache(tmp_path / "cache")
+    key = cache.key_for(demo_wheel)
+    (victim / f"{key}-precious").mkdir()
+    (victim / f"{key}-precious" / "file").write_bytes(b"mine")
+    cache.root.mkdir()
+    (cache.root / "tmp").symlink_to(victim, target_is_directory=True)
+    error = _attempt(lambda: cache.get(demo_wheel))
+    _unchanged(victim, ("precious", f"{key}-precious"))
+    assert (victim / f"{key}-precious" / "file").read_bytes() == b"mine"
+    _refused(error, "tmp")
+
+
+@needs_symlinks
+@pytest.mark.parametrize("directory", ["tmp", "index", "plans"])
+def test_prune_removes_nothing_through_a_link(tmp_path: Path, demo_wheel: Path, victim: Path, directory: str) -> None:
+    cache, _ = _fresh_cache(tmp_path, demo_wheel)
+    link = cache.root / directory
+    shutil.rmtree(link, ignore_errors=True)
+    (victim / "notes.json").write_bytes(b"not an index record\n")
+    link.symlink_to(victim, target_is_directory=True)
+    error = _attempt(lambda: cache_admin.prune(WheelCache(cache.root)))
+    _unchanged(victim, ("precious", "notes.json"))
+    _refused(error, str(link))
+
+
+@needs_symlinks
+def test_clean_removes_nothing_through_a_linked_users_directory(
+    tmp_path: Path, demo_wheel: Path, victim: Path
+) -> None:
+    """``clean`` reads an entry's user records and removes the stale ones:
+    with ``users/<key>`` a link, those would be the victim's files."""
+    cache, key = _fresh_cache(tmp_path, demo_wheel)
+    (cache.root / "users").mkdir()
+    (cache.root / "users" / key).symlink_to(victim, target_is_directory=True)
+    error = _attempt(lambda: cache_admin.clean(WheelCache(cache.root)))
+    _unchanged(victim)
+    _refused(error, "users")
+
+
+@needs_symlinks
+def test_repair_removes_nothing_through_a_linked_users_directory(
+    tmp_path: Path, demo_wheel: Path, victim: Path
+) -> None:
+    """``verify --repair`` re-creates a damaged entry: what it removes of
+    the entry's users is never where ``users`` links to."""
+    cache, key = _fresh_cache(tmp_path, demo_wheel)
+    (cache.entry_dir(key) / "tree" / "demo" / "core.py").write_bytes(b"tampered = True\n")
+    (victim / key).mkdir()
+    (victim / key / "mine").write_bytes(b"mine")
+    (cache.root / "users").symlink_to(victim, target_is_directory=True)
+    fresh = WheelCache(cache.root)
+    problems = cache_admin.verify(fresh)
+    assert problems
+    error = _attempt(lambda: cache_admin.repair(fresh, problems))
+    assert (victim / key / "mine").read_bytes() == b"mine"
+    assert error is None or "users" in str(error)
+    _unchanged(victim, ("precious", key))
+
+
+@needs_symlinks
+def test_bytecode_is_not_compiled_into_a_linked_pycache(tmp_path: Path, demo_wheel: Path, victim: Path) -> None:
+    cache = WheelCache(tmp_path / "cache")
+    entry = cache.get(demo_wheel)
+    (entry.tree / "demo" / "__pycache__").symlink_to(victim, target_is_directory=True)
+    error = _attempt(lambda: compiled_rows(cache, entry))
+    _unchanged(victim)
+    _refused(error, "__pycache__")
+
+
+@needs_symlinks
+def test_the_error_is_one_line_through_pip(tmp_path: Path, demo_wheel: Path, victim: Path) -> None:
+    root = tmp_path / "cache"
+    root.mkdir()
+    (root / "CACHEDIR.TAG").symlink_to(victim / "tag")
+    result = subprocess.run(
+        [sys.executable, "-m", "pip_linkmode", "install", "--no-index", "--target", str(tmp_path / "t"), str(demo_wheel)],
+        capture_output=True, text=True, cwd=ROOT,
+        env={**os.environ, "PIP_LINKMODE_CACHE_DIR": str(root), "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "CACHEDIR.TAG" in line]
+    assert len(errors) == 1 and "symbolic link inside the cache" in errors[0], result.stderr
+    _unchanged(victim)
+
+
+# -- ownership -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def other_user() -> Iterator[tuple[str, int, int]]:
+    """A second real user, created for these tests and removed after."""
+    if not IS_ROOT or shutil.which("useradd") is None:
+        pytest.skip("creating a second user needs root and useradd")
+    name = f"plm{uuid.uuid4().hex[:8]}"
+    subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True)
+    try:
+        import pwd
+
+        record = pwd.getpwnam(name)
+        yield name, record.pw_uid, record.pw_gid
+    finally:
+        subprocess.run(["userdel", name], check=False)
+
+
+def _as_user(uid: int, gid: int, work: Callable[[], str]) -> str:
+    """``work()`` run by that user, in a forked child: this interpreter sits
+    under a directory only root may enter (/root), so the user could not
+    start it; a fork runs the code already loaded."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        status = 0
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            try:
+                out = "ok: " + work()
+            except Exception as exc:  # reported to the parent
+                out = f"{type(exc).__name__}: {exc}"
+            os.write(write, out.encode())
+        except BaseException:
+            status = 1
+        finally:
+            os._exit(status)
+    os.close(write)
+    chunks = []
+    while chunk := os.read(read, 65536):
+        chunks.append(chunk)
+    os.close(read)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0
+    return b"".join(chunks).decode()
+
+
+def _shared_dir() -> Path:
+    """A directory any user can reach (the tests' tmp_path is root's alone)."""
+    d = Path(tempfile.mkdtemp(prefix="plm-sec-"))
+    d.chmod(0o755)
+    return d
+
+
+@posix_only
+def test_a_cache_owned_by_another_user_is_not_written(
+    tmp_path: Path, demo_wheel: Path, other_user: tuple[str, int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sudo`` without ``-H``: root with a user's HOME, so a user's cache."""
+    monkeypatch.delenv(ENV_SHARED_CACHE, raising=False)
+    name, uid, gid = other_user
+    root = tmp_path / "cache"
+    root.mkdir()
+    os.chown(root, uid, gid)
+    with pytest.raises(CacheNotWritable) as raised:
+        WheelCache(root).get(demo_wheel)
+    message = str(raised.value)
+    assert name in message and "not by root" in message and ENV_SHARED_CACHE in message and "--cache-dir" in message
+    assert "\n" not in message
+    assert list(root.iterdir()) == []
+
+    # through pip, one line
+    result = subprocess.run(
+        [sys.executable, "-m", "pip_linkmode", "install", "--no-index", "--target", str(tmp_path / "t"), str(demo_wheel)],
+        capture_output=True, text=True, cwd=ROOT,
+        env={**os.environ, "PIP_LINKMODE_CACHE_DIR": str(root), "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+    )
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert len([line for line in result.stderr.splitlines() if f"owned by {name}" in line]) == 1, result.stderr
+    assert list(root.iterdir()) == []
+
+
+@posix_only
+def test_a_shared_cache_is_written_when_chosen(
+    tmp_path: Path, demo_wheel: Path, other_user: tuple[str, int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, uid, gid = other_user
+    root = tmp_path / "cache"
+    root.mkdir()
+    os.chown(root, uid, gid)
+    monkeypatch.setenv(ENV_SHARED_CACHE, "1")
+    entry = WheelCache(root).get(demo_wheel)
+    assert (entry.tree / "demo" / "core.py").is_file()
+
+
+@posix_only
+def test_a_cache_owned_by_root_is_read_not_written_by_a_user(
+    demo_wheel: Path, other_user: tuple[str, int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ENV_SHARED_CACHE, raising=False)
+    _, uid, gid = other_user
+    base = _shared_dir()
+    try:
+        wheels = base / "wheels"
+        here = build_wheel(wheels, demo_spec())
+        missing = build_wheel(wheels / "other", demo_spec(name="other"))
+        for p in (wheels, wheels / "other"):
+            p.chmod(0o755)
+        root = base / "cache"
+        cache = WheelCache(root)
+        key = cache.get(here).key
+        before = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+        def read() -> str:
+            user_cache = WheelCache(root)
+            entry = user_cache.get(here)
+            with user_cache.lock(entry.key):  # a lock file it cannot write: read, and locked
+                text = (entry.tree / "demo" / "core.py").read_text()
+            return f"{entry.key} {text.splitlines()[0]}"
+
+        assert _as_user(uid, gid, read) == f"ok: {key} def hello():"
+
+        def miss() -> str:
+            WheelCache(root).get(missing)
+            return "unpacked"
+
+        out = _as_user(uid, gid, miss)
+        assert out.startswith("CacheNotWritable: ") and "owned by root" in out and ENV_SHARED_CACHE in out, out
+        assert "\n" not in out and missing.name in out
+        assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == before
+    finally:
+        shutil.rmtree(base)
+
+
+# -- modes -----------------------------------------------------------------------
+
+
+_UMASK_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys
+    from pip_linkmode import install_wheel
+    wheel, cache, hard_venv, copy_venv = sys.argv[1:]
+    install_wheel(wheel, venv=hard_venv, cache=cache, link_mode="hardlink", compile_bytecode=True)
+    install_wheel(wheel, venv=copy_venv, cache=cache, link_mode="copy")
+    """
+)
+
+
+@posix_only
+@pytest.mark.parametrize("umask", [0o000, 0o002])
+def test_cache_files_are_never_group_or_world_writable(tmp_path: Path, demo_wheel: Path, umask: int) -> None:
+    """In hardlink mode the cache inode is every environment's file: under
+    umask 000 or 002 nothing the cache creates may be writable by others.
+    A copy is the environment's own: it gets pip's modes for that umask."""
+    cache = tmp_path / "cache"
+    hard, copy = make_venv(tmp_path / "hard"), make_venv(tmp_path / "copy")
+    subprocess.run(
+        [sys.executable, "-c", _UMASK_SCRIPT, str(demo_wheel), str(cache), str(hard), str(copy)],
+        check=True, cwd=ROOT, preexec_fn=lambda: os.umask(umask),  # noqa: PLW1509
+    )
+    loose = {}
+    kinds = set()
+    for path in [cache, *cache.rglob("*")]:
+        st = path.lstat()
+        kinds.add(path.suffix if stat.S_ISREG(st.st_mode) else "dir")
+        if st.st_mode & 0o022 and not stat.S_ISLNK(st.st_mode):
+            loose[str(path.relative_to(cache))] = oct(stat.S_IMODE(st.st_mode))
+    assert not loose, loose
+    assert {".pyc", ".json", ".lock", ".py", "dir"} <= kinds  # bytecode, layouts, locks were all made
+    pkg = site_packages(copy) / "demo"
+    assert stat.S_IMODE((pkg / "core.py").stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE((pkg / "tool.sh").stat().st_mode) == 0o777 & ~umask
+    hard_core = site_packages(hard) / "demo" / "core.py"
+    assert hard_core.stat().st_nlink > 1 and not hard_core.stat().st_mode & 0o022
+    assert json.loads((cache / "index").iterdir().__next__().read_text())["key"]

@@ -192,8 +192,6 @@ class _LinkedInstall:
     @classmethod
     def plan(cls, pip: _Pip, cache: WheelCache, entry: CachedWheel, call: inspect.BoundArguments) -> _LinkedInstall | None:
         """None where pip's loop must do it: anything this does not reproduce exactly."""
-        if os.sep != "/":
-            return None
         args = call.arguments
         name, scheme, pycompile = args["name"], args["scheme"], bool(args.get("pycompile", True))
         if pycompile and (sys.pycache_prefix is not None or sys.implementation.cache_tag is None):
@@ -246,9 +244,10 @@ class _LinkedInstall:
         data_files += [(key, archive, path) for _, kind, key, path, archive, _ in layout.special if kind == "write"]
         for key, archive, sub in data_files:
             target = os.path.join(paths[key], sub)
-            if target in targets or (pycompile and archive.endswith(".py") and not bytecode.compiles(entry, archive)):
+            same = _same_path(target)
+            if same in targets or (pycompile and archive.endswith(".py") and not bytecode.compiles(entry, archive)):
                 return None  # one path twice, or a .py pip compiles where the cache does not
-            targets.add(target)
+            targets.add(same)
             installed[archive] = record = to_record(target, lib_dir)
             if key == "scripts":
                 base = os.path.basename(target)
@@ -259,7 +258,7 @@ class _LinkedInstall:
                     return None  # pip leaves out a setuptools wrapper of an entry point
                 scripts.append((archive, target, record))
         if any(key in ("purelib", "platlib") for key, _, _ in data_files) and targets & {
-            f"{lib_dir}/{ddir}/{name}" if ddir else f"{lib_dir}/{name}"
+            _same_path(f"{lib_dir}/{ddir}/{name}" if ddir else f"{lib_dir}/{name}")
             for key, sdir, ddir, names, _, _ in layout.groups
             if key == root and not sdir.startswith(data)
             for name in names
@@ -327,7 +326,7 @@ class _LinkedInstall:
         maker.set_mode = True
         console_specs = wheel.get_console_script_specs(self.console)
         gui_specs = list(starmap("{} = {}".format, self.gui.items()))
-        names = [os.path.join(scripts_dir, spec.partition("=")[0].strip()) for spec in [*console_specs, *gui_specs]]
+        names = _script_paths(maker, scripts_dir, [*console_specs, *gui_specs])
         there = _unshare_scripts(names)
         try:
             generated: list[str] = maker.make_multiple(console_specs)
@@ -359,6 +358,33 @@ class _LinkedInstall:
         out = io.StringIO()
         csv.writer(out).writerows(wheel._normalized_outrows(rows))  # pip's dialect: "\r\n" lines
         write(os.path.join(info, "RECORD"), out.getvalue().encode("utf-8"), meta_mode)
+
+
+if os.sep == "/":
+
+    def _same_path(path: str) -> str:
+        return path
+
+else:
+
+    def _same_path(path: str) -> str:
+        """One spelling per file: Windows takes either separator, in any case."""
+        return os.path.normcase(os.path.normpath(path))
+
+
+def _script_paths(maker: Any, scripts_dir: str, specs: Sequence[str]) -> list[str]:
+    """The files pip's script maker writes for these entry points: on
+    Windows each is an ``.exe`` launcher (distlib drops a ``.py*`` suffix
+    first), elsewhere a file of the entry point's name."""
+    launchers = os.name == "nt" and bool(getattr(maker, "add_launchers", True))
+    paths: list[str] = []
+    for spec in specs:
+        name = spec.partition("=")[0].strip()
+        if launchers:
+            stem, ext = os.path.splitext(name)
+            name = f"{stem if ext.startswith('.py') else name}.exe"
+        paths.append(os.path.join(scripts_dir, name))
+    return paths
 
 
 def _unshare_scripts(paths: Sequence[str]) -> set[str]:
@@ -752,14 +778,35 @@ def _reexec_with(python: str, argv: Sequence[str]) -> int:
 
     import pip_linkmode
 
-    if not os.path.exists(python):
+    found = _interpreter(python)
+    if found is None:
         print(f"pip-linkmode: no Python interpreter at {python}", file=sys.stderr)
         return 2
     dirs = {
         mod.__name__: os.path.dirname(os.path.abspath(mod.__file__ or ""))
         for mod in (pip_linkmode, installer, filelock, packaging, pip)
     }
-    return subprocess.call([python, "-c", _REEXEC_CODE, json.dumps(dirs), *argv])
+    return subprocess.call([found, "-c", _REEXEC_CODE, json.dumps(dirs), *argv])
+
+
+def _interpreter(python: str) -> str | None:
+    """What ``--python`` names, read as pip reads it: an interpreter, or a
+    virtual environment's directory (its ``bin/python`` or
+    ``Scripts/python.exe``); None where there is none."""
+    if os.path.isdir(python):
+        candidates = [os.path.join(python, exe) for exe in ("bin/python", "Scripts/python.exe")]
+        return next((exe for exe in candidates if os.path.isfile(exe)), None)
+    return python if os.path.exists(python) else None
+
+
+def _same_interpreter(python: str) -> bool:
+    """Is ``python`` this interpreter? A venv's python is a symlink to its
+    base interpreter (POSIX) or a launcher that starts it (Windows):
+    compare the paths as given, not resolved, or the venv would be ignored;
+    on Windows in any case."""
+    found = _interpreter(python)
+    here = os.path.normcase(os.path.abspath(sys.executable))
+    return found is not None and os.path.normcase(os.path.abspath(found)) == here
 
 
 def _without_python_option(argv: Sequence[str]) -> list[str]:
@@ -805,9 +852,7 @@ def main_install(argv: Sequence[str]) -> int:
     except UsageError as exc:
         print(f"pip-linkmode install: error: {exc} (link modes: {', '.join(CHOICES)})", file=sys.stderr)
         return 2
-    if opts.python and os.path.abspath(opts.python) != os.path.abspath(sys.executable):
-        # A venv's python is a symlink to its base interpreter: compare the
-        # paths as given, not resolved, or the venv would be ignored.
+    if opts.python and not _same_interpreter(opts.python):
         return _reexec_with(opts.python, _without_python_option(argv))
     problem = pip_support_problem()
     if problem is not None:

@@ -156,19 +156,46 @@ def interpreter_info(python: str | os.PathLike[str] | None = None) -> Interprete
 
 
 def _resolve_python(python: str) -> str:
-    """A path to the interpreter: a path as given, a command on PATH, or ``3.12``."""
+    """A path to the interpreter: a path as given, a command on PATH, or ``3.12``.
+
+    On Windows a version is also looked up with the ``py`` launcher
+    (``py -3.12``), as python.org's installers put no ``python3.12`` on PATH.
+    """
     if os.sep in python or (os.altsep and os.altsep in python):
         if os.path.isfile(python) and os.access(python, os.X_OK):
             return os.path.abspath(python)
         raise VenvError(f"no Python interpreter at {python} (no such executable file)")
-    candidates = [python]
-    if re.fullmatch(r"\d+(\.\d+)*", python):
-        candidates = [f"python{python}"]
-    for name in candidates:
-        found = shutil.which(name)
+    version = re.fullmatch(r"\d+(\.\d+)*", python) is not None
+    found = shutil.which(f"python{python}" if version else python)
+    if found:
+        return found
+    where = "on PATH"
+    if version and os.name == "nt":
+        found = _py_launcher(python)
         if found:
             return found
-    raise VenvError(f"no Python interpreter {python!r} found on PATH; give its path with --python")
+        where = "on PATH or by the py launcher"
+    raise VenvError(f"no Python interpreter {python!r} found {where}; give its path with --python")
+
+
+def _py_launcher(version: str) -> str | None:
+    """The interpreter the Windows ``py`` launcher runs for ``-VERSION``, if any."""
+    py = shutil.which("py")
+    if py is None:
+        return None
+    try:
+        proc = subprocess.run(
+            [py, f"-{version}", "-c", "import sys; print(sys.executable)"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines or not os.path.isfile(lines[-1].strip()):
+        return None
+    return lines[-1].strip()
 
 
 def _last_line(text: str) -> str:
@@ -342,7 +369,9 @@ def fix_pip_scripts(target: Target, dist_info: Path, version: tuple[int, ...]) -
     pip's installer drops those and writes the target's. Generated scripts
     are per-environment files (never linked), so they are renamed or added
     here and the RECORD rows follow. Script contents do not depend on the
-    script's name.
+    script's name (a ``.exe`` launcher's neither). The rows name the scripts
+    as pip does: relative to site-packages, '/'-separated (installer writes
+    absolute paths on Windows, e.g. ``C:\\env\\Scripts/pip.exe``).
     """
     record = dist_info / "RECORD"
     rows: list[list[str]] = [row for row in csv.reader(record.read_text("utf-8").splitlines()) if row]
@@ -351,38 +380,53 @@ def fix_pip_scripts(target: Target, dist_info: Path, version: tuple[int, ...]) -
     wanted = ["pip", f"pip{version[0]}", f"pip{version[0]}.{version[1]}"]
     present: dict[str, tuple[list[str], Path]] = {}
     for row in rows:
-        name = posixpath.basename(row[0])
+        name = posixpath.basename(row[0].replace("\\", "/"))
         if not name.startswith("pip") or not (row[0].startswith("..") or os.path.isabs(row[0])):
             continue  # scripts live outside site-packages
         path = Path(os.path.normpath(os.path.join(site, row[0])))
         if os.path.normcase(str(path.parent)) != scripts_dir:
             continue
-        stem, ext = os.path.splitext(path.name) if path.suffix == ".exe" else (path.name, "")
+        stem = path.stem if path.suffix.lower() == ".exe" else path.name
         if _PIP_SCRIPT.fullmatch(stem):
             present[stem] = (row, path)
     if not present:
         return
     model_row, model_path = present.get("pip") or next(iter(present.values()))
-    ext = ".exe" if model_path.suffix == ".exe" else ""
+    ext = model_path.suffix if model_path.suffix.lower() == ".exe" else ""
     dropped = [stem for stem in present if stem not in wanted]
     for stem in dropped:
         row, path = present[stem]
         path.unlink()
         rows.remove(row)
     missing = [stem for stem in wanted if stem not in present]
-    if not missing and not dropped:
+    renamed = False
+    for stem, (row, path) in present.items():
+        if stem not in dropped and row[0] != _record_name(path, site):
+            row[0] = _record_name(path, site)
+            renamed = True
+    if not missing and not dropped and not renamed:
         return
     if missing:
         data = model_path.read_bytes()
         mode = stat.S_IMODE(model_path.stat().st_mode)
-        prefix = posixpath.dirname(model_row[0])
         for stem in missing:
-            write_beside(str(model_path.with_name(stem + ext)), data, mode)
-            rows.append([posixpath.join(prefix, stem + ext), model_row[1], model_row[2]])
+            path = model_path.with_name(stem + ext)
+            write_beside(str(path), data, mode)
+            rows.append([_record_name(path, site), model_row[1], model_row[2]])
     rows.sort(key=lambda r: r[0])  # installer writes RECORD sorted by path
     buf = io.StringIO()
     csv.writer(buf, delimiter=",", quotechar='"', lineterminator="\n").writerows(rows)
     write_beside(str(record), buf.getvalue().encode("utf-8"))
+
+
+def _record_name(path: Path, site: str) -> str:
+    """How pip's RECORD names a file outside site-packages: relative, '/'-separated
+    (absolute where no relative path exists, e.g. on another Windows drive)."""
+    try:
+        name = os.path.relpath(path, site)
+    except ValueError:
+        name = str(path)
+    return name.replace(os.sep, "/")
 
 
 # -- pip-linkmode itself as wheels (for --seed-linkmode) ----------------------
@@ -467,7 +511,11 @@ def _pack_wheel(out_dir: Path, dist: Any, files: dict[str, Path]) -> Path:
     version = str(dist.version)
     dist_info = f"{name}-{version}.dist-info"
     members: dict[str, bytes] = {arc: path.read_bytes() for arc, path in files.items()}
-    modes: dict[str, int] = {arc: 0o755 if os.access(path, os.X_OK) and not arc.endswith(".py") else 0o644 for arc, path in files.items()}
+    # (os.access says X_OK for every file on Windows, which has no executable bit)
+    modes: dict[str, int] = {
+        arc: 0o755 if os.name != "nt" and os.access(path, os.X_OK) and not arc.endswith(".py") else 0o644
+        for arc, path in files.items()
+    }
     for entry in dist.files or []:
         if len(entry.parts) == 2 and entry.parts[0].endswith(".dist-info") and entry.name not in _SKIP_DIST_INFO:
             members[f"{dist_info}/{entry.name}"] = Path(dist.locate_file(entry)).read_bytes()

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import csv
 import hashlib
+import io
+import itertools
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,10 +54,13 @@ def _symlinks_work() -> bool:
         return os.path.islink(link)
 
 
+#: can this process make symlinks (not under Wine; Windows: with Developer Mode)?
+CAN_SYMLINK = _symlinks_work()
+
 #: for tests of what symlink-mode environments are: where none can be made
 #: (Wine; Windows without Developer Mode) the fallback is tested instead
 needs_symlinks = pytest.mark.skipif(
-    not _symlinks_work(),
+    not CAN_SYMLINK,
     reason=(
         "Wine 8 makes no symlinks (CreateSymbolicLinkW reports success and creates nothing)"
         if ON_WINE else "this process may not create symlinks (Windows: enable Developer Mode)"
@@ -75,6 +84,14 @@ def cache_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def demo_wheel(tmp_path: Path) -> Path:
     return build_wheel(tmp_path / "wheels", demo_spec())
+
+
+@pytest.fixture
+def pip_demo_wheel(tmp_path: Path) -> Path:
+    """The demo wheel for pip itself to install and uninstall. Under Wine
+    without its paths over 260 characters: Wine's GetFinalPathNameByHandleW
+    fails for them (error 234), so pip's own uninstall cannot realpath them."""
+    return build_wheel(tmp_path / "pip-wheels", demo_spec(long_paths=not ON_WINE))
 
 
 @pytest.fixture
@@ -145,6 +162,68 @@ def record_path(venv: Path, path: Path) -> str:
     """How RECORD names ``path``: relative to site-packages, '/'-separated
     (``../../../bin/x`` on POSIX, ``../../Scripts/x.exe`` on Windows)."""
     return os.path.relpath(path, site_packages(venv)).replace(os.sep, "/")
+
+
+def without_launcher_times(data: bytes) -> bytes:
+    """A Windows console-script launcher (an ``.exe`` stub, the ``#!`` line,
+    then a zip holding ``__main__.py``) with its zip's member times zeroed:
+    pip's script maker stamps them with the moment of the install. Any
+    other bytes are returned unchanged."""
+    if not data.startswith(b"MZ"):
+        return data
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos, at = zf.infolist(), zf.start_dir
+    except zipfile.BadZipFile:
+        return data
+    out = bytearray(data)
+    for info in infos:  # local headers: time and date at 10..14
+        head = info.header_offset
+        assert out[head : head + 4] == b"PK\x03\x04", "a launcher's zip member without its local header"
+        out[head + 10 : head + 14] = bytes(4)
+    for _ in infos:  # central directory entries: time and date at 12..16
+        assert out[at : at + 4] == b"PK\x01\x02", "a launcher's zip without its central directory"
+        out[at + 12 : at + 16] = bytes(4)
+        name, extra, comment = struct.unpack("<HHH", out[at + 28 : at + 34])
+        at += 46 + name + extra + comment
+    return bytes(out)
+
+
+def _launcher_rows_checked(record: Path, data: bytes) -> bytes:
+    """A RECORD's bytes with the hash of each launcher ``.exe`` it lists
+    replaced by a placeholder where it is the file's: the hash covers the
+    launcher's zip times (``without_launcher_times``). Another row of that
+    path stays as it is (pip keeps the row of a wheel's own file that its
+    script maker then wrote over). pip sorts rows by path, then hash: the
+    rows of one path are put in order again."""
+    rows: list[tuple[str, bytes]] = []
+    for line in data.splitlines(keepends=True):
+        path, hash_, size = next(csv.reader([line.decode("utf-8")]))
+        target = Path(path) if os.path.isabs(path) else record.parent.parent / path
+        content = target.read_bytes() if path.lower().endswith(".exe") and target.is_file() else b""
+        if content.startswith(b"MZ"):
+            digest = base64.urlsafe_b64encode(hashlib.sha256(content).digest()).rstrip(b"=").decode()
+            if (hash_, size) == (f"sha256={digest}", str(len(content))):
+                line = line.replace(hash_.encode(), b"sha256=<launcher>")
+        rows.append((path, line))
+    out: list[bytes] = []
+    for _, group in itertools.groupby(rows, key=lambda row: row[0]):
+        out.extend(sorted(line for _, line in group))
+    return b"".join(out)
+
+
+def file_tree(root: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file under ``root``: its mode and bytes (a .pyc's bytes left out:
+    its header's mtime and its co_filename differ by #5's design; a
+    launcher's zip times, and so its hash in RECORD, left out)."""
+    out = {}
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            data = b"" if path.suffix == ".pyc" else without_launcher_times(path.read_bytes())
+            if path.name == "RECORD" and path.parent.suffix == ".dist-info":
+                data = _launcher_rows_checked(path, data)
+            out[str(path.relative_to(root))] = (path.stat().st_mode, data)
+    return out
 
 
 # -- real filesystems ---------------------------------------------------------

@@ -17,14 +17,26 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Mounts, scripts_dir, shares_extents, site_packages, snapshot
-from test_venv import file_hash, pip_works
+from conftest import (
+    CAN_SYMLINK,
+    Mounts,
+    link_modes,
+    needs_symlinks,
+    record_path,
+    script,
+    scripts_dir,
+    shares_extents,
+    site_packages,
+    snapshot,
+)
+from test_venv import exe_launcher_parts, file_hash, pip_works
 
 import pip_linkmode.venv as plm_venv
 from pip_linkmode import WheelCache, plan
 from pip_linkmode.venv import create
 
-pytestmark = pytest.mark.skipif(os.name == "nt", reason="plans are recorded on POSIX only")
+#: the interpreter's file name in a venv
+PYTHON = "python.exe" if os.name == "nt" else "python"
 
 
 def _plans(cache: Path) -> list[Path]:
@@ -41,7 +53,10 @@ def _engine_forbidden(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _tree(env: Path) -> dict[str, tuple[str, int, bytes | str, int]]:
-    """Every file and link below ``env``: kind, mode bits, content (or link target), link count."""
+    """Every file and link below ``env``: kind, mode bits, content (or link
+    target), link count. A Windows ``.exe`` launcher is its parts (its zip
+    carries the time it was made), and RECORD lists launchers without their
+    hash and size, which follow from those parts."""
     out: dict[str, tuple[str, int, bytes | str, int]] = {}
     for dirpath, dirnames, filenames in os.walk(env):
         for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
@@ -50,8 +65,15 @@ def _tree(env: Path) -> dict[str, tuple[str, int, bytes | str, int]]:
             rel = os.path.relpath(path, env)
             if stat.S_ISLNK(st.st_mode):
                 out[rel] = ("link", 0, os.readlink(path), 1)
-            else:
-                out[rel] = ("file", stat.S_IMODE(st.st_mode), Path(path).read_bytes(), min(st.st_nlink, 2))
+                continue
+            data = Path(path).read_bytes()
+            if os.name == "nt" and name.endswith(".exe") and os.path.basename(dirpath) == "Scripts" and name not in ("python.exe", "pythonw.exe"):
+                launcher, shebang, code = exe_launcher_parts(Path(path))
+                data = b"\0".join([launcher, shebang.encode(), code.encode()])
+            elif name == "RECORD" and os.name == "nt":
+                rows = [line.split(",") for line in data.decode("utf-8").splitlines()]
+                data = "\n".join(",".join(r[:1] if r[0].endswith(".exe") else r) for r in rows).encode()
+            out[rel] = ("file", stat.S_IMODE(st.st_mode), data, min(st.st_nlink, 2))
     return out
 
 
@@ -74,9 +96,9 @@ def _replayed_equals_engine(env: Path, cache: Path, mode: str, monkeypatch: pyte
         assert replayed[rel] == engine[rel], rel
 
 
-@pytest.mark.parametrize("mode", ["auto", "hardlink", "copy", "symlink"])
+@pytest.mark.parametrize("mode", link_modes("auto", "hardlink", "copy", "symlink"))
 def test_second_venv_replays_the_first(
-    mode: str, tmp_path: Path, cache_dir: Path, demo_wheel: Path, monkeypatch: pytest.MonkeyPatch
+    mode: str, tmp_path: Path, cache_dir: Path, pip_demo_wheel: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = tmp_path / "first"
     create(first, link_mode=mode, cache_dir=cache_dir)
@@ -89,11 +111,15 @@ def test_second_venv_replays_the_first(
     (dist_info,) = site.glob("pip-*.dist-info")
     rows = {r[0]: r for r in csv.reader((dist_info / "RECORD").read_text("utf-8").splitlines()) if r}
     for name in ("pip", "pip3", f"pip{sys.version_info[0]}.{sys.version_info[1]}"):
-        script = scripts_dir(second) / name
-        assert script.read_text().splitlines()[0] == f"#!{scripts_dir(second) / 'python'}"
-        row = rows[f"../../../bin/{name}"]
-        assert row[1:] == [file_hash(script), str(script.stat().st_size)]
-    pip_works(second, demo_wheel, cache_dir)
+        path = script(second, name)
+        if os.name == "nt":
+            shebang = exe_launcher_parts(path)[1]
+        else:
+            shebang = path.read_text().splitlines()[0]
+        assert shebang == f"#!{scripts_dir(second) / PYTHON}"
+        row = rows[record_path(second, path)]
+        assert row[1:] == [file_hash(path), str(path.stat().st_size)]
+    pip_works(second, pip_demo_wheel, cache_dir)
 
 
 def test_replay_clones_on_xfs(mounts: Mounts, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -136,7 +162,7 @@ def test_wheel_changed_means_a_new_plan(tmp_path: Path, cache_dir: Path, monkeyp
 
 
 def test_removed_entry_installs_normally_and_records_again(
-    tmp_path: Path, cache_dir: Path, demo_wheel: Path
+    tmp_path: Path, cache_dir: Path, pip_demo_wheel: Path
 ) -> None:
     from pip_linkmode import cache_admin
 
@@ -148,7 +174,7 @@ def test_removed_entry_installs_normally_and_records_again(
     create(tmp_path / "b", cache_dir=cache_dir)  # the plan's entry is gone: unpacked again
     assert any(e.name == "pip" for e in WheelCache(cache_dir).iter_entries())
     assert _plans(cache_dir) == [recorded]  # recorded again, same key
-    pip_works(tmp_path / "b", demo_wheel, cache_dir)
+    pip_works(tmp_path / "b", pip_demo_wheel, cache_dir)
 
 
 def test_damaged_plan_is_ignored_and_replaced(
@@ -164,8 +190,9 @@ def test_damaged_plan_is_ignored_and_replaced(
         create(tmp_path / "c", cache_dir=cache_dir)
 
 
+@pytest.mark.skipif(os.name == "nt", reason="a Windows launcher names any interpreter path as it is: no /bin/sh shebang there")
 def test_interpreter_path_needing_the_sh_shebang_is_never_replayed(
-    tmp_path: Path, cache_dir: Path, demo_wheel: Path
+    tmp_path: Path, cache_dir: Path, pip_demo_wheel: Path
 ) -> None:
     create(tmp_path / "plain", cache_dir=cache_dir)
     assert len(_plans(cache_dir)) == 1
@@ -177,7 +204,21 @@ def test_interpreter_path_needing_the_sh_shebang_is_never_replayed(
     assert (scripts_dir(long) / "pip").read_text().startswith("#!/bin/sh\n")
     assert len(_plans(cache_dir)) == 1  # neither was recorded
     assert not plan.plain_interpreter(str(scripts_dir(spaced) / "python"))
-    pip_works(spaced, demo_wheel, cache_dir)
+    pip_works(spaced, pip_demo_wheel, cache_dir)
+
+
+@pytest.mark.skipif(os.name != "nt", reason="POSIX: a path with a space needs the /bin/sh shebang (the test above)")
+def test_interpreter_path_with_a_space_is_replayed_on_windows(
+    tmp_path: Path, cache_dir: Path, pip_demo_wheel: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A launcher takes the interpreter's path as it is, spaces and all: the
+    plan is recorded in one such environment and replayed into another."""
+    create(tmp_path / "with space" / "first", cache_dir=cache_dir)
+    assert len(_plans(cache_dir)) == 1
+    _replayed_equals_engine(tmp_path / "with space" / "second", cache_dir, "auto", monkeypatch)
+    launcher = script(tmp_path / "with space" / "second", "pip")
+    assert exe_launcher_parts(launcher)[1] == f"#!{scripts_dir(tmp_path / 'with space' / 'second') / PYTHON}"
+    pip_works(tmp_path / "with space" / "second", pip_demo_wheel, cache_dir)
 
 
 def test_replay_holds_the_entry_locks(tmp_path: Path, cache_dir: Path) -> None:
@@ -207,13 +248,14 @@ def test_replay_holds_the_entry_locks(tmp_path: Path, cache_dir: Path) -> None:
 
 def test_record_refuses_what_it_cannot_repeat(tmp_path: Path) -> None:
     env, cache = tmp_path / "env", tmp_path / "cache"
-    (env / "bin").mkdir(parents=True)
+    bin_dir = scripts_dir(env).name
+    (env / bin_dir).mkdir(parents=True)
     (cache / "entries" / "k" / "tree").mkdir(parents=True)
     (cache / "locks").mkdir()
     (cache / "entries" / "k" / "entry.json").write_text("{}")  # published
     src = cache / "entries" / "k" / "tree" / "a.py"
     src.write_text("x")
-    python = str(env / "bin" / "python")
+    python = str(env / bin_dir / PYTHON)
     journal = [(str(src), str(env / "a.py"), 1)]
     # a file that was there before the install
     assert not plan.record(str(cache), "k1", str(env), python, journal, {"a.py"}, ["a-1"])
@@ -222,23 +264,29 @@ def test_record_refuses_what_it_cannot_repeat(tmp_path: Path) -> None:
     # a file placed under another name (a plan stores names once for both sides)
     assert not plan.record(str(cache), "k5", str(env), python, [(str(src), str(env / "b.py"), 1)], set(), ["a-1"])
     # a link the install did not make itself (a symlink appeared)
-    os.symlink("elsewhere", env / "odd")
-    assert not plan.record(str(cache), "k3", str(env), python, journal, set(), ["a-1"])
-    os.unlink(env / "odd")
+    if CAN_SYMLINK:
+        os.symlink("elsewhere", env / "odd")
+        assert not plan.record(str(cache), "k3", str(env), python, journal, set(), ["a-1"])
+        os.unlink(env / "odd")
+    # a generated file naming the environment otherwise than by its interpreter
+    (env / "named.txt").write_text(f"made for {env}\n")
+    assert not plan.record(str(cache), "k6", str(env), python, journal, set(), ["a-1"])
+    os.unlink(env / "named.txt")
     # and what it can: recorded, then replayed elsewhere
     os.link(src, env / "a.py")
-    (env / "bin" / "tool").write_text(f"#!{python}\n")
+    (env / bin_dir / "tool").write_text(f"#!{python}\n")
     assert plan.record(str(cache), "k4", str(env), python, journal, set(), ["a-1"])
     other = tmp_path / "other"
-    (other / "bin").mkdir(parents=True)
+    (other / bin_dir).mkdir(parents=True)
     before = snapshot(cache / "entries")
-    done = plan.replay(str(cache), "k4", str(other), str(other / "bin" / "python"), plm_venv.LinkMode.HARDLINK)
+    done = plan.replay(str(cache), "k4", str(other), str(other / bin_dir / PYTHON), plm_venv.LinkMode.HARDLINK)
     assert done is not None and done.installed == ["a-1"]
     assert os.path.samefile(other / "a.py", src)
-    assert (other / "bin" / "tool").read_text() == f"#!{other / 'bin' / 'python'}\n"
+    assert (other / bin_dir / "tool").read_text() == f"#!{other / bin_dir / PYTHON}\n"
     assert snapshot(cache / "entries") == before  # a replay never changes the cache
 
 
+@needs_symlinks
 def test_symlink_replay_registers_its_environment(
     tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

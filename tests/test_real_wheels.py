@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from conftest import (
     Mounts,
+    file_tree,
     make_venv,
     run_pip,
+    script,
     shares_extents,
     site_packages,
     snapshot,
@@ -26,7 +30,7 @@ def _check_env(venv: Path, cache: Path) -> None:
     out = subprocess.run([venv_python(venv), "-c", IMPORTS], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "&lt;a&gt; b'ex.com'"
     # the console script of a real wheel runs
-    flakes = subprocess.run([str(Path(venv_python(venv)).parent / "pyflakes"), "--version"], capture_output=True, text=True)
+    flakes = subprocess.run([str(script(venv, "pyflakes")), "--version"], capture_output=True, text=True)
     assert flakes.returncode == 0 and "3.2.0" in flakes.stdout
     assert "No broken requirements" in run_pip(venv, "check").stdout
     frozen = run_pip(venv, "freeze").stdout
@@ -59,3 +63,36 @@ def test_real_wheels_cloned_on_xfs(mounts: Mounts, real_wheels: list[Path], tmp_
     so = next(site_packages(venv).glob("markupsafe/_speedups*.so"))
     assert so.stat().st_size > 8192 and shares_extents(so)
     _check_env(venv, cache)
+
+
+@pytest.mark.parametrize("mode", ["auto", "hardlink", "copy"])
+def test_pip_linkmode_install_leaves_what_plain_pip_leaves(mode: str, real_wheels: list[Path], tmp_path: Path) -> None:
+    """Real wheels through ``pip-linkmode install`` (real pip, --python),
+    after plain pip into a venv at the same path: the same files with the
+    same bytes and modes, RECORDs included (the console script's launcher
+    on Windows embeds the venv's path); the extension module linked or
+    copied as asked; then everything runs, and pip's own commands agree."""
+    target, cache = tmp_path / "env", tmp_path / "cache"
+    args = ["--disable-pip-version-check", "--no-index", "--find-links", str(real_wheels[0].parent),
+            "six", "idna", "MarkupSafe", "pyflakes"]
+    make_venv(target)
+    run_pip(target, "install", *args)
+    plain = target.rename(tmp_path / "plain")
+    make_venv(target)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip_linkmode", "install", "--python", venv_python(target), "--link-mode", mode,
+         "--cache-dir", str(cache), *args],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    done = {"auto": r"(cloned|hardlinked)", "hardlink": "hardlinked", "copy": "copied"}[mode]
+    assert re.search(rf"^pip-linkmode: files \d+ {done} \(link mode \w+, requested {mode}[);]", proc.stdout, re.M), proc.stdout
+    assert "pip's own per-file loop" not in proc.stdout, proc.stdout  # every one by the linked install
+
+    ours, theirs = file_tree(target), file_tree(plain)
+    assert sorted(ours) == sorted(theirs)
+    assert {k for k in ours if ours[k] != theirs[k]} == set()
+    extension = next(p for p in site_packages(target).glob("markupsafe/_speedups*") if p.suffix in (".so", ".pyd"))
+    assert (extension.stat().st_nlink == 1) is (mode == "copy")
+    assert script(target, "pyflakes").stat().st_nlink == 1  # made for this venv, never linked
+    _check_env(target, cache)

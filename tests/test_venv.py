@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import os
 import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 from conftest import (
+    CAN_SYMLINK,
     IS_ROOT,
     Mounts,
+    link_modes,
+    needs_symlinks,
     scripts_dir,
     shares_extents,
     site_packages,
@@ -24,8 +29,6 @@ from conftest import (
 
 from pip_linkmode import LinkMode, WheelCache
 from pip_linkmode.venv import LinkedEnvBuilder, create, interpreter_info, main_venv
-
-pytestmark = pytest.mark.skipif(os.name == "nt", reason="these tests use POSIX venv layouts")
 
 VERSIONS = ["3.10", "3.11", "3.12", "3.13"]
 
@@ -64,6 +67,14 @@ def run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(cmd, capture_output=True, text=True, **kw)  # type: ignore[call-overload]
     assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc  # type: ignore[no-any-return]
+
+
+def first_line(out: str) -> str:
+    """The one line of a command's output, whatever its line end (pip 24.3's
+    ``--version`` ends with "\\r\\r\\n" under Wine)."""
+    lines = out.splitlines()
+    assert lines and not any(line.strip() for line in lines[1:]), out
+    return lines[0]
 
 
 def record_of(site: Path, project: str) -> dict[str, tuple[str, str]]:
@@ -132,16 +143,37 @@ def assert_like_ensurepip(ours: Path, ref: Path, pyc: bool) -> None:
                 # entry-point scripts: the engine's generator (installer's template,
                 # double quotes) vs pip's (single quotes); same shebang and code
                 assert row == (file_hash(target), str(target.stat().st_size))
-                assert target.read_text() == (bin_of(ref) / target.name).read_text().replace(
-                    str(ref), str(ours)
-                ).replace("'", '"')
-                assert os.access(target, os.X_OK)
+                theirs_script = bin_of(ref) / target.name
+                if target.suffix == ".exe":  # the same launcher, shebang and __main__.py
+                    launcher, shebang, code = exe_launcher_parts(target)
+                    their_launcher, their_shebang, their_code = exe_launcher_parts(theirs_script)
+                    assert launcher[:2] == b"MZ" and launcher == their_launcher
+                    assert shebang == their_shebang.replace(str(ref), str(ours))
+                    assert code == their_code.replace("'", '"')
+                else:
+                    assert target.read_text() == theirs_script.read_text().replace(
+                        str(ref), str(ours)
+                    ).replace("'", '"')
+                    assert os.access(target, os.X_OK)
                 continue
             assert row == theirs[path], path
     for project in projects:
         dist_info = next(ref_site.glob(f"{project}-*.dist-info"))
         assert (site / dist_info.name / "REQUESTED").exists() == (dist_info / "REQUESTED").exists()
         assert not (site / dist_info.name / "direct_url.json").exists()
+
+
+def exe_launcher_parts(path: Path) -> tuple[bytes, str, str]:
+    """A Windows console-script launcher: (the .exe stub, its shebang line
+    without the line end, the ``__main__.py`` of the zip appended after it).
+    (The line end varies: the distlib in pip 24.0 writes "\\n\\r\\n".)"""
+    data = path.read_bytes()
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        start = min(info.header_offset for info in zf.infolist())  # (offsets count from the file's start)
+        code = zf.read("__main__.py").decode("utf-8")
+    launcher, marker, shebang = data[:start].rpartition(b"#!")
+    assert marker and launcher, f"{path} is not a launcher with a shebang"
+    return launcher, (marker + shebang).decode("utf-8").rstrip("\r\n"), code
 
 
 def pip_works(env: Path, wheel: Path, cache: Path) -> None:
@@ -155,7 +187,9 @@ def pip_works(env: Path, wheel: Path, cache: Path) -> None:
     assert run([python, "-c", "import demo; print(demo.hello())"]).stdout.strip() == "hello from core"
     run([*pip, "check"])
     run([*pip, "uninstall", "-y", "demo"])
-    run([*pip, "uninstall", "-y", "pip"])
+    # (pip.exe refuses to modify pip on Windows: "To modify pip, please run ... -m pip")
+    self_pip = [python, "-m", "pip", *pip[1:]] if os.name == "nt" else pip
+    run([*self_pip, "uninstall", "-y", "pip"])
     assert not list(site_of(env).glob("pip*"))
     assert not list(bin_of(env).glob("pip*"))  # RECORD named every pip script
     assert snapshot(cache) == before
@@ -177,7 +211,14 @@ def test_default_interpreter_matches_python_m_venv(
     pyc = site_of(env) / "pip" / "__pycache__" / f"__init__.{sys.implementation.cache_tag}.pyc"
     assert pyc.stat().st_nlink > 1 or "hardlinked" not in proc.stdout
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    assert run([str(exe(env, f"pip{version}")), "--version"]).stdout.endswith(f"(python {version})\n")
+    assert first_line(run([str(exe(env, f"pip{version}")), "--version"]).stdout).endswith(f"(python {version})")
+    # the next environment from this cache (replayed from the recorded plan) looks the same
+    again = tmp_path / "again"
+    proc = run_cli(str(again), "--cache-dir", str(cache_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert list((cache_dir / "plans").glob("*.json"))
+    assert_like_ensurepip(again, ref, pyc=True)
+    assert first_line(run([str(exe(again, f"pip{version}")), "--version"]).stdout).endswith(f"(python {version})")
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -185,7 +226,7 @@ def test_each_interpreter_matches_python_m_venv(
     version: str,
     tmp_path: Path,
     cache_dir: Path,
-    demo_wheel: Path,
+    pip_demo_wheel: Path,
     reference_venvs: dict[str, Path],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -204,9 +245,9 @@ def test_each_interpreter_matches_python_m_venv(
     # the bundled pip of *that* interpreter, under its own versioned name
     bundled = interpreter_info(python).wheels["pip"]
     pip_version = Path(bundled).name.split("-")[1]
-    out = run([str(exe(env, f"pip{version}")), "--version"]).stdout
-    assert out.startswith(f"pip {pip_version} ") and out.endswith(f"(python {version})\n")
-    pip_works(env, demo_wheel, cache_dir)
+    out = first_line(run([str(exe(env, f"pip{version}")), "--version"]).stdout)
+    assert out.startswith(f"pip {pip_version} ") and out.endswith(f"(python {version})")
+    pip_works(env, pip_demo_wheel, cache_dir)
 
 
 # -- link modes ---------------------------------------------------------------
@@ -217,8 +258,8 @@ def _cache_file(cache: Path, member: str) -> Path:
     return hit
 
 
-@pytest.mark.parametrize("mode", ["hardlink", "symlink", "copy", "auto"])
-def test_link_modes(mode: str, tmp_path: Path, cache_dir: Path, demo_wheel: Path) -> None:
+@pytest.mark.parametrize("mode", link_modes("hardlink", "symlink", "copy", "auto"))
+def test_link_modes(mode: str, tmp_path: Path, cache_dir: Path, pip_demo_wheel: Path) -> None:
     env = tmp_path / "env"
     proc = run_cli(str(env), "--link-mode", mode, "--cache-dir", str(cache_dir))
     assert proc.returncode == 0, proc.stderr
@@ -235,10 +276,10 @@ def test_link_modes(mode: str, tmp_path: Path, cache_dir: Path, demo_wheel: Path
     record = next(site_of(env).glob("pip-*.dist-info")) / "RECORD"
     assert record.stat().st_nlink == 1 and not record.is_symlink()
     assert (exe(env, "pip")).stat().st_nlink == 1
-    pip_works(env, demo_wheel, cache_dir)
+    pip_works(env, pip_demo_wheel, cache_dir)
 
 
-def test_clone_on_xfs(mounts: Mounts, demo_wheel: Path, tmp_path: Path) -> None:
+def test_clone_on_xfs(mounts: Mounts, pip_demo_wheel: Path, tmp_path: Path) -> None:
     xfs = mounts.points["xfs"]
     cache = xfs / "venv-cache"
     env = xfs / "venv-clone"
@@ -251,7 +292,7 @@ def test_clone_on_xfs(mounts: Mounts, demo_wheel: Path, tmp_path: Path) -> None:
         assert not os.path.samefile(installed, cached)
         assert shares_extents(installed)
         assert installed.read_bytes() == cached.read_bytes()
-        pip_works(env, demo_wheel, cache)
+        pip_works(env, pip_demo_wheel, cache)
     finally:
         shutil.rmtree(env, ignore_errors=True)
         shutil.rmtree(cache, ignore_errors=True)
@@ -364,8 +405,31 @@ def test_error_missing_interpreter(python: str, tmp_path: Path, cache_dir: Path)
     assert not (tmp_path / "deep").exists()
 
 
+@pytest.mark.skipif(os.name != "nt", reason="the py launcher is how Windows finds an interpreter by version")
+def test_version_found_by_the_py_launcher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--python 3.X`` on Windows: no ``python3.X`` on PATH, so ``py -3.X`` names it."""
+    base = sys._base_executable  # type: ignore[attr-defined]
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    # a stand-in for py.exe that knows one version (the running interpreter, tagged 3.77)
+    (tools / "py.bat").write_text(f'@echo off\nif not "%~1"=="-3.77" exit /b 103\n"{base}" %2 %3\n')
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
+    env = tmp_path / "env"
+    proc = run_cli(str(env), "--python", "3.77", "--without-pip")
+    assert proc.returncode == 0, proc.stderr
+    assert f", {base})" in proc.stdout
+    cfg = (env / "pyvenv.cfg").read_text()
+    assert f"home = {os.path.dirname(base)}" in cfg, cfg
+    line = _one_error_line(run_cli(str(tmp_path / "other"), "--python", "3.78", "--without-pip"))
+    assert "no Python interpreter '3.78' found on PATH or by the py launcher" in line
+    assert not (tmp_path / "other").exists()
+
+
 def test_error_read_only_filesystem(tmp_path: Path, cache_dir: Path) -> None:
-    if not (IS_ROOT and sys.platform == "linux"):
+    if sys.platform != "linux":
+        pytest.skip(reason="needs a read-only tmpfs mount, a Linux facility (Windows has no mount, "
+                    "and a directory's read-only attribute does not stop writes there)")
+    if not IS_ROOT:
         pytest.skip(reason="mounting a read-only filesystem needs root on Linux")
     ro = tmp_path / "ro"
     ro.mkdir()
@@ -411,7 +475,10 @@ def test_usage_errors(tmp_path: Path) -> None:
 # -- the Python API -------------------------------------------------------------------
 
 
-def test_linked_env_builder(tmp_path: Path, cache_dir: Path, demo_wheel: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("symlinks", [pytest.param(True, marks=needs_symlinks), False], ids=["symlinks", "copies"])
+def test_linked_env_builder(
+    symlinks: bool, tmp_path: Path, cache_dir: Path, pip_demo_wheel: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import ensurepip
 
     def no_ensurepip(*args: object, **kwargs: object) -> None:
@@ -421,16 +488,16 @@ def test_linked_env_builder(tmp_path: Path, cache_dir: Path, demo_wheel: Path, m
     monkeypatch.setattr(ensurepip, "_bootstrap", no_ensurepip)
     monkeypatch.setattr(subprocess, "check_output", no_ensurepip)  # EnvBuilder's ensurepip call
     env = tmp_path / "env"
-    builder = LinkedEnvBuilder(with_pip=True, symlinks=True, prompt="api", link_mode="hardlink", cache_dir=cache_dir)
+    builder = LinkedEnvBuilder(with_pip=True, symlinks=symlinks, prompt="api", link_mode="hardlink", cache_dir=cache_dir)
     builder.create(env)
     assert builder.seed_result is not None
     assert any(i.startswith("pip-") for i in builder.seed_result.installed)
     assert builder.seed_result.report.links.counts[LinkMode.HARDLINK] > 500
-    assert (exe(env, "python")).is_symlink()
+    assert (exe(env, "python")).is_symlink() == symlinks
     assert "prompt = 'api'" in (env / "pyvenv.cfg").read_text()
     assert os.path.samefile(site_of(env) / "pip" / "__init__.py", _cache_file(cache_dir, "pip/__init__.py"))
     monkeypatch.undo()
-    pip_works(env, demo_wheel, cache_dir)
+    pip_works(env, pip_demo_wheel, cache_dir)
 
 
 def test_create_function(tmp_path: Path, cache_dir: Path) -> None:
@@ -441,9 +508,11 @@ def test_create_function(tmp_path: Path, cache_dir: Path) -> None:
     assert (exe(tmp_path / "a", "pip")).exists()
     assert create(tmp_path / "b", with_pip=False, cache_dir=cache) is None
     assert not list(site_of(tmp_path / "b").glob("pip*"))
-    # clear=True replaces an environment, as venv.create does
+    # clear=True replaces an environment, as venv.create does (symlinks=True
+    # where symlinks can be made: under Wine the venv would get no python.exe)
     (tmp_path / "a" / "junk").write_text("x")
-    create(tmp_path / "a", clear=True, symlinks=True, cache_dir=cache)
+    create(tmp_path / "a", clear=True, symlinks=CAN_SYMLINK, cache_dir=cache)
     assert not (tmp_path / "a" / "junk").exists() and (exe(tmp_path / "a", "pip3")).exists()
+    assert (exe(tmp_path / "a", "python")).is_symlink() == CAN_SYMLINK
     out = run([str(exe(tmp_path / "a", "python")), "-m", "pip", "--version"]).stdout
     assert out.startswith("pip ")

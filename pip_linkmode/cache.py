@@ -233,6 +233,8 @@ def _parse_record(wheel: Path, text: str) -> dict[str, tuple[str, str, str]]:
     # csv over the text itself: only \n, \r\n (and \r) end a row, where
     # str.splitlines would also split at U+2028 or \x1c-\x1e, which are
     # valid in a member's name
+    if "\x00" in text:  # (Python 3.10's csv cannot read one; no wheel's RECORD holds one)
+        raise InvalidWheel(wheel, "RECORD", "NUL byte in RECORD")
     for row in csv.reader(io.StringIO(text, newline="")):
         if not row:
             continue

@@ -467,7 +467,9 @@ class _Hook:
                 # we placed for it, the files pip saved where none was (the
                 # archive's RECORD, .data scripts), and the directories that
                 # leaves empty.
-                self._undo(mark, active.written, args[0] if args else kwargs.get("scheme"))
+                scheme = args[0] if args else kwargs.get("scheme")
+                self._undo(mark, active.written, scheme)
+                _remove_empty_dist_info(scheme, entry.dist_info)
                 raise
             finally:
                 self.local.active = None
@@ -682,6 +684,18 @@ def _remove_placed(paths: Sequence[str], scheme: Any) -> None:
             except OSError:
                 break
             parent = os.path.dirname(parent)
+
+
+def _remove_empty_dist_info(scheme: Any, dist_info: str) -> None:
+    """A failed wheel's ``.dist-info`` directory, if it is empty: pip 26.3
+    leaves it so when a failure stops its first file there (seen in the
+    worker-thread test), and an empty one reads as an installed
+    distribution with no metadata."""
+    for key in ("purelib", "platlib"):
+        root = getattr(scheme, key, None) if scheme is not None else None
+        if root:
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(root, dist_info))  # only if empty
 
 
 def _split_options(argv: Sequence[str]) -> _Options:

@@ -14,6 +14,7 @@ way pip's own installer names them for the target: ``pip``, ``pip3`` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import io
@@ -254,6 +255,59 @@ def seed(
     names = sorted(interp.wheels, key=lambda n: (n == "pip", n))  # pip last, as ensurepip
     wheels = [interp.wheels[n] for n in names]
     mode = link_mode_from_env() if link_mode is None else parse_link_mode(link_mode)
+    with contextlib.ExitStack() as stack:
+        if seed_linkmode:
+            packed = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pip-linkmode-seed-")))
+            wheels[-1] = _pip_for_linkmode(wheels[-1], packed, target.version)
+        return _seed(
+            env_dir, interp, wheels, mode, link_mode, cache, seed_linkmode, target, compile_bytecode, interpreter
+        )
+
+
+def _pip_for_linkmode(pip_wheel: str, out_dir: Path, version: Sequence[int]) -> str:
+    """The pip wheel to seed beside pip-linkmode: the interpreter's bundled
+    one when pip-linkmode supports it, else this environment's pip, packed
+    from its installed copy (Python 3.10's ensurepip bundles pip 23.0.1,
+    older than the pip-linkmode front end works with)."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+    from packaging.utils import parse_wheel_filename
+
+    wanted = SpecifierSet()
+    for text in _own_distribution().requires or []:
+        req = Requirement(text)
+        if req.name.lower() == "pip":
+            wanted &= req.specifier
+    bundled = parse_wheel_filename(os.path.basename(pip_wheel))[1]
+    if wanted.contains(bundled, prereleases=True):
+        return pip_wheel
+    running = metadata.distribution("pip")
+    python = f"{version[0]}.{version[1]}"
+    requires_python = running.metadata["Requires-Python"] or ""
+    if not wanted.contains(running.version, prereleases=True) or not SpecifierSet(requires_python).contains(
+        f"{python}.0", prereleases=True
+    ):
+        raise VenvError(
+            f"Python {python} bundles pip {bundled}, and pip-linkmode needs pip{wanted}; this "
+            f"environment's pip {running.version} cannot stand in for it (leave out --seed-linkmode)"
+        )
+    return str(_pack_wheel(out_dir, running, _dist_files(running)))
+
+
+def _seed(
+    env_dir: str | os.PathLike[str],
+    interp: Interpreter,
+    wheels: list[str],
+    mode: LinkMode,
+    link_mode: LinkMode | str | None,
+    cache: WheelCache | str | os.PathLike[str] | None,
+    seed_linkmode: bool,
+    target: Target,
+    compile_bytecode: bool,
+    interpreter: Interpreter | None,
+) -> SeedResult:
     result = SeedResult()
     # The same seed into a fresh environment of the same layout is recorded
     # once and replayed after (``plan``): no wheel opened, installer not imported.
@@ -449,7 +503,7 @@ def linkmode_wheels(out_dir: Path, version: tuple[int, ...] | None = None) -> tu
     from packaging.requirements import Requirement
     from packaging.specifiers import SpecifierSet
 
-    dist = metadata.distribution("pip-linkmode")
+    dist = _own_distribution()
     requires_python = dist.metadata["Requires-Python"]
     if version is not None and requires_python:
         if not SpecifierSet(requires_python).contains(".".join(map(str, version[:2])) + ".0"):
@@ -470,6 +524,16 @@ def linkmode_wheels(out_dir: Path, version: tuple[int, ...] | None = None) -> tu
         dep = metadata.distribution(req.name)
         deps.append(_pack_wheel(out_dir, dep, _dist_files(dep)))
     return own, deps
+
+
+def _own_distribution() -> Any:
+    """pip-linkmode's installed distribution. A source checkout on sys.path
+    (the current directory, say) may hold a stale pip_linkmode.egg-info,
+    which Python 3.10 finds first and which has no METADATA: skipped."""
+    from importlib import metadata
+
+    found = (d for d in metadata.distributions(name="pip-linkmode") if d.read_text("METADATA") is not None)
+    return next(found, None) or metadata.distribution("pip-linkmode")
 
 
 def _package_files(directory: Path, arc_prefix: str) -> dict[str, Path]:

@@ -174,8 +174,9 @@ REFUSED: dict[str, Refused] = {
     "dot-segment": Refused(_raw("evil/./x.py"), "evil/./x.py", "not in normal form"),
     "leading-dot": Refused(_raw("./evil/x.py"), "./evil/x.py", "not in normal form"),
     "empty-segment": Refused(_raw("evil//x.py"), "evil//x.py", "not in normal form"),
-    # zipfile cuts a name at its NUL byte: the member reads as 'evil/x', which RECORD does not list
-    "nul-byte": Refused(_raw("evil/x\x00.py"), "evil/x", "not listed in RECORD"),
+    # a NUL in RECORD refuses the wheel before anything else (zipfile cuts the
+    # member's name at it: 'evil/x', which RECORD would not list either)
+    "nul-byte": Refused(_raw("evil/x\x00.py"), "RECORD", "NUL byte in RECORD"),
     "duplicate": Refused(
         WheelSpec(name="evil", files={"evil/a.py": b"a"}, raw_members=[("evil/a.py", b"b", 0o644)]),
         "evil/a.py",

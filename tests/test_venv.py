@@ -342,7 +342,12 @@ def test_seed_linkmode(tmp_path: Path, cache_dir: Path) -> None:
     # the seeded tool makes another environment, from its own copy
     inner = tmp_path / "inner"
     run([tool, "venv", str(inner), "--cache-dir", str(cache_dir), "--link-mode", "hardlink"])
-    assert os.path.samefile(site_of(inner) / "pip" / "__init__.py", site_of(env) / "pip" / "__init__.py")
+    # its pip linked from the cache (the bundled pip: the same as env's,
+    # unless that is older than pip-linkmode supports, as 3.10's 23.0.1,
+    # when env got this environment's pip instead)
+    cached = list(cache_dir.glob("entries/*/tree/pip/__init__.py"))
+    assert any(os.path.samefile(site_of(inner) / "pip" / "__init__.py", c) for c in cached)
+    assert any(os.path.samefile(site_of(env) / "pip" / "__init__.py", c) for c in cached)
     # a second seeding reuses the cache entries of the repacked wheels
     entries = _entries(cache_dir)
     proc = run_cli(str(tmp_path / "env2"), "--seed-linkmode", "--cache-dir", str(cache_dir))

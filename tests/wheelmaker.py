@@ -62,7 +62,13 @@ def build_wheel(directory: Path, spec: WheelSpec) -> Path:
     if spec.record_hook:
         rows = spec.record_hook(rows)
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(rows)
+    writer = csv.writer(buf, lineterminator="\n")
+    for row in rows:
+        if any("\x00" in field for field in row):
+            # (Python 3.10's csv cannot write a NUL; a hostile wheel's RECORD holds one as is)
+            buf.write(",".join(row) + "\n")
+        else:
+            writer.writerow(row)
     members.append((f"{dist_info}/RECORD", buf.getvalue().encode(), 0o644))
     members.extend(spec.raw_members)
     out = directory / spec.filename

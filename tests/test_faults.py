@@ -205,8 +205,8 @@ def crash_wheels(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return wheels
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kills are delivered by strace's syscall fault injection, Linux only")
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed (apt-get install strace): it delivers the kills")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kills are delivered by strace's syscall fault injection, Linux only")
 def test_kill_9_at_fifty_seeded_points(crash_wheels: list[Path], tmp_path: Path) -> None:
     """SIGKILL at the N-th openat/mkdir/link/rename/write/unlink of a cold-cache
     install (cache population, linking, RECORD and script writing), at >= 50

@@ -686,6 +686,113 @@ def _remove_placed(paths: Sequence[str], scheme: Any) -> None:
             parent = os.path.dirname(parent)
 
 
+#: pip options that install somewhere else than the interpreter's own
+#: site-packages: there the healing below does not look (yet)
+_OTHER_TARGETS = ("--target", "-t", "--prefix", "--root", "--home")
+
+
+def _default_site_dirs(pip_args: Sequence[str]) -> list[str]:
+    """The directories ``pip install`` with these arguments installs
+    packages into, where that is this interpreter's (or its user) site."""
+    import sysconfig
+
+    if any(a.partition("=")[0] in _OTHER_TARGETS or (a.startswith("-t") and len(a) > 2) for a in pip_args):
+        return []
+    if "--user" in pip_args:
+        import site
+
+        return [site.getusersitepackages()]
+    paths = sysconfig.get_paths()
+    return list(dict.fromkeys(os.path.abspath(paths[k]) for k in ("purelib", "platlib")))
+
+
+def heal_killed_installs(cache: WheelCache, site_dirs: Sequence[str]) -> list[str]:
+    """Remove what a killed install left in ``site_dirs``: a ``.dist-info``
+    that pip marked as its own (INSTALLER) but never got a RECORD, with the
+    wheel's files that are still exactly the cache entry's (the same inode,
+    or the same bytes by the entry's hash). pip would report such a
+    distribution as installed and fail to uninstall it. One line each, to
+    tell the user."""
+    told: list[str] = []
+    for site in site_dirs:
+        try:
+            found = sorted(os.scandir(site), key=lambda d: d.name)
+        except OSError:
+            continue
+        for info in found:
+            if not info.name.endswith(".dist-info") or not info.is_dir(follow_symlinks=False):
+                continue
+            if os.path.lexists(os.path.join(info.path, "RECORD")):
+                continue
+            try:
+                with open(os.path.join(info.path, "INSTALLER"), "rb") as f:
+                    if f.read().strip() != b"pip":
+                        continue
+            except OSError:
+                continue  # not a pip install: not ours to judge (a distribution's own layout)
+            removed = _remove_traced_files(cache, site, info.name)
+            _remove_tree_quietly(info.path)
+            project = info.name[: -len(".dist-info")].replace("-", " ", 1)
+            told.append(
+                f"removed what a killed install of {project} left in {site} "
+                f"(a .dist-info without RECORD, and {removed} of its files)"
+            )
+    return told
+
+
+def _remove_traced_files(cache: WheelCache, site: str, dist_info: str) -> int:
+    """Remove the files of the cached wheel whose .dist-info this is that are
+    still that entry's files in ``site``; how many."""
+    import hashlib
+
+    from .cache import record_digest
+
+    entry = next((e for e in cache.iter_entries() if e.dist_info == dist_info), None)
+    if entry is None:
+        return 0
+    data_dir = dist_info[: -len(".dist-info")] + ".data/"
+    removed = 0
+    parents: set[str] = set()
+    for cached in entry.files:
+        if cached.path.startswith((dist_info + "/", data_dir)):
+            continue
+        target = os.path.join(site, *cached.path.split("/"))
+        source = os.fspath(entry.path_of(cached.path))
+        try:
+            st = os.lstat(target)
+            if not stat.S_ISREG(st.st_mode) and not stat.S_ISLNK(st.st_mode):
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                same = os.path.realpath(target) == os.path.realpath(source)
+            elif os.path.samestat(st, os.stat(source)):
+                same = True
+            else:
+                with open(target, "rb") as f:
+                    digest = "sha256=" + record_digest(hashlib.sha256(f.read()).digest())
+                same = st.st_size == cached.size and digest == cached.hash
+            if same:
+                os.unlink(target)
+                removed += 1
+                parents.add(os.path.dirname(target))
+        except OSError:
+            continue
+    for parent in sorted(parents, key=len, reverse=True):
+        while parent.startswith(site + os.sep):
+            try:
+                os.rmdir(parent)  # only if empty
+            except OSError:
+                break
+            parent = os.path.dirname(parent)
+    return removed
+
+
+def _remove_tree_quietly(path: str) -> None:
+    import shutil
+
+    with contextlib.suppress(OSError):
+        shutil.rmtree(path)
+
+
 def _remove_empty_dist_info(scheme: Any, dist_info: str) -> None:
     """A failed wheel's ``.dist-info`` directory, if it is empty: pip 26.3
     leaves it so when a failure stops its first file there (seen in the
@@ -874,7 +981,10 @@ def main_install(argv: Sequence[str]) -> int:
         return _run_pip(["install", *opts.pip_args])
     _preload()
     cache_root = opts.cache_dir or os.environ.get(ENV_CACHE_DIR)
-    hook = _Hook(opts.mode, WheelCache(cache_root))
+    cache = WheelCache(cache_root)
+    for line in heal_killed_installs(cache, _default_site_dirs(opts.pip_args)):
+        print(f"pip-linkmode: {line}", file=sys.stderr)
+    hook = _Hook(opts.mode, cache)
     with hook.attached():
         status = _run_pip(["install", *opts.pip_args])
     if hook.wheels:

@@ -449,3 +449,77 @@ def test_two_unpacks_at_once_must_both_fit(small_fs: Path, tmp_path: Path, monke
     assert len(results) == 1 and results[0].name == "first"  # type: ignore[attr-defined]
     assert [e.name for e in WheelCache(root).iter_entries()] == ["first"]
     assert list((root / "tmp").iterdir()) == []
+
+
+#: a sitecustomize that SIGKILLs the process as it starts to write a RECORD
+#: in site-packages: after pip (or we) wrote INSTALLER, before RECORD
+KILL_AT_RECORD = '''
+import builtins, os, signal
+
+def _record(path):
+    path = os.fspath(path)
+    return os.path.basename(path) == "RECORD" and path.endswith(".dist-info" + os.sep + "RECORD") and "site-packages" in path
+
+def _die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+_open, _os_open, _replace, _rename = builtins.open, os.open, os.replace, os.rename
+
+def open(file, mode="r", *args, **kwargs):
+    if isinstance(file, (str, bytes, os.PathLike)) and _record(file) and any(c in mode for c in "wax+"):
+        _die()
+    return _open(file, mode, *args, **kwargs)
+
+def os_open(path, flags, *args, **kwargs):
+    if _record(path) and flags & (os.O_WRONLY | os.O_RDWR):
+        _die()
+    return _os_open(path, flags, *args, **kwargs)
+
+def replace(src, dst, *args, **kwargs):
+    if _record(dst):
+        _die()
+    return _replace(src, dst, *args, **kwargs)
+
+def rename(src, dst, *args, **kwargs):
+    if _record(dst):
+        _die()
+    return _rename(src, dst, *args, **kwargs)
+
+builtins.open, os.open, os.replace, os.rename = open, os_open, replace, rename
+'''
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SIGKILL of a process is POSIX's (the injection kills itself with it)")
+def test_an_install_killed_between_installer_and_record_is_healed(tmp_path: Path) -> None:
+    """Through the pip front end, a kill after the wheel's INSTALLER and
+    before its RECORD leaves a .dist-info pip would call installed and could
+    not uninstall. The next install removes it and the wheel's files that
+    are still the cache's, says so in one line, and installs."""
+    wheel = build_wheel(tmp_path / "w", demo_spec(long_paths=False))
+    venv = make_venv(tmp_path / "venv")
+    killer = tmp_path / "killer"
+    killer.mkdir()
+    (killer / "sitecustomize.py").write_text(KILL_AT_RECORD)
+    root = str(Path(__file__).resolve().parent.parent)
+    args = [sys.executable, "-m", "pip_linkmode", "install", "--python", venv_python(venv), "--link-mode", "hardlink",
+            "--cache-dir", str(tmp_path / "cache"), "--no-index", "--no-deps", "--no-compile", str(wheel)]
+    proc = subprocess.run(args, capture_output=True, text=True, env={**_env(), "PYTHONPATH": f"{killer}{os.pathsep}{root}"})
+    assert proc.returncode != 0
+    site = site_packages(venv)
+    (dist_info,) = site.glob("demo-*.dist-info")
+    assert (dist_info / "INSTALLER").is_file() and not (dist_info / "RECORD").exists(), "not killed where aimed"
+    assert (site / "demo" / "core.py").is_file()
+    stray = site / "demo" / "mine.txt"  # not the wheel's: stays
+    stray.write_text("kept\n")
+
+    proc = subprocess.run(args, capture_output=True, text=True, env={**_env(), "PYTHONPATH": root})
+    assert proc.returncode == 0, proc.stderr
+    told = [line for line in proc.stderr.splitlines() if "killed install" in line]
+    assert len(told) == 1 and "demo 1.0" in told[0] and str(site) in told[0], proc.stderr
+    assert (dist_info / "RECORD").is_file() and "Successfully installed demo-1.0" in proc.stdout
+    assert stray.read_text() == "kept\n"
+    stray.unlink()
+    uninstall = subprocess.run([sys.executable, "-m", "pip", "--python", venv_python(venv), "uninstall", "-y", "demo"],
+                               capture_output=True, text=True)
+    assert uninstall.returncode == 0, uninstall.stderr
+    assert not list(site.glob("demo*"))

@@ -227,8 +227,14 @@ def seed(
     seed_linkmode: bool = False,
     target: Target | None = None,
     compile_bytecode: bool | None = None,
+    script_interpreter: str | None = None,
 ) -> SeedResult:
     """Install the interpreter's ensurepip wheels (and optionally pip-linkmode) by links.
+
+    ``script_interpreter``: the environment's interpreter as scripts name
+    it, where that is not ``bin/python`` (``venv`` runs ensurepip with the
+    base interpreter's own name: ``bin/python3.13`` for a 3.13 made from a
+    venv, and pip's scripts then name that).
 
     ``interpreter`` None means the running interpreter; ``env_dir`` must be
     a virtual environment of that interpreter. ``compile_bytecode`` links
@@ -244,6 +250,8 @@ def seed(
         )
     if target is None:
         target = target_for_venv(env_dir)
+    if script_interpreter is not None:
+        target = target._replace(interpreter=script_interpreter)
     same_version = tuple(target.version) == tuple(sys.version_info[:2])
     if compile_bytecode is None:
         compile_bytecode = same_version
@@ -661,6 +669,7 @@ class LinkedEnvBuilder(venv.EnvBuilder):
             cache=self.cache_dir,
             seed_linkmode=self.seed_linkmode,
             compile_bytecode=self.compile_bytecode,
+            script_interpreter=context.env_exec_cmd,
         )
 
 

@@ -107,7 +107,10 @@ def reference_venvs() -> dict[str, Path]:
 
 
 def reference_venv(python: str, refs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    key = os.path.realpath(python)
+    # by the path as run, not its target: a venv's python and the base one
+    # behind it make different venvs (3.13 names bin/python3.13 in scripts
+    # when run from a venv)
+    key = os.path.abspath(python)
     if key not in refs:
         env = tmp_path_factory.mktemp("ref") / "env"
         run([python, "-m", "venv", str(env)])

@@ -70,7 +70,7 @@ from .modes import LinkMode
 
 __all__ = ["PLAN_FORMAT", "Replayed", "plan_key", "record", "replay", "snapshot"]
 
-PLAN_FORMAT = 1
+PLAN_FORMAT = 2  # 2: a cached .pyc's member also holds its mtime, checked before it is linked
 _PLACEHOLDER = b"\x00pip-linkmode-interpreter\x00"
 _GUI_PLACEHOLDER = b"\x00pip-linkmode-gui-interpreter\x00"
 _ROOT_PLACEHOLDER = b"\x00pip-linkmode-root\x00/"
@@ -269,7 +269,10 @@ def _build(
         sbase, dbase, rel = _split_common_suffix(s, d)
         if not rel:
             return None  # a file renamed on its way: not this format's business
-        groups.setdefault((sbase, dbase), []).append([rel, size])
+        member: list[object] = [rel, size]
+        if rel.endswith(".pyc"):  # checked before a replay links it, as the engine checks it
+            member.append(os.lstat(_native(src)).st_mtime_ns)
+        groups.setdefault((sbase, dbase), []).append(member)
     generated: dict[str, tuple[bytes, int]] = {}
     for rel in sorted(snapshot(env_root) - before - linked):
         path = os.path.join(env_root, rel)
@@ -411,6 +414,15 @@ def replay(
             lock.release()
 
 
+def _unchanged(path: str, size: int, mtime_ns: int) -> bool:
+    """Is the cache file at ``path`` the regular file of that size and mtime it was?"""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size == size and st.st_mtime_ns == mtime_ns
+
+
 class UnsafePlan(ValueError):
     """A plan read back from the cache names a path that leaves its root."""
 
@@ -432,7 +444,7 @@ def _check_paths(plan: Mapping[str, Any]) -> None:
         parts = src.split("/")
         if len(parts) < 3 or parts[0] != "entries" or parts[2] != "tree":
             raise UnsafePlan(f"a link from outside the entries: {sbase!r}")
-        for rel, _size in members:
+        for rel, *_ in members:
             member = portable(rel)
             cache_side.append(f"{src}/{member}")
             env_side.append(f"{dst}/{member}" if dst else member)
@@ -453,7 +465,10 @@ def _place(
     jobs = []
     for sbase, dbase, members in plan["links"]:  # type: ignore[attr-defined]
         src, dst = join(cache_root, sbase, ""), join(env_root, dbase, "")
-        jobs.extend([LinkJob(src + rel, dst + rel, size) for rel, size in members])
+        for rel, size, *stamp in members:
+            if stamp and not _unchanged(src + rel, size, stamp[0]):
+                return None  # a cached .pyc changed since: the engine checks and compiles it again
+            jobs.append(LinkJob(src + rel, dst + rel, size))
     linker = Linker(link_mode)
     try:
         report = linker.run(jobs)

@@ -299,3 +299,20 @@ def test_symlink_replay_registers_its_environment(
     cache = WheelCache(cache_dir)
     pip_key = next(e.key for e in cache.iter_entries() if e.name == "pip")
     assert str(tmp_path / "b") in users_of(cache, pip_key)  # so `cache clean` keeps the entry
+
+
+def test_a_changed_cached_pyc_is_not_replayed(tmp_path: Path, cache_dir: Path) -> None:
+    """A replay checks each cached .pyc's size and mtime before it links it,
+    as the engine does: a rewritten one sends the seed through the engine,
+    which compiles it again, and the plan is recorded again."""
+    create(tmp_path / "a", link_mode="hardlink", cache_dir=cache_dir)
+    (recorded,) = _plans(cache_dir)
+    tag = sys.implementation.cache_tag
+    (pyc,) = cache_dir.glob(f"entries/*/tree/pip/__pycache__/__init__.{tag}.pyc")
+    tampered = pyc.read_bytes() + b"# not what the compiler wrote\n"
+    pyc.chmod(0o644)
+    pyc.write_bytes(tampered)
+    create(tmp_path / "b", link_mode="hardlink", cache_dir=cache_dir)
+    placed = site_packages(tmp_path / "b") / "pip" / "__pycache__" / f"__init__.{tag}.pyc"
+    assert placed.read_bytes() != tampered
+    assert _plans(cache_dir) == [recorded]  # recorded again, under the same key

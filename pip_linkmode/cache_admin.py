@@ -322,10 +322,9 @@ def require_cache(cache: WheelCache) -> None:
 
 def _unreadable(cache: WheelCache, exc: OSError) -> str:
     owner = ""
-    with contextlib.suppress(OSError, KeyError, ImportError):
-        import pwd
-
-        owner = f" (owned by {pwd.getpwuid(os.stat(cache.root).st_uid).pw_name})"
+    if hasattr(os, "geteuid"):  # (POSIX: on Windows the ACLs say)
+        with contextlib.suppress(OSError):
+            owner = f" (owned by {_cachecore._user(os.stat(cache.root).st_uid)})"
     where = f" ({exc.filename})" if exc.filename and os.fspath(exc.filename) != os.fspath(cache.root) else ""
     return (
         f"cannot read the cache {cache.root}{owner}: {exc.strerror or 'permission denied'}{where}; "

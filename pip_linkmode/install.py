@@ -256,7 +256,7 @@ def install_wheels(
     wheel_cache = cache if isinstance(cache, WheelCache) else WheelCache(cache)
     linker = Linker(mode, overwrite=overwrite_existing)
     linker.source_mtimes = compile_bytecode  # only linked .pyc files need them
-    linker.journal = journal
+    linker.placed_log = journal
     report = InstallReport(links=LinkReport(requested=mode))
     kind = get_launcher_kind() if os.name == "nt" else "posix"
     before = len(wheel_cache.unpacked)

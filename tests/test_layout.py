@@ -227,7 +227,7 @@ def test_a_failure_in_a_worker_thread_names_the_file_and_rolls_back(
         real_run(self, task)  # type: ignore[arg-type]
 
     monkeypatch.setattr(linker.Linker, "_place_names", spy)
-    monkeypatch.setattr(linker.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
     big = build_wheel(tmp_path / "w1", _many("big", 1200))
     after = build_wheel(tmp_path / "w2", WheelSpec(name="after", files={"after/__init__.py": b""}))
     venv = make_venv(tmp_path / "venv")

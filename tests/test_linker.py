@@ -248,18 +248,18 @@ def _files(root: Path) -> dict[str, tuple[bytes, int]]:
 
 def _spy_on_helpers(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """The helper sets linkers start from now on (two, even on one CPU)."""
-    from pip_linkmode import linker as linker_mod
+    from pip_linkmode.linker import helpers as linker_mod
 
-    started: list[linker_mod._Helpers] = []
-    real_start = linker_mod._Helpers.start
+    started: list[linker_mod.Helpers] = []
+    real_start = linker_mod.Helpers.start
 
-    def spy(linker: Linker, count: int) -> linker_mod._Helpers | None:
+    def spy(linker: Linker, count: int) -> linker_mod.Helpers | None:
         helpers = real_start(linker, count)
         assert helpers is not None, "no helper process could start here"
         started.append(helpers)
         return helpers
 
-    monkeypatch.setattr(linker_mod._Helpers, "start", staticmethod(spy))
+    monkeypatch.setattr(linker_mod.Helpers, "start", staticmethod(spy))
     monkeypatch.setattr(os, "cpu_count", lambda: 2)  # two helpers even on a one-CPU runner
     return started
 
@@ -486,7 +486,7 @@ def test_a_helper_that_never_gets_ready_is_ended_and_threads_clone(
 ) -> None:
     """An interpreter that hangs at start (here: one that sleeps) is ended
     after the start timeout, and threads place the clones sent to it."""
-    from pip_linkmode import linker as linker_mod
+    from pip_linkmode.linker import helpers as linker_mod
 
     root = mounts.points["xfs"] / tmp_path.name
     groups = _source_tree(root / "src", 4, 300)
@@ -494,7 +494,7 @@ def test_a_helper_that_never_gets_ready_is_ended_and_threads_clone(
     hang.write_text("#!/bin/sh\nexec sleep 600\n")
     hang.chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(hang))
-    monkeypatch.setattr(linker_mod, "_HELPER_START_TIMEOUT", 0.5)
+    monkeypatch.setattr(linker_mod, "HELPER_START_TIMEOUT", 0.5)
     linker = _helper_linker()
     try:
         report = linker.run_dirs([(s, str(root / "t" / f"d{d}"), n, z, False) for d, (s, n, z) in enumerate(groups)])

@@ -1,11 +1,13 @@
-"""Placing cached files into environments: the fallback state machine.
+"""The executor: places files from the cache, in threads and helper processes.
 
-For each (cache device, target device) pair the first file probes the
-requested mode; the outcome is remembered for the process. ``auto`` tries
-clone, then hardlink, then copy and says what it picked; an explicit mode
-that cannot work falls back to copy with one warning per process naming
-the cause and the remedy. After a mode has worked, a failure is an error
-naming the file.
+A ``Linker`` takes files one by one (``run``, ``link_one``) or directory by
+directory (``run_dirs``, what a ``Placement`` hands it), asks its
+``ModePolicy`` which mode each (cache device, target device) pair uses,
+and places them: worker threads for links and clones, helper processes
+for clones of large installs, copies last. A file is never placed before
+an earlier file of the same path; a target that exists is replaced by a
+rename, never written through. What it creates goes into its ``Journal``,
+which ``rollback`` undoes.
 """
 
 from __future__ import annotations
@@ -15,49 +17,35 @@ import functools
 import logging
 import os
 import signal
-import subprocess
-import sys
 import threading
 import weakref
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
-from . import _platform
-from ._cachecore import FILE_MODE, cache_root_of, write_file
-from ._platform import NEW_FILE, Cause, Platform
-from .modes import LinkMode, parse_link_mode
+from .. import _platform
+from .._platform import Cause, Platform
+from ..modes import LinkMode, parse_link_mode
+from .files import TEMP_SUFFIX, beside
+from .helpers import Helpers
+from .jobs import DirJob, LinkError, LinkJob, LinkReport, Task
+from .journal import Journal
+from .policy import ModePolicy
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
 
-__all__ = ["DirJob", "LinkError", "LinkJob", "LinkReport", "Linker", "reset_process_state", "write_beside", "write_fd"]
+__all__ = ["Linker"]
 
 logger = logging.getLogger("pip_linkmode")
 
-_CHAINS = {
-    LinkMode.AUTO: (LinkMode.CLONE, LinkMode.HARDLINK, LinkMode.COPY),
-    LinkMode.CLONE: (LinkMode.CLONE, LinkMode.COPY),
-    LinkMode.HARDLINK: (LinkMode.HARDLINK, LinkMode.COPY),
-    LinkMode.SYMLINK: (LinkMode.SYMLINK, LinkMode.COPY),
-    LinkMode.COPY: (LinkMode.COPY,),
-}
 _BATCH = 256
 #: threads placing links and clones for ``run_dirs``: the system calls
 #: release the GIL, and with no per-file Python work left between them two
 #: threads nearly halve a link or clone install (measured on 2 CPUs)
 _LINKERS = 4
 #: clones a linker hands to threads before it starts helper processes for
-#: them (see ``_Helpers``): an install this small does not pay their start
+#: them (see ``Helpers``): an install this small does not pay their start
 _HELP_AFTER = 1024
-#: seconds a helper process has to say it is ready (it takes about 0.01):
-#: one that has not is ended, and threads place its clones, so an
-#: interpreter that hangs at start does not hang the install
-_HELPER_START_TIMEOUT = 30.0
-#: the suffix of the temp names files are written to before the rename over their target
-TEMP_SUFFIX = ".plm-tmp"
-#: what ``sweep_temps`` removes: temp names, and names moved aside (Windows)
-_LEFTOVER_SUFFIXES = (TEMP_SUFFIX, ".plm-old")
 
 
 @contextlib.contextmanager
@@ -88,99 +76,6 @@ def _interrupts_held() -> Iterator[None]:
 
 
 
-class LinkError(OSError):
-    """Placing a file failed; the message names the file, the operation and the remedy."""
-
-    def __str__(self) -> str:
-        return str(self.strerror) if self.strerror else super().__str__()
-
-
-class LinkJob(NamedTuple):
-    src: str  # file in the cache
-    dst: str  # path in the environment
-    size: int
-    #: (cache dir, target dir) of the top-level directory holding this file,
-    #: so platforms that clone whole directories can do it in one call
-    tree: tuple[str, str] | None = None
-    #: a clone's permission bits (None: the cache file's, less the umask)
-    perm: int | None = None
-
-
-#: (cache directory, target directory, file names, their sizes, whether the
-#: wheel marks them executable): files of one directory, for ``Linker.run_dirs``
-DirJob = tuple[str, str, Sequence[str], Sequence[int], bool]
-#: what a worker thread places: (mode, cache dir + "/", target dir + "/",
-#: names, the permission bits a clone gets: None, the cache file's)
-_Task = Sequence[tuple[LinkMode, str, str, Sequence[str], int | None]]
-
-
-class _Resolution(NamedTuple):
-    mode: LinkMode
-    note: str | None  # why this mode, when it is not the one asked for
-
-
-# Process-wide memory: (requested mode, cache dev, target dev) -> resolution.
-_resolved: dict[tuple[LinkMode, int, int], _Resolution] = {}
-_warned: set[tuple[LinkMode, Cause]] = set()
-_state_lock = threading.Lock()
-
-
-def reset_process_state() -> None:
-    """Forget probed modes and issued warnings (for tests and long-lived hosts)."""
-    with _state_lock:
-        _resolved.clear()
-        _warned.clear()
-
-
-class LinkReport:
-    """What an install did: files per mode, bytes not written, notes."""
-
-    def __init__(self, requested: LinkMode = LinkMode.AUTO) -> None:
-        self.requested = requested
-        self.counts: Counter[LinkMode] = Counter()
-        self.bytes_shared = 0
-        self.bytes_copied = 0
-        self.written = 0  # files generated per environment (RECORD, scripts, ...)
-        self.notes: list[str] = []
-
-    def __repr__(self) -> str:
-        return f"<LinkReport {self.summary()!r}>"
-
-    def merge(self, other: LinkReport) -> None:
-        self.counts.update(other.counts)
-        self.bytes_shared += other.bytes_shared
-        self.bytes_copied += other.bytes_copied
-        self.written += other.written
-        for note in other.notes:
-            if note not in self.notes:
-                self.notes.append(note)
-
-    @property
-    def modes_used(self) -> list[LinkMode]:
-        return [m for m in _CHAINS[LinkMode.AUTO] + (LinkMode.SYMLINK,) if self.counts[m]]
-
-    def summary(self) -> str:
-        """One line: files per mode, mode used and why, bytes saved."""
-        parts = [f"{self.counts[m]} {m.verb}" for m in self.modes_used]
-        if self.written:
-            parts.append(f"{self.written} written")
-        used = ", ".join(str(m) for m in self.modes_used) or "none"
-        why = f"; {'; '.join(self.notes)}" if self.notes else ""
-        return (
-            f"pip-linkmode: files {', '.join(parts) or 'none'} "
-            f"(link mode {used}, requested {self.requested}{why}); "
-            f"{_human(self.bytes_shared)} not written thanks to links"
-        )
-
-
-def _human(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{n} B"
-
 
 def _posix_parent(path: str) -> str:
     """``os.path.dirname`` of an absolute POSIX path, without its generality."""
@@ -203,6 +98,7 @@ def _same_inode(a: str, b: str) -> bool:
         return False
 
 
+
 class Linker:
     """Runs link jobs with one requested mode and its fallbacks."""
 
@@ -216,6 +112,9 @@ class Linker:
     ) -> None:
         self.mode = parse_link_mode(mode)
         self.platform = platform or _platform.current()
+        self.policy = ModePolicy(self.mode, self.platform)
+        #: what this linker created where nothing was (for ``rollback``)
+        self.journal = Journal(self.platform.fspath)
         self.overwrite = overwrite
         #: threads placing files; None: for ``run_dirs``, one per CPU (up to
         #: 4: the link and clone calls run without the GIL, and the files
@@ -238,12 +137,9 @@ class Linker:
         self._inode_lock = threading.Lock()
         self._dir_devs: dict[str, int] = {}
         self._dir_modes: dict[tuple[str, str], LinkMode] = {}
-        self._swept: set[str] = set()
-        #: what this linker created where nothing was (for ``rollback``)
-        self.created: list[str] = []
-        self.created_dirs: list[str] = []
-        #: when a list: every job ``run`` is given, (cache path, target path, size)
-        self.journal: list[tuple[str, str, int]] | None = None
+        #: when a list: every file placed from the cache, (cache path,
+        #: target path, size), for ``plan.record``
+        self.placed_log: list[tuple[str, str, int]] | None = None
         # run_dirs's worker threads, their tasks, and per target directory
         # (with its "/") the tasks in flight there with their file names
         self._pool: ThreadPoolExecutor | None = None
@@ -256,21 +152,21 @@ class Linker:
         #: for itself (not a test's platform with injected calls)
         self.help_after: int | None = _HELP_AFTER if self.platform.helper_class() else None
         self._cloned = 0
-        self._helpers: _Helpers | None = None
+        self._helpers: Helpers | None = None
 
     # -- public -----------------------------------------------------------
     def run(self, jobs: Sequence[LinkJob]) -> LinkReport:
         report = LinkReport(requested=self.mode)
         if not jobs:
             return report
-        if self.journal is not None:
-            self.journal.extend((job.src, job.dst, job.size) for job in jobs)
+        if self.placed_log is not None:
+            self.placed_log.extend((job.src, job.dst, job.size) for job in jobs)
         if self.platform.clones_directories and self.mode in (LinkMode.AUTO, LinkMode.CLONE):
             jobs = self._clone_trees(list(jobs), report)
         groups = self._group_by_devices(jobs)
         batches: list[tuple[LinkMode, Sequence[LinkJob]]] = []
         for (sdev, ddev), group in groups.items():
-            resolution, done = self._resolve(sdev, ddev, group[0], report)
+            resolution, done = self.policy.resolve(sdev, ddev, group[0], report, self._place)
             rest = group[1:] if done else group
             batches.extend(
                 (resolution.mode, rest[i : i + _BATCH]) for i in range(0, len(rest), _BATCH)
@@ -315,7 +211,7 @@ class Linker:
         sdevs: dict[str, int] = {}
         root_dev = self._stat_dev(source_root, "read cache directory") if source_root else None
         copies: list[LinkJob] = []
-        journal = self.journal
+        placed_log = self.placed_log
         task: list[tuple[LinkMode, str, str, Sequence[str], int | None]] = []
         pending = 0
         perms = self._perms
@@ -324,8 +220,8 @@ class Linker:
             if not names:
                 continue
             sp, dp = sdir + "/", ddir + "/"
-            if journal is not None:
-                journal.extend(zip([sp + n for n in names], [dp + n for n in names], sizes, strict=True))
+            if placed_log is not None:
+                placed_log.extend(zip([sp + n for n in names], [dp + n for n in names], sizes, strict=True))
             sdev = root_dev if root_dev is not None else sdevs.get(sdir)
             if sdev is None:
                 sdev = sdevs[sdir] = self._stat_dev(sdir, "read cache directory")
@@ -333,7 +229,7 @@ class Linker:
             self.settle(dp + first)
             perm = perms[executable]
             probe = LinkJob(sp + first, dp + first, sizes[0], None, perm)
-            resolution, done = self._resolve(sdev, ddev, probe, report)
+            resolution, done = self.policy.resolve(sdev, ddev, probe, report, self._place)
             mode = resolution.mode
             rest = names[1:] if done else names
             if mode is LinkMode.COPY:
@@ -354,14 +250,14 @@ class Linker:
         if wait or copies:
             self.finish()
         if copies:
-            journal, self.journal = self.journal, None  # already written down
+            placed_log, self.placed_log = self.placed_log, None  # already written down
             try:
                 report.merge(self.run(copies))
             finally:
-                self.journal = journal
+                self.placed_log = placed_log
         return report
 
-    def _dispatch(self, task: _Task) -> None:
+    def _dispatch(self, task: Task) -> None:
         """Hand a task to a worker thread or a helper process (or do it
         here, with one CPU), after any earlier task that places a file of
         the same path."""
@@ -381,7 +277,7 @@ class Linker:
             self._pool = ThreadPoolExecutor(workers, thread_name_prefix="pip-linkmode")
         self._track(self._pool.submit(self._place_names, task), task)
 
-    def _track(self, future: Future[None], task: _Task) -> None:
+    def _track(self, future: Future[None], task: Task) -> None:
         """Remember a task handed over (before it can start: an interrupt
         after that still leaves it known to ``finish``)."""
         self._futures.append(future)
@@ -460,7 +356,7 @@ class Linker:
         clone = self.platform.clone_file
         self._ops[LinkMode.CLONE] = clone if keep else functools.partial(clone, source_mtime=False)
 
-    def _to_helpers(self, task: _Task, workers: int) -> bool:
+    def _to_helpers(self, task: Task, workers: int) -> bool:
         """Clones go to helper processes once this linker has handed
         ``help_after`` of them to threads; False: to a thread."""
         helpers = self._helpers
@@ -469,16 +365,16 @@ class Linker:
             if self._cloned < self.help_after:
                 self._cloned += sum(len(group[3]) for group in task)
                 return False
-            helpers = self._helpers = _Helpers.start(self, workers)
+            helpers = self._helpers = Helpers.start(self, workers)
             if helpers is None:
                 self.help_after = None  # none can start here: threads, as before
                 return False
             helpers.finalizer = weakref.finalize(self, helpers.close)  # for callers that never close
         return helpers.submit(task, self._source_mtimes, self._track)
 
-    def _place_names(self, task: _Task) -> None:
+    def _place_names(self, task: Task) -> None:
         """Place ``(mode, cache dir/, target dir/, names, perm)`` files (``run_dirs``)."""
-        created = self.created
+        created = self.journal.created
         for mode, sp, dp, names, perm in task:
             if mode is LinkMode.CLONE:
                 # each new file is in ``created`` once placed (an interrupt
@@ -506,14 +402,14 @@ class Linker:
         try:
             self._recover(mode, job, exc)
         except OSError as exc2:
-            raise self._error(exc2, mode.value, dst, src) from exc2
+            raise self.policy.error(exc2, mode.value, dst, src) from exc2
 
-    def _helped(self, task: _Task, failures: Sequence[tuple[int, int, OSError]]) -> None:
+    def _helped(self, task: Task, failures: Sequence[tuple[int, int, OSError]]) -> None:
         """``task`` was placed (by a helper process, or a platform's batch
         call) but for ``failures``: (group index, name index, error). The
         files placed become this linker's; the failed ones are recovered
         (an existing target is replaced) or the first error is raised."""
-        created = self.created
+        created = self.journal.created
         if not failures:
             for _, _, dp, names, _ in task:
                 created.extend([dp + n for n in names])
@@ -562,7 +458,7 @@ class Linker:
             if sdev is None:
                 sdev = self._dir_devs[sdir] = self._stat_dev(sdir, "read cache directory")
             self.settle(job.dst)
-            resolution, done = self._resolve(sdev, ddev, job, report)
+            resolution, done = self.policy.resolve(sdev, ddev, job, report, self._place)
             self._dir_modes[(sdir, ddir)] = resolution.mode
             if done:
                 return
@@ -661,19 +557,18 @@ class Linker:
         if parent_dev is not None:
             try:
                 os.mkdir(fs)
-                self.created_dirs.append(path)
-                self._swept.add(path)  # new: no temp files of a killed install in it
+                self.journal.made_dir(path)  # new: no temp files of a killed install in it
                 return parent_dev
             except FileExistsError:
                 pass
             except OSError as exc:
-                raise self._error(exc, "create directory", path) from exc
+                raise self.policy.error(exc, "create directory", path) from exc
         try:
             return os.stat(fs).st_dev
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise self._error(exc, "create directory", path) from exc
+            raise self.policy.error(exc, "create directory", path) from exc
         missing = [path]  # record what we create, outermost first
         parent = os.path.dirname(path)
         while parent != missing[-1] and not os.path.isdir(self.platform.fspath(parent)):
@@ -681,11 +576,10 @@ class Linker:
             parent = os.path.dirname(parent)
         try:
             os.makedirs(fs, exist_ok=True)
-            self.created_dirs.extend(reversed(missing))
-            self._swept.update(missing)
+            self.journal.made_dirs(list(reversed(missing)))
             return os.stat(fs).st_dev
         except OSError as exc:
-            raise self._error(exc, "create directory", path) from exc
+            raise self.policy.error(exc, "create directory", path) from exc
 
     def ensure_dir(self, path: str) -> int:
         """``_make_dir`` of a directory this linker may know already; its device."""
@@ -695,23 +589,8 @@ class Linker:
         return dev
 
     def sweep_temps(self, directory: str) -> None:
-        """Remove temp files (``.NAME.HEX.plm-tmp``) that a killed install left
-        in a directory we are about to write in, and files Windows moved aside
-        because they were in use (``.NAME.HEX.plm-old``: one still in use
-        stays); once per directory."""
-        if directory in self._swept:
-            return
-        self._swept.add(directory)
-        try:
-            names = os.listdir(self.platform.fspath(directory))
-        except OSError:
-            return
-        for name in names:
-            if name.startswith(".") and name.endswith(_LEFTOVER_SUFFIXES):
-                try:
-                    os.unlink(self.platform.fspath(os.path.join(directory, name)))
-                except OSError:
-                    pass
+        """``Journal.sweep_temps``: leftovers of a killed install in ``directory``."""
+        self.journal.sweep_temps(directory)
 
     def rollback(self) -> None:
         """Remove what this linker created (files placed where nothing was,
@@ -725,93 +604,30 @@ class Linker:
 
     def mark(self) -> tuple[int, int]:
         """How much this linker has created so far, for ``undo_since``."""
-        return len(self.created), len(self.created_dirs)
+        return self.journal.mark()
 
     def undo_since(self, mark: tuple[int, int]) -> None:
         """Remove the files and directories (if empty, deepest first) created
         since ``mark``: one failed wheel of several. Call after ``finish``.
         Directories are looked at afresh afterwards."""
-        files, dirs = mark
-        created, self.created[files:] = self.created[files:], []
-        made, self.created_dirs[dirs:] = self.created_dirs[dirs:], []
-        for path in reversed(created):
-            try:
-                os.unlink(self.platform.fspath(path))
-            except OSError:
-                pass
-        for path in sorted(set(made), key=len, reverse=True):
-            try:
-                os.rmdir(self.platform.fspath(path))
-            except OSError:
-                pass
+        self.journal.undo_since(mark)
         self._dir_devs.clear()
+
+    @property
+    def created(self) -> list[str]:
+        """Files this linker placed where nothing was (the journal's list)."""
+        return self.journal.created
+
+    @property
+    def created_dirs(self) -> list[str]:
+        """Directories this linker made, outermost first (the journal's list)."""
+        return self.journal.created_dirs
 
     def _stat_dev(self, path: str, what: str) -> int:
         try:
             return os.stat(self.platform.fspath(path)).st_dev
         except OSError as exc:
-            raise self._error(exc, what, path) from exc
-
-    def _resolve(
-        self, sdev: int, ddev: int, first: LinkJob, report: LinkReport
-    ) -> tuple[_Resolution, bool]:
-        """The mode for a device pair; probes with ``first`` if unknown.
-
-        Returns the resolution and whether ``first`` has been placed.
-        """
-        key = (self.mode, sdev, ddev)
-        with _state_lock:
-            known = _resolved.get(key)
-        if known is not None:
-            if known.note and known.note not in report.notes:
-                report.notes.append(known.note)
-            return known, False
-        chain = _CHAINS[self.mode]
-        failures: list[str] = []
-        for candidate in chain:
-            try:
-                placed = self._place(candidate, first)
-            except OSError as exc:
-                cause = self.platform.classify(exc)
-                if cause is None or candidate is chain[-1]:
-                    raise self._error(exc, candidate.value, first.dst, first.src) from exc
-                failures.append(f"{candidate} not possible ({cause.value})")
-                if self.mode is not LinkMode.AUTO:
-                    self._warn_once(candidate, cause, exc, first)
-                continue
-            note = None
-            if self.mode is LinkMode.AUTO:
-                note = f"auto chose {candidate}" + (f": {'; '.join(failures)}" if failures else "")
-            elif failures:
-                note = f"fell back to {candidate}: {'; '.join(failures)}"
-            resolution = _Resolution(candidate, note)
-            with _state_lock:
-                _resolved[key] = resolution
-            if note and note not in report.notes:
-                report.notes.append(note)
-            report.merge(placed)
-            return resolution, True
-        raise AssertionError("unreachable: the last mode in a chain raises")
-
-    def _warn_once(self, mode: LinkMode, cause: Cause, exc: OSError, job: LinkJob) -> None:
-        with _state_lock:
-            if (mode, cause) in _warned:
-                return
-            _warned.add((mode, cause))
-        hint = ""
-        if cause is Cause.PRIVILEGE:
-            hint = " " + self.platform.remedy(exc, mode.value) + "."
-        elif cause is Cause.CROSS_DEVICE:
-            hint = " Put the cache on the target's filesystem (--cache-dir) to link."
-        logger.warning(
-            "%s is not possible from the cache %s to %s: %s; falling back to copy.%s "
-            "To silence this, use --link-mode=copy (or PIP_LINK_MODE=copy).",
-            mode,
-            os.path.normpath(os.path.dirname(job.src)),  # (one kind of separator on Windows)
-            os.path.normpath(os.path.dirname(job.dst)),
-            cause.value,
-            hint,
-        )
+            raise self.policy.error(exc, what, path) from exc
 
     # -- doing ------------------------------------------------------------
     def _run_batch(self, mode: LinkMode, batch: Sequence[LinkJob]) -> LinkReport:
@@ -836,7 +652,7 @@ class Linker:
         try:
             with _interrupts_held():
                 self._op(mode, job.perm)(job.src, job.dst)
-                self.created.append(job.dst)
+                self.journal.created.append(job.dst)
         except OSError as exc:
             self._recover(mode, job, exc)
         report = LinkReport(requested=self.mode)
@@ -865,12 +681,12 @@ class Linker:
     def _place_file(self, op: Callable[[str, str], None], mode: LinkMode, job: LinkJob) -> None:
         try:
             op(job.src, job.dst)
-            self.created.append(job.dst)  # new here: a rollback removes it
+            self.journal.created.append(job.dst)  # new here: a rollback removes it
         except OSError as exc:
             try:
                 self._recover(mode, job, exc)
             except OSError as exc2:
-                raise self._error(exc2, mode.value, job.dst, job.src) from exc2
+                raise self.policy.error(exc2, mode.value, job.dst, job.src) from exc2
 
     def _recover(self, mode: LinkMode, job: LinkJob, exc: OSError) -> None:
         """Handle what a first attempt can meet: an existing target, the link limit."""
@@ -894,7 +710,7 @@ class Linker:
         if mode is LinkMode.HARDLINK and _same_inode(self.platform.fspath(job.src), self.platform.fspath(job.dst)):
             return  # already that very file
         self.sweep_temps(os.path.dirname(job.dst))
-        tmp = _beside(job.dst, TEMP_SUFFIX)
+        tmp = beside(job.dst, TEMP_SUFFIX)
         self._op(mode, job.perm)(job.src, tmp)
         try:
             self.platform.replace(tmp, job.dst)
@@ -921,7 +737,7 @@ class Linker:
             except OSError as exc:
                 if self.platform.classify(exc) is not Cause.LINK_LIMIT:
                     raise
-            fresh = _beside(job.src, ".plm-inode")
+            fresh = beside(job.src, ".plm-inode")
             self.platform.copy_file(job.src, fresh)
             self.platform.replace(fresh, job.src)
             try:
@@ -929,272 +745,3 @@ class Linker:
             except FileExistsError:
                 self._replace(LinkMode.HARDLINK, job)
             logger.debug("gave %s a fresh inode: it reached the link limit", job.src)
-
-    def _error(self, exc: OSError, op: str, path: str, src: str | None = None) -> LinkError:
-        what = exc.strerror or str(exc)
-        frm = f" from {os.path.normpath(src)}" if src else ""
-        err = LinkError(
-            exc.errno,
-            f"{op} failed for {os.path.normpath(path)}{frm}: {what}; {self.platform.remedy(exc, self.mode.value)}",
-        )
-        err.filename = path
-        return err
-
-
-class _Helpers:
-    """Helper processes placing clones for ``run_dirs`` (``_platform.placer``).
-
-    In one process a clone's system calls wait for the GIL between them,
-    held by the thread preparing the next wheel; each helper has its own.
-    A thread per helper reads its answers and settles the task's future:
-    the files it placed become the linker's (for ``rollback``), and a file
-    whose call failed is recovered or raised as in a worker thread. Tasks
-    sent to a helper that never got ready (it could not start) are placed
-    by that thread instead, and no more go to it; a helper that dies after
-    that fails its tasks, and what it placed stays, as after a killed
-    install.
-    """
-
-    def __init__(self, linker: Linker, procs: list[subprocess.Popen[bytes]]) -> None:
-        self._linker = weakref.ref(linker)
-        self._procs = procs
-        self._lock = threading.Lock()
-        self._next = 0
-        #: task id -> (future, task, helper index, files)
-        self._pending: dict[int, tuple[Future[None], _Task, int, int]] = {}
-        self._load = [0] * len(procs)
-        self._live = [True] * len(procs)
-        #: tasks the helpers answered (a test's evidence that they did the work)
-        self.answered = 0
-        #: ends them if the linker is dropped without ``close``
-        self.finalizer: weakref.finalize[..., Linker] | None = None
-        self._readers = [
-            threading.Thread(target=self._read, args=(i,), name=f"pip-linkmode-helper-{i}", daemon=True)
-            for i in range(len(procs))
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    @classmethod
-    def start(cls, linker: Linker, count: int) -> _Helpers | None:
-        """``count`` helpers with ``linker``'s platform; None where none can start."""
-        kind = linker.platform.helper_class()
-        if kind is None or not sys.executable or getattr(sys, "frozen", False):
-            return None  # (a frozen app's executable is not a Python to run -c with)
-        from ._platform import placer
-
-        package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(placer.__file__))))
-        code = f"import sys; sys.path.append({package_parent!r}); from {placer.__name__} import main; main()"
-        procs: list[subprocess.Popen[bytes]] = []
-        try:
-            for _ in range(count):
-                procs.append(
-                    subprocess.Popen(
-                        [sys.executable, "-I", "-S", "-c", code, kind],
-                        stdin=subprocess.PIPE,
-                        stdout=subprocess.PIPE,
-                        # a terminal's Ctrl-C is the parent's to handle, also
-                        # before a helper has set its signals up
-                        start_new_session=True,
-                    )
-                )
-        except OSError as exc:
-            logger.debug("no helper processes (%s): placing clones with threads", exc)
-            _stop(procs)
-            return None
-        return cls(linker, procs)
-
-    def submit(self, task: _Task, source_mtimes: bool, track: Callable[[Future[None], _Task], None]) -> bool:
-        """Send ``task`` to the least busy helper, ``track``-ing its future
-        first; False if no helper is left."""
-        from concurrent.futures import Future
-
-        from ._platform.placer import write_frame
-
-        future: Future[None] = Future()
-        files = sum(len(group[3]) for group in task)
-        groups = [(mode.value, sp, dp, list(names), perm) for mode, sp, dp, names, perm in task]
-        with self._lock:
-            live = [i for i, ok in enumerate(self._live) if ok]
-            if not live:
-                return False
-            index = min(live, key=self._load.__getitem__)
-            self._next += 1
-            task_id = self._next
-            self._load[index] += files
-            self._pending[task_id] = (future, task, index, files)
-        track(future, task)
-        stdin = self._procs[index].stdin
-        assert stdin is not None
-        try:
-            write_frame(stdin, (task_id, source_mtimes, groups))
-        except (OSError, ValueError):
-            pass  # it is gone: its reader settles the task
-        except BaseException:
-            # interrupted mid-frame (Ctrl-C): end its input there; the helper
-            # answers every whole task before it, then its reader fails the rest
-            with contextlib.suppress(Exception):
-                stdin.close()
-            raise
-        return True
-
-    def _read(self, index: int) -> None:
-        from ._platform.placer import read_frame
-
-        proc = self._procs[index]
-        assert proc.stdout is not None
-        timer = threading.Timer(_HELPER_START_TIMEOUT, proc.kill)
-        timer.daemon = True
-        timer.start()
-        try:
-            ready = read_frame(proc.stdout) == "ready"
-        finally:
-            timer.cancel()
-        while ready:
-            frame = read_frame(proc.stdout)
-            if frame is None:
-                break
-            task_id, failures = frame
-            with self._lock:
-                future, task, _, files = self._pending.pop(task_id)
-                self._load[index] -= files
-                self.answered += 1
-            self._settle(future, task, failures)
-        code = proc.wait()
-        with self._lock:
-            self._live[index] = False
-            lost = [tid for tid, (_, _, i, _) in self._pending.items() if i == index]
-            tasks = [self._pending.pop(tid)[:2] for tid in lost]
-        for future, task in tasks:
-            if not ready:  # it placed nothing: place its tasks here
-                logger.debug("a helper process could not start (status %s): placing its clones here", code)
-                self._settle(future, task, None)
-            else:
-                self._claim(task)
-                future.set_exception(LinkError(f"a helper process placing files exited with status {code}"))
-
-    def _claim(self, task: _Task) -> None:
-        """Make what a helper that died mid-task may have placed the
-        linker's, for ``rollback``: whatever is at its paths in directories
-        this install created (nothing was there before it). In directories
-        that existed, a file there may be an earlier install's, and stays."""
-        linker = self._linker()
-        if linker is None:
-            return
-        made = set(linker.created_dirs)
-        for _, _, dp, names, _ in task:
-            if dp[:-1] in made:
-                linker.created.extend([dp + n for n in names if os.path.lexists(dp + n)])
-
-    def _settle(self, future: Future[None], task: _Task, failures: Sequence[tuple[int, int, int, str]] | None) -> None:
-        """Settle a task placed by a helper but for ``failures`` (None: by no one yet)."""
-        linker = self._linker()
-        error: BaseException | None = None
-        try:
-            if linker is None:
-                raise LinkError("the install was abandoned")
-            if failures is None:
-                linker._place_names(task)
-            else:
-                linker._helped(task, [(gi, ni, OSError(err, msg)) for gi, ni, err, msg in failures])
-        except BaseException as exc:
-            error = exc
-        linker = None  # dropped before the caller wakes: its finalizer is not this thread's to run
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(None)
-
-    def close(self) -> None:
-        """End every helper (after ``finish``: no task is left)."""
-        if self.finalizer is not None:
-            self.finalizer.detach()
-        _stop(self._procs)
-        for reader in self._readers:
-            if reader is not threading.current_thread():
-                reader.join()
-        for proc in self._procs:
-            if proc.stdout is not None:
-                proc.stdout.close()
-
-
-def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
-    """End of input ends a helper: close all, then wait for each."""
-    for proc in procs:
-        with contextlib.suppress(OSError):
-            if proc.stdin is not None:
-                proc.stdin.close()
-    for proc in procs:
-        proc.wait()
-
-
-def _beside(path: str, suffix: str) -> str:
-    """A fresh hidden name in ``path``'s directory: ``.NAME.HEX<suffix>``."""
-    head, tail = os.path.split(path)
-    return os.path.join(head, f".{tail}.{os.urandom(4).hex()}{suffix}")
-
-
-def write_beside(
-    path: str,
-    data: bytes | Iterable[bytes],
-    mode: int | None = None,
-    replace: Callable[[str, str], None] = os.replace,
-    *,
-    fresh: bool = False,
-) -> None:
-    """Write a per-environment file: to a temp name beside ``path``, then rename over it.
-
-    An existing ``path`` (perhaps a hardlink into the cache) is replaced,
-    never opened for writing. ``data`` is the content or its chunks; ``mode``
-    None keeps the default permissions; ``replace`` does the rename (the
-    platform's, which knows Windows' rename-aside). ``fresh``: nothing is
-    expected at ``path``, so it is created there directly, exclusively (the
-    temp name is used after all if something is there).
-
-    A file inside a cache this process uses (a layout, a plan, a record) is
-    the cache's own: ``_cachecore.write_file`` writes it, through no link,
-    never group- or world-writable.
-    """
-    root = cache_root_of(path)
-    if root is not None:
-        whole = data if isinstance(data, bytes) else b"".join(data)
-        write_file(root, path, whole, mode=FILE_MODE if mode is None else mode & ~0o022)
-        return
-    flags = NEW_FILE
-    perms = 0o666 if mode is None else mode
-    if fresh:
-        try:
-            fd = os.open(path, flags, perms)
-        except FileExistsError:
-            pass
-        else:
-            try:
-                write_fd(fd, path, data, mode)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
-                raise
-            return
-    tmp = _beside(path, TEMP_SUFFIX)
-    try:
-        write_fd(os.open(tmp, flags, perms), tmp, data, mode)
-        replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def write_fd(fd: int, path: str, data: bytes | Iterable[bytes], mode: int | None) -> None:
-    """Write ``data`` to a new file's descriptor, give it ``mode`` exactly, close it."""
-    try:
-        for chunk in (data,) if isinstance(data, bytes) else data:
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view) :]
-        if mode is not None and os.chmod in os.supports_fd:
-            os.fchmod(fd, mode)  # exactly these bits, whatever the umask
-    finally:
-        os.close(fd)
-    if mode is not None and os.chmod not in os.supports_fd:
-        os.chmod(path, mode)

@@ -1,0 +1,216 @@
+"""Helper processes that place clones beside the installing process (``_platform.placer``)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from .jobs import LinkError, Task
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from .executor import Linker
+
+__all__ = ["Helpers"]
+
+logger = logging.getLogger("pip_linkmode")
+
+#: seconds a helper process has to say it is ready (it takes about 0.01):
+#: one that has not is ended, and threads place its clones, so an
+#: interpreter that hangs at start does not hang the install
+HELPER_START_TIMEOUT = 30.0
+
+
+class Helpers:
+    """Helper processes placing clones for ``run_dirs`` (``_platform.placer``).
+
+    In one process a clone's system calls wait for the GIL between them,
+    held by the thread preparing the next wheel; each helper has its own.
+    A thread per helper reads its answers and settles the task's future:
+    the files it placed become the linker's (for ``rollback``), and a file
+    whose call failed is recovered or raised as in a worker thread. Tasks
+    sent to a helper that never got ready (it could not start) are placed
+    by that thread instead, and no more go to it; a helper that dies after
+    that fails its tasks, and what it placed stays, as after a killed
+    install.
+    """
+
+    def __init__(self, linker: Linker, procs: list[subprocess.Popen[bytes]]) -> None:
+        self._linker = weakref.ref(linker)
+        self._procs = procs
+        self._lock = threading.Lock()
+        self._next = 0
+        #: task id -> (future, task, helper index, files)
+        self._pending: dict[int, tuple[Future[None], Task, int, int]] = {}
+        self._load = [0] * len(procs)
+        self._live = [True] * len(procs)
+        #: tasks the helpers answered (a test's evidence that they did the work)
+        self.answered = 0
+        #: ends them if the linker is dropped without ``close``
+        self.finalizer: weakref.finalize[..., Linker] | None = None
+        self._readers = [
+            threading.Thread(target=self._read, args=(i,), name=f"pip-linkmode-helper-{i}", daemon=True)
+            for i in range(len(procs))
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @classmethod
+    def start(cls, linker: Linker, count: int) -> Helpers | None:
+        """``count`` helpers with ``linker``'s platform; None where none can start."""
+        kind = linker.platform.helper_class()
+        if kind is None or not sys.executable or getattr(sys, "frozen", False):
+            return None  # (a frozen app's executable is not a Python to run -c with)
+        from .._platform import placer
+
+        package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(placer.__file__))))
+        code = f"import sys; sys.path.append({package_parent!r}); from {placer.__name__} import main; main()"
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            for _ in range(count):
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-I", "-S", "-c", code, kind],
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        # a terminal's Ctrl-C is the parent's to handle, also
+                        # before a helper has set its signals up
+                        start_new_session=True,
+                    )
+                )
+        except OSError as exc:
+            logger.debug("no helper processes (%s): placing clones with threads", exc)
+            _stop(procs)
+            return None
+        return cls(linker, procs)
+
+    def submit(self, task: Task, source_mtimes: bool, track: Callable[[Future[None], Task], None]) -> bool:
+        """Send ``task`` to the least busy helper, ``track``-ing its future
+        first; False if no helper is left."""
+        from concurrent.futures import Future
+
+        from .._platform.placer import write_frame
+
+        future: Future[None] = Future()
+        files = sum(len(group[3]) for group in task)
+        groups = [(mode.value, sp, dp, list(names), perm) for mode, sp, dp, names, perm in task]
+        with self._lock:
+            live = [i for i, ok in enumerate(self._live) if ok]
+            if not live:
+                return False
+            index = min(live, key=self._load.__getitem__)
+            self._next += 1
+            task_id = self._next
+            self._load[index] += files
+            self._pending[task_id] = (future, task, index, files)
+        track(future, task)
+        stdin = self._procs[index].stdin
+        assert stdin is not None
+        try:
+            write_frame(stdin, (task_id, source_mtimes, groups))
+        except (OSError, ValueError):
+            pass  # it is gone: its reader settles the task
+        except BaseException:
+            # interrupted mid-frame (Ctrl-C): end its input there; the helper
+            # answers every whole task before it, then its reader fails the rest
+            with contextlib.suppress(Exception):
+                stdin.close()
+            raise
+        return True
+
+    def _read(self, index: int) -> None:
+        from .._platform.placer import read_frame
+
+        proc = self._procs[index]
+        assert proc.stdout is not None
+        timer = threading.Timer(HELPER_START_TIMEOUT, proc.kill)
+        timer.daemon = True
+        timer.start()
+        try:
+            ready = read_frame(proc.stdout) == "ready"
+        finally:
+            timer.cancel()
+        while ready:
+            frame = read_frame(proc.stdout)
+            if frame is None:
+                break
+            task_id, failures = frame
+            with self._lock:
+                future, task, _, files = self._pending.pop(task_id)
+                self._load[index] -= files
+                self.answered += 1
+            self._settle(future, task, failures)
+        code = proc.wait()
+        with self._lock:
+            self._live[index] = False
+            lost = [tid for tid, (_, _, i, _) in self._pending.items() if i == index]
+            tasks = [self._pending.pop(tid)[:2] for tid in lost]
+        for future, task in tasks:
+            if not ready:  # it placed nothing: place its tasks here
+                logger.debug("a helper process could not start (status %s): placing its clones here", code)
+                self._settle(future, task, None)
+            else:
+                self._claim(task)
+                future.set_exception(LinkError(f"a helper process placing files exited with status {code}"))
+
+    def _claim(self, task: Task) -> None:
+        """Make what a helper that died mid-task may have placed the
+        linker's, for ``rollback``: whatever is at its paths in directories
+        this install created (nothing was there before it). In directories
+        that existed, a file there may be an earlier install's, and stays."""
+        linker = self._linker()
+        if linker is None:
+            return
+        made = set(linker.journal.created_dirs)
+        for _, _, dp, names, _ in task:
+            if dp[:-1] in made:
+                linker.journal.created.extend([dp + n for n in names if os.path.lexists(dp + n)])
+
+    def _settle(self, future: Future[None], task: Task, failures: Sequence[tuple[int, int, int, str]] | None) -> None:
+        """Settle a task placed by a helper but for ``failures`` (None: by no one yet)."""
+        linker = self._linker()
+        error: BaseException | None = None
+        try:
+            if linker is None:
+                raise LinkError("the install was abandoned")
+            if failures is None:
+                linker._place_names(task)
+            else:
+                linker._helped(task, [(gi, ni, OSError(err, msg)) for gi, ni, err, msg in failures])
+        except BaseException as exc:
+            error = exc
+        linker = None  # dropped before the caller wakes: its finalizer is not this thread's to run
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(None)
+
+    def close(self) -> None:
+        """End every helper (after ``finish``: no task is left)."""
+        if self.finalizer is not None:
+            self.finalizer.detach()
+        _stop(self._procs)
+        for reader in self._readers:
+            if reader is not threading.current_thread():
+                reader.join()
+        for proc in self._procs:
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    """End of input ends a helper: close all, then wait for each."""
+    for proc in procs:
+        with contextlib.suppress(OSError):
+            if proc.stdin is not None:
+                proc.stdin.close()
+    for proc in procs:
+        proc.wait()

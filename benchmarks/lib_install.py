@@ -38,7 +38,7 @@ PHASES: tuple[tuple[str, str, str | None, str], ...] = (
     ("link: clone whole trees", "pip_linkmode.linker", "Linker", "_clone_trees"),
     ("link: place files", "pip_linkmode.linker", "Linker", "run"),
     ("link: directories and files (run_dirs)", "pip_linkmode.linker", "Linker", "run_dirs"),
-    ("entry layout (load_layout)", "pip_linkmode.destination", None, "load_layout"),
+    ("entry layout (load_layout)", "pip_linkmode.placement", None, "load_layout"),
     ("laid-out install (RECORD rows, specials)", "pip_linkmode.destination", "LinkingDestination", "_install_laid_out"),
     ("prepare entries (index, entry.json)", "pip_linkmode.bytecode", None, "prepare"),
     ("entry locks", "pip_linkmode.cache", "WheelCache", "lock"),

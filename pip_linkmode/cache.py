@@ -5,7 +5,7 @@ Layout under the cache root::
     entries/<key>/entry.json   what the wheel holds (files, RECORD rows, flags)
     entries/<key>/tree/        the unpacked files, linked into environments
     entries/<key>/layout.json  derived: the files by scheme and directory, with
-                               their RECORD lines (``destination.load_layout``)
+                               their RECORD lines (``placement.load_layout``)
     entries/<key>/bytecode-*.json  derived: the pycs compiled into tree/
     index/<hash of path>.json  a wheel file's stamp -> its entry's key and names
     locks/<key>.lock           per-entry file locks

@@ -559,7 +559,7 @@ def _recreate(cache: WheelCache, key: str, entry: CachedWheel | None) -> str:
 
 
 def _rebuild_layout(cache: WheelCache, entry: CachedWheel) -> str:
-    from .destination import load_layout
+    from .placement import load_layout
     from .source import CachedWheelSource
 
     layout = entry.root / "layout.json"

@@ -2,30 +2,37 @@
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import hashlib
 import io
-import itertools
-import json
-import operator
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, NamedTuple, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 import installer
 from installer.destinations import SchemeDictionaryDestination
 from installer.records import Hash, RecordEntry
-from installer.utils import SCHEME_NAMES, Scheme, parse_entrypoints, parse_metadata_file
+from installer.utils import Scheme, parse_entrypoints
 
-from ._cachecore import all_safe_relpaths
-from .bytecode import CachedPyc, ensure_bytecode, pyc_groups, pyc_path
+from .bytecode import CachedPyc, ensure_bytecode, pyc_path
 from .cache import CachedFile, record_digest
 from .linker import DirJob, Linker, LinkJob, LinkReport, write_beside
 from .modes import LinkMode, parse_link_mode
+from .placement import (
+    Layout,
+    Placement,
+    execute,
+    link_groups,
+    load_layout,
+    pyc_dirs,
+    record_line,
+    route,
+)
 from .source import CachedFileStream, CachedWheelSource
+
+if TYPE_CHECKING:
+    from .cache import WheelCache
 
 __all__ = ["LinkingDestination"]
 
@@ -58,6 +65,10 @@ class LinkingDestination(SchemeDictionaryDestination):
     #: ``linker.finish()`` before it reports the install done
     wait_for_links: bool = True
     report: LinkReport = field(init=False)
+    #: with ``wait_for_links`` False: (cache, entry key, environment) to
+    #: register as symlink-mode users once the links are placed (the caller
+    #: calls ``placement.register_symlink_users(report, pending_users)``)
+    pending_users: list[tuple[WheelCache | str, str, str]] = field(init=False, repr=False)
     _jobs: list[LinkJob] = field(init=False, repr=False)
     #: (scheme, path) of linked .py files -> (their source, archive path)
     _sources: dict[tuple[str, str], tuple[CachedWheelSource, str]] = field(init=False, repr=False)
@@ -69,6 +80,9 @@ class LinkingDestination(SchemeDictionaryDestination):
             self.linker.source_mtimes = bool(self.bytecode_optimization_levels)
         self.report = LinkReport(requested=self.link_mode)
         self._jobs = []
+        self.pending_users = []
+        #: (cache, entry key, environment) of the cache entries files were queued from
+        self._users: list[tuple[WheelCache | str, str, str]] = []
         self._sources = {}
         self._handled: set[tuple[str, str]] = set()
         self._roots: dict[str, str] = {}
@@ -98,8 +112,11 @@ class LinkingDestination(SchemeDictionaryDestination):
     ) -> RecordEntry:
         """Queue one cached file's link; its RECORD row reuses the wheel's hash."""
         target = self._cached_target(scheme, path)
-        if source is not None and scheme in ("purelib", "platlib") and path.endswith(".py"):
-            self._sources[(scheme, path)] = (source, cached.path)
+        if source is not None:
+            if scheme in ("purelib", "platlib") and path.endswith(".py"):
+                self._sources[(scheme, path)] = (source, cached.path)
+            if not self._users or self._users[-1][1] != source.entry.key:
+                self._users.append((source.cache, source.entry.key, self._env_dir()))
         tree = None
         if self._whole_trees:  # only platforms that clone a directory in one call use it
             top, sep, _ = path.partition("/")
@@ -125,11 +142,11 @@ class LinkingDestination(SchemeDictionaryDestination):
             if layout is not None:
                 self._install_laid_out(source, layout, additional_metadata)
                 return
-        plan = _plan(source)
-        if plan is None:
+        routed = route(source)
+        if routed is None:
             installer.install(source, self, dict(additional_metadata))
             return
-        root_scheme, files = plan
+        root_scheme, files = routed
         records: list[tuple[Scheme, RecordEntry]] = []
         if "entry_points.txt" in source.dist_info_filenames:
             text = source.read_dist_info("entry_points.txt")
@@ -217,13 +234,13 @@ class LinkingDestination(SchemeDictionaryDestination):
             else:  # linked, in a scheme other than the root one
                 lines[index] = line(scheme, path, a, str(b))
         rows.extend(zip(layout.keys, lines, strict=True))
-        groups: list[DirJob] = [
-            (f"{tree}/{sdir}" if sdir else tree, self._dir_of(scheme, ddir), names, sizes, executable)
-            for scheme, sdir, ddir, names, sizes, executable in layout.groups
-        ]
+        placement = Placement(link_groups(layout, tree, self._dir_of), source_root=tree)
+        placement.users.append((source.cache, source.entry.key, self._env_dir()))
         if self.bytecode_optimization_levels:
-            groups.extend(self._cached_pyc_groups(source, layout, rows, line))
-        self.report.merge(self.linker.run_dirs(groups, wait=self.wait_for_links, source_root=tree))
+            placement.groups.extend(self._cached_pyc_groups(source, layout, rows, line))
+        self.report.merge(execute(placement, self.linker, wait=self.wait_for_links))
+        if not self.wait_for_links:
+            self.pending_users.extend(placement.users)
         dist_info = source.dist_info_dir
         for filename, contents in additional_metadata.items():
             with io.BytesIO(contents) as other:
@@ -244,6 +261,13 @@ class LinkingDestination(SchemeDictionaryDestination):
             return os.path.abspath(self.scheme_dict[scheme]).replace("\\", "/") + "/"
         return os.path.relpath(self.scheme_dict[scheme], start=self.scheme_dict[root_scheme]) + "/"
 
+    def _env_dir(self) -> str:
+        """Where the environment is on disk (its data scheme), for registering users."""
+        data = os.path.abspath(self.scheme_dict["data"])
+        if self.destdir is None:
+            return data
+        return os.path.join(self.destdir, os.path.splitdrive(data)[1].lstrip("\\/"))
+
     def _dir_of(self, scheme: str, rel: str) -> str:
         root = self._scheme_root(scheme)
         return f"{root}/{rel}" if rel else root
@@ -258,12 +282,12 @@ class LinkingDestination(SchemeDictionaryDestination):
         """Link groups for the entry's cached .pyc files; their RECORD rows
         (no hash, as pip lists them) go into ``rows``."""
         jobs: list[DirJob] = []
-        for group in pyc_groups(source.cache, source.entry, self.bytecode_optimization_levels, layout.root):
-            rel_dir = f"{group.ddir}/__pycache__" if group.ddir else "__pycache__"
-            for pyc in group.names:
-                record_path = f"{rel_dir}/{pyc}"
-                rows.append((record_path, line(group.scheme, record_path, "", "")))
-            jobs.append((group.src_dir, self._dir_of(group.scheme, rel_dir), group.names, group.sizes, False))
+        levels = tuple(self.bytecode_optimization_levels)
+        for pycs in pyc_dirs(source.cache, source.entry, levels, layout.root, self._dir_of):
+            for pyc in pycs.group[2]:
+                record_path = f"{pycs.rel_dir}/{pyc}"
+                rows.append((record_path, line(pycs.scheme, record_path, "", "")))
+            jobs.append(pycs.group)
         return jobs
 
     def write_to_fs(
@@ -307,7 +331,8 @@ class LinkingDestination(SchemeDictionaryDestination):
         """Place every queued file now (``finalize_installation`` calls this)."""
         jobs, self._jobs = self._jobs, []
         assert self.linker is not None
-        self.report.merge(self.linker.run(jobs))
+        users, self._users = self._users, []
+        self.report.merge(execute(Placement(files=jobs, users=users), self.linker))
 
     def finalize_installation(
         self,
@@ -376,196 +401,5 @@ class LinkingDestination(SchemeDictionaryDestination):
         return full
 
 
-
-
-def _plan(source: CachedWheelSource) -> tuple[Scheme, list[tuple[Scheme, str, CachedFile]]] | None:
-    """(root scheme, [(scheme, path in scheme, file)]) as installer would
-    route the entry's files, or None where installer must do it itself."""
-    wheel = parse_metadata_file(source.read_dist_info("WHEEL"))
-    version = wheel["Wheel-Version"]
-    if not (version and version.startswith("1.")):
-        return None  # installer raises its own error
-    root = Scheme("purelib" if wheel["Root-Is-Purelib"] == "true" else "platlib")
-    data = f"{source.data_dir}/"
-    record_path = f"{source.dist_info_dir}/RECORD"
-    files: list[tuple[Scheme, str, CachedFile]] = []
-    for cached in source.entry.files:
-        path = cached.path
-        if path == record_path:
-            continue
-        if "__pycache__/" in path:
-            return None  # installer skips these, with a warning
-        if path.startswith(data):
-            scheme, _, rest = path[len(data):].partition("/")
-            if scheme not in SCHEME_NAMES or not rest:
-                return None  # installer's error
-            files.append((Scheme(scheme), rest, cached))
-        else:
-            files.append((root, path, cached))
-    return root, files
-
-
 def _first(row: tuple[str, str]) -> str:
     return row[0]
-
-
-_QUOTED = frozenset(',"\r\n')
-
-
-def record_line(path: str, hash_: str, size: str) -> str:
-    """One RECORD line, exactly as installer's csv writer spells it."""
-    if _QUOTED.isdisjoint(path):
-        return f"{path},{hash_},{size}\n"
-    out = io.StringIO()
-    csv.writer(out, delimiter=",", quotechar='"', lineterminator="\n").writerow((path, hash_, size))
-    return out.getvalue()
-
-
-class Layout(NamedTuple):
-    """What a cache entry's files become in any install, computed once per
-    entry and kept beside it (``layout.json``): an install then adds only
-    what depends on the target (its directories, generated files)."""
-
-    root: str  # the root scheme, purelib or platlib
-    #: (scheme, archive dir, dir in the scheme, file names, sizes, whether
-    #: the wheel marks them executable): files to link, directory by
-    #: directory, parents first ('' is the root)
-    groups: list[tuple[str, str, str, list[str], list[int], bool]]
-    keys: list[str]  # per file, in the wheel's order: its path in its scheme
-    lines: list[str]  # its RECORD line; "" for the files in ``special``
-    #: (index, "link", scheme, path, hash, size) for a file linked into a
-    #: scheme other than the root one (its RECORD path depends on the
-    #: target); (index, "write", "scripts", path, archive path, executable)
-    #: for a script whose shebang is rewritten per environment
-    special: list[tuple[int, str, str, str, Any, Any]]
-    entry_points: bool
-
-
-_LAYOUT_FILE = "layout.json"
-_LAYOUT_VERSION = 3  # 1: files of .data/<root scheme>/ were looked for at the root; 2: no executable bits
-
-
-def load_layout(source: CachedWheelSource) -> Layout | None:
-    """The entry's layout (None: installer must route this wheel itself),
-    read from beside the entry or computed and kept there."""
-    path = source.entry.root / _LAYOUT_FILE
-    try:
-        data = json.loads(path.read_bytes())
-        if data.get("v") == _LAYOUT_VERSION:
-            return None if data.get("none") else _checked_layout(Layout(*data["layout"]))
-    except (OSError, ValueError, TypeError, KeyError):
-        pass  # missing, damaged, older or tampered with: computed again
-    layout = _build_layout(source)
-    data = {"v": _LAYOUT_VERSION, "none": layout is None, "layout": layout}
-    payload = json.dumps(data).encode("utf-8")
-    with contextlib.suppress(OSError):  # a read-only cache: computed each time
-        from .cache_admin import record_produced
-
-        record_produced(path, payload)  # its hash, for `cache verify`
-        write_beside(os.fspath(path), payload)
-    return layout
-
-
-def _checked_layout(layout: Layout) -> Layout:
-    """``layout`` as read back from the cache, if every path in it stays
-    inside its scheme or the entry's tree and every RECORD line lists its
-    own file (a line is written into the environment's RECORD, which pip
-    uninstall deletes by); ValueError otherwise. Paths are checked in one
-    pass over them all: well under a microsecond a file."""
-    if layout.root not in ("purelib", "platlib") or not isinstance(layout.entry_points, bool):
-        raise ValueError("root scheme")
-    schemes = set(SCHEME_NAMES)
-    paths: list[str] = []
-    names: list[str] = []
-    for scheme, sdir, ddir, group_names, sizes, _ in layout.groups:
-        if scheme not in schemes or len(group_names) != len(sizes):
-            raise ValueError("group")
-        # (a parent group's archive dir may keep its "/": a .data scheme's top)
-        paths.extend(d for d in (sdir[:-1] if sdir.endswith("/") else sdir, ddir) if d)
-        names.extend(group_names)
-    keys, lines = layout.keys, layout.lines
-    if len(keys) != len(lines):
-        raise ValueError("keys")
-    for index, kind, scheme, path, a, _ in layout.special:
-        if not (type(index) is int and 0 <= index < len(keys)) or keys[index] != path:
-            raise ValueError(f"special {path!r}")
-        if kind not in ("write", "link") or scheme not in schemes:
-            raise ValueError(f"special {path!r}")
-        if kind == "write":
-            paths.append(a)
-    if "/" in "\n".join(names) or not all_safe_relpaths([*paths, *names, *keys]):
-        raise ValueError("a path that leaves its directory")
-    if not _lines_list_their_keys(keys, lines):
-        raise ValueError("a RECORD line that does not list its own file")
-    return layout
-
-
-def _lines_list_their_keys(keys: list[str], lines: list[str]) -> bool:
-    """Is each non-empty line exactly one RECORD row whose path is its key?
-    With no key that RECORD quotes (nearly always), in a few passes over
-    them all: every line starts with its key and a comma, ends with the
-    only newline in it, and holds no quote or carriage return."""
-    if any(c in "\x00".join(keys) for c in _QUOTED):
-        return all(
-            not line or line == record_line(key, *_fields(line)) for key, line in zip(keys, lines, strict=True)
-        )
-    present = list(itertools.compress(lines, lines))
-    joined = "\x00".join(present) + "\x00"
-    return (
-        '"' not in joined
-        and "\r" not in joined
-        and joined.count("\n") == len(present) == joined.count("\n\x00")
-        and all(map(str.startswith, present, map(operator.add, itertools.compress(keys, lines), itertools.repeat(","))))
-    )
-
-
-def _fields(line: str) -> tuple[str, str]:
-    """The hash and size of a RECORD line read back (ValueError: not one row of three)."""
-    rows = list(csv.reader(io.StringIO(line, newline="")))
-    if len(rows) != 1 or len(rows[0]) != 3:
-        raise ValueError("not one RECORD row")
-    return rows[0][1], rows[0][2]
-
-
-def _build_layout(source: CachedWheelSource) -> Layout | None:
-    plan = _plan(source)
-    if plan is None:
-        return None
-    root, files = plan
-    groups: dict[tuple[str, str, bool], tuple[str, str, str, list[str], list[int], bool]] = {}
-    keys: list[str] = []
-    lines: list[str] = []
-    special: list[tuple[int, str, str, str, Any, Any]] = []
-
-    def group(
-        scheme: str, sdir: str, ddir: str, executable: bool = False
-    ) -> tuple[str, str, str, list[str], list[int], bool]:
-        """The group of a directory's files, executable or not (keyed by
-        where they are in the wheel: a scheme's files may come from the
-        root and from .data)."""
-        found = groups.get((scheme, sdir, executable))
-        if found is None:
-            if ddir:  # parents first: creating a directory then costs one mkdir
-                cut = len(ddir) - len(ddir.rpartition("/")[0])
-                group(scheme, sdir[: len(sdir) - cut], ddir[: len(ddir) - cut])
-            found = groups[(scheme, sdir, executable)] = (scheme, sdir, ddir, [], [], executable)
-        return found
-
-    for index, (scheme, path, cached) in enumerate(files):
-        keys.append(path)
-        if scheme == "scripts" and cached.python_shebang:
-            lines.append("")
-            special.append((index, "write", scheme, path, cached.path, cached.executable))
-            continue
-        if scheme == root:
-            lines.append(record_line(path, cached.hash, str(cached.size)))
-        else:
-            lines.append("")
-            special.append((index, "link", scheme, path, cached.hash, cached.size))
-        ddir, _, name = path.rpartition("/")
-        sdir = cached.path.rpartition("/")[0]
-        _, _, _, names, sizes, _ = group(scheme, sdir, ddir, cached.executable)
-        names.append(name)
-        sizes.append(cached.size)
-    entry_points = "entry_points.txt" in source.dist_info_filenames
-    return Layout(root, list(groups.values()), keys, lines, special, entry_points)

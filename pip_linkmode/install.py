@@ -1,4 +1,4 @@
-"""The one orchestration every front end calls: wheels in, an environment out."""
+"""``install_wheels``: wheel files in, an environment out (the library door and venv seeding)."""
 
 from __future__ import annotations
 
@@ -238,8 +238,8 @@ def install_wheels(
 
     from . import bytecode
     from .cache import WheelCache
-    from .cache_admin import record_user
     from .destination import LinkingDestination
+    from .placement import register_symlink_users
     from .source import CachedWheelSource
 
     if sum(x is not None for x in (target, venv, python)) > 1:
@@ -265,7 +265,7 @@ def install_wheels(
     # overlaps unpacking), taking no lock while waiting for another.
     wheel_list = list(wheels)
     entries = bytecode.prepare(wheel_cache, wheel_list, levels)
-    done: list[tuple[str, LinkingDestination]] = []
+    done: list[LinkingDestination] = []
     # Each wheel's files are handed to the linker's worker threads, which
     # place them while this thread does the next wheel's bookkeeping (with
     # an entry's layout, that bookkeeping is per wheel, not per file, so the
@@ -297,7 +297,7 @@ def install_wheels(
                 destination.install_cached(
                     source, _additional_metadata(installer_name, requested, direct_url)
                 )
-                done.append((source.entry.key, destination))
+                done.append(destination)
                 report.installed.append(f"{source.distribution}-{source.version}")
             linker.finish()
         except BaseException:
@@ -305,9 +305,8 @@ def install_wheels(
             raise
         finally:
             linker.close()  # its helper processes, if any
-    for key, destination in done:
-        if destination.report.counts[LinkMode.SYMLINK]:
-            record_user(wheel_cache, key, target.paths["data"])
+    for destination in done:
+        register_symlink_users(destination.report, destination.pending_users)
         report.links.merge(destination.report)
     report.unpacked = len(wheel_cache.unpacked) - before
     return report

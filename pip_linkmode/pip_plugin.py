@@ -43,10 +43,10 @@ from typing import Any
 from . import bytecode
 from .cache import _SIGNATURES, ENV_CACHE_DIR, CachedWheel, WheelCache
 from .cache_admin import record_user
-from .destination import load_layout
 from .install import SCHEME_KEYS
-from .linker import DirJob, Linker, LinkJob, LinkReport, write_beside
+from .linker import Linker, LinkJob, LinkReport, write_beside
 from .modes import CHOICES, ENV_LINK_MODE, LinkMode, link_mode_from_env, parse_link_mode
+from .placement import Placement, execute, link_groups, load_layout, pyc_dirs
 from .source import CachedWheelSource
 
 __all__ = ["SUPPORTED_PIP", "main_install", "main_passthrough", "pip_support_problem"]
@@ -181,7 +181,7 @@ class _LinkedInstall:
     lib_dir: str
     info_dir: str
     dist: Any  # pip's distribution of the cached .dist-info directory
-    groups: list[DirJob]  # what is linked, directory by directory (pycs last)
+    placement: Placement  # what is linked, directory by directory (pycs last)
     #: archive path -> RECORD path, where that is not the archive path
     #: (``.data`` files), and pip's entries for pycs (absolute path -> RECORD path)
     installed: dict[str, str]
@@ -264,21 +264,20 @@ class _LinkedInstall:
             for name in names
         }:
             return None
-        groups: list[DirJob] = [
-            (f"{tree}/{sdir}" if sdir else tree, os.path.join(paths[key], ddir) if ddir else paths[key], names, sizes, x)
-            for key, sdir, ddir, names, sizes, x in layout.groups
-            if key != "scripts"
-        ]
+        def dir_of(key: str, ddir: str) -> str:
+            return os.path.join(paths[key], ddir) if ddir else paths[key]
+
+        # scripts are pip's to write (its ScriptFile rule), after the links
+        placement = Placement(link_groups(layout, tree, dir_of, skip=("scripts",)), source_root=tree)
+        placement.users.append((cache, entry.key, paths["data"]))
         if pycompile:
-            level = sys.flags.optimize
-            for group in bytecode.pyc_groups(cache, entry, (level,), root):
-                rel_dir = f"{group.ddir}/__pycache__" if group.ddir else "__pycache__"
-                dst = os.path.join(paths[group.scheme], rel_dir)
-                groups.append((group.src_dir, dst, group.names, group.sizes, False))
-                for pyc in group.names:
+            for pycs in pyc_dirs(cache, entry, (sys.flags.optimize,), root, dir_of):
+                placement.groups.append(pycs.group)
+                dst = pycs.group[1]
+                for pyc in pycs.group[2]:
                     full = f"{dst}/{pyc}"
-                    installed[full] = f"{rel_dir}/{pyc}" if group.scheme == root else to_record(full, lib_dir)
-        return cls(lib_dir, info_dir, dist, groups, installed, scripts, console, gui)
+                    installed[full] = f"{pycs.rel_dir}/{pyc}" if pycs.scheme == root else to_record(full, lib_dir)
+        return cls(lib_dir, info_dir, dist, placement, installed, scripts, console, gui)
 
     def run(self, hook: _Hook, entry: CachedWheel, call: inspect.BoundArguments, fresh: list[str]) -> None:
         """Place and write everything; ``fresh`` receives each file written where none was."""
@@ -293,7 +292,7 @@ class _LinkedInstall:
         # Every file in place before anything is written over it, as in
         # pip's order: a wheel's own INSTALLER, a .data file where a script
         # goes (pip writes it, then its script maker writes over it).
-        hook.report.merge(linker.run_dirs(self.groups, source_root=tree))
+        hook.report.merge(execute(self.placement, linker))
 
         def write(path: str, data: bytes, mode: int) -> None:
             existed = os.path.lexists(path)
@@ -491,7 +490,7 @@ class _Hook:
             # as pip's loop with the hook: nothing of this wheel is left
             self._undo(mark, fresh, scheme)
             raise
-        self._installed(entry, scheme, symlinks)
+        self._installed(entry, None, symlinks)  # (its Placement registered a symlink user)
         self.linked_installs += 1
 
     def _installed(self, entry: CachedWheel, scheme: Any, symlinks: int) -> None:

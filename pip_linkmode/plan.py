@@ -67,6 +67,7 @@ from ._cachecore import (
 )
 from .linker import Linker, LinkError, LinkJob, LinkReport, write_beside
 from .modes import LinkMode
+from .placement import Placement, execute
 
 __all__ = ["PLAN_FORMAT", "Replayed", "plan_key", "record", "replay", "snapshot"]
 
@@ -470,8 +471,10 @@ def _place(
                 return None  # a cached .pyc changed since: the engine checks and compiles it again
             jobs.append(LinkJob(src + rel, dst + rel, size))
     linker = Linker(link_mode)
+    entries: list[str] = plan["entries"]  # type: ignore[assignment]
+    placement = Placement(files=jobs, users=[(cache_root, key, env_root) for key in entries])
     try:
-        report = linker.run(jobs)
+        report = execute(placement, linker)
         contents: dict[str, bytes] = {}
         files: list[dict[str, object]] = plan["generated"]  # type: ignore[assignment]
         for item in files:
@@ -502,4 +505,4 @@ def _place(
     except BaseException:
         linker.rollback()
         raise
-    return Replayed(list(plan["installed"]), report, list(plan["entries"]))  # type: ignore[call-overload]
+    return Replayed(list(plan["installed"]), report, list(entries))  # type: ignore[call-overload]

@@ -327,9 +327,7 @@ def _seed(
         levels = (0,) if compile_bytecode else ()
         key = plan.plan_key(wheels, layout, mode, levels, "pip")
         replayed = plan.replay(cache_root, key, env_root, target.interpreter, mode)
-        if replayed is not None:
-            if replayed.report.counts[LinkMode.SYMLINK]:
-                _record_symlink_user(cache, replayed.entries, target)
+        if replayed is not None:  # (symlink-mode users are registered by its Placement)
             result.installed.extend(replayed.installed)
             result.report.installed.extend(replayed.installed)
             result.report.links = replayed.report
@@ -376,17 +374,6 @@ def _seed(
                     compile_bytecode=compile_bytecode,
                 ))
     return result
-
-
-def _record_symlink_user(
-    cache: WheelCache | str | os.PathLike[str] | None, keys: Iterable[str], target: Target
-) -> None:
-    """Register a symlink-mode environment with its entries, as ``install_wheels`` does."""
-    from .cache_admin import record_user
-
-    wheel_cache = _wheel_cache(cache)
-    for key in keys:
-        record_user(wheel_cache, key, target.paths["data"])
 
 
 def _layout(target: Target, env_root: str) -> dict[str, str] | None:

@@ -114,7 +114,7 @@ def test_verify_checks_every_file_the_cache_produced(
 ) -> None:
     cache, _pyc = compiled
     root = entry_root(cache)
-    from pip_linkmode.destination import load_layout
+    from pip_linkmode.placement import load_layout
     from pip_linkmode.source import CachedWheelSource
 
     wc = WheelCache(cache)
@@ -356,3 +356,34 @@ def test_prune_refuses_a_negative_age(tmp_path: Path, demo_wheel: Path, age: str
     line = one_line_error(cli(cache, "prune", "--older-than", age))
     assert "--older-than takes a number of days, zero or more" in line
     assert len(list((cache / "entries").iterdir())) == 1
+
+
+@needs_symlinks
+def test_an_install_through_installer_registers_its_symlink_user(
+    tmp_path: Path, demo_wheel: Path
+) -> None:
+    """The library door (``installer.install`` with a cached source and
+    ``LinkingDestination``) hands its files to the same Placement executor
+    as every door: a symlink-mode environment made that way is a user of
+    its entry, and ``cache clean`` keeps the entry for it."""
+    import installer
+
+    from pip_linkmode import LinkingDestination
+    from pip_linkmode.install import target_for_venv
+
+    cache = WheelCache(tmp_path / "cache")
+    venv = make_venv(tmp_path / "env")
+    target = target_for_venv(venv)
+    with cache.open(demo_wheel) as source:
+        destination = LinkingDestination(
+            scheme_dict=target.scheme_for("demo"),
+            interpreter=target.interpreter,
+            script_kind="posix",
+            link_mode="symlink",
+        )
+        installer.install(source, destination, {"INSTALLER": b"test\n"})
+    assert os.path.islink(site_packages(venv) / "demo" / "core.py")
+    result = cli(cache.root, "clean")
+    assert result.returncode == 1, result
+    assert f"kept demo 1.0: used by symlink-mode environment(s) {venv}" in result.stderr
+    assert hello(venv) == "hello from core"

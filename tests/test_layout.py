@@ -30,9 +30,9 @@ from pip_linkmode import (
     LinkMode,
     WheelCache,
     _platform,
-    destination,
     install_wheels,
     linker,
+    placement,
 )
 
 META = {"INSTALLER": b"test\n", "REQUESTED": b""}
@@ -164,13 +164,13 @@ def test_layout_is_kept_and_a_damaged_one_is_rebuilt(tmp_path: Path, monkeypatch
     _install(cache, wheel, tmp_path / "one", "layout")
     layout_file = cache.get(wheel).root / "layout.json"
     kept = json.loads(layout_file.read_bytes())
-    assert kept["v"] == destination._LAYOUT_VERSION and not kept["none"]
+    assert kept["v"] == placement._LAYOUT_VERSION and not kept["none"]
 
     def no_rebuild(source: object) -> None:
         raise AssertionError("the kept layout was not used")
 
     with monkeypatch.context() as patch:
-        patch.setattr(destination, "_build_layout", no_rebuild)
+        patch.setattr(placement, "_build_layout", no_rebuild)
         _install(cache, wheel, tmp_path / "two", "layout")
     layout_file.write_bytes(b"{\"v\": 2, \"layout\": [")  # cut short
     _install(cache, wheel, tmp_path / "three", "layout")

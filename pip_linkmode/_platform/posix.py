@@ -123,7 +123,7 @@ class Platform:
 
     def helper_class(self) -> str | None:
         """``module:class`` that a helper process builds to place clones
-        with these same primitives (``linker._Helpers``); None: no helpers
+        with these same primitives (``linker.helpers.Helpers``); None: no helpers
         (a platform with injected calls, or one whose clones are not worth
         a process)."""
         return None

@@ -1,0 +1,329 @@
+"""What goes where: a cache entry's layout, and the Placement it resolves to in a target.
+
+An entry describes itself once, scheme-relative (``Layout``, kept beside
+the entry as ``layout.json``): its files directory by directory with their
+RECORD lines and executable bits, which files are special (a script whose
+shebang is rewritten, a file of another scheme than the root one). An
+install resolves that against its target (scheme directories, bytecode
+levels) into a ``Placement``: the directories to create and the files to
+place in each, the files placed one by one, and the environments to
+register as symlink-mode users of the entries. Every door hands its
+Placement to ``execute``, which gives it to the ``Linker``:
+``install_wheels`` and ``installer.install`` through ``LinkingDestination``,
+the pip door (``pip_plugin``), and recorded venv seeds (``plan.replay``).
+What each door generates per environment (scripts, RECORD, INSTALLER...)
+stays that door's, written with its own rules after the placement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import itertools
+import json
+import operator
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ._cachecore import all_safe_relpaths
+from .linker import DirJob, Linker, LinkJob, LinkReport, write_beside
+from .modes import LinkMode
+
+if TYPE_CHECKING:
+    from installer.utils import Scheme
+
+    from .cache import CachedFile, CachedWheel, WheelCache
+    from .source import CachedWheelSource
+
+#: installer's scheme names (``installer.utils.SCHEME_NAMES``; a replayed
+#: plan imports no installer)
+_SCHEME_NAMES = ("purelib", "platlib", "headers", "scripts", "data")
+
+__all__ = [
+    "Layout",
+    "Placement",
+    "PycDir",
+    "execute",
+    "link_groups",
+    "load_layout",
+    "pyc_dirs",
+    "record_line",
+    "register_symlink_users",
+    "route",
+]
+
+
+def route(source: CachedWheelSource) -> tuple[Scheme, list[tuple[Scheme, str, CachedFile]]] | None:
+    """(root scheme, [(scheme, path in scheme, file)]) as installer would
+    route the entry's files, or None where installer must do it itself."""
+    from installer.utils import SCHEME_NAMES, Scheme, parse_metadata_file
+
+    wheel = parse_metadata_file(source.read_dist_info("WHEEL"))
+    version = wheel["Wheel-Version"]
+    if not (version and version.startswith("1.")):
+        return None  # installer raises its own error
+    root = Scheme("purelib" if wheel["Root-Is-Purelib"] == "true" else "platlib")
+    data = f"{source.data_dir}/"
+    record_path = f"{source.dist_info_dir}/RECORD"
+    files: list[tuple[Scheme, str, CachedFile]] = []
+    for cached in source.entry.files:
+        path = cached.path
+        if path == record_path:
+            continue
+        if "__pycache__/" in path:
+            return None  # installer skips these, with a warning
+        if path.startswith(data):
+            scheme, _, rest = path[len(data):].partition("/")
+            if scheme not in SCHEME_NAMES or not rest:
+                return None  # installer's error
+            files.append((Scheme(scheme), rest, cached))
+        else:
+            files.append((root, path, cached))
+    return root, files
+
+
+_QUOTED = frozenset(',"\r\n')
+
+
+def record_line(path: str, hash_: str, size: str) -> str:
+    """One RECORD line, exactly as installer's csv writer spells it."""
+    if _QUOTED.isdisjoint(path):
+        return f"{path},{hash_},{size}\n"
+    out = io.StringIO()
+    csv.writer(out, delimiter=",", quotechar='"', lineterminator="\n").writerow((path, hash_, size))
+    return out.getvalue()
+
+
+class Layout(NamedTuple):
+    """What a cache entry's files become in any install, computed once per
+    entry and kept beside it (``layout.json``): an install then adds only
+    what depends on the target (its directories, generated files)."""
+
+    root: str  # the root scheme, purelib or platlib
+    #: (scheme, archive dir, dir in the scheme, file names, sizes, whether
+    #: the wheel marks them executable): files to link, directory by
+    #: directory, parents first ('' is the root)
+    groups: list[tuple[str, str, str, list[str], list[int], bool]]
+    keys: list[str]  # per file, in the wheel's order: its path in its scheme
+    lines: list[str]  # its RECORD line; "" for the files in ``special``
+    #: (index, "link", scheme, path, hash, size) for a file linked into a
+    #: scheme other than the root one (its RECORD path depends on the
+    #: target); (index, "write", "scripts", path, archive path, executable)
+    #: for a script whose shebang is rewritten per environment
+    special: list[tuple[int, str, str, str, Any, Any]]
+    entry_points: bool
+
+
+_LAYOUT_FILE = "layout.json"
+_LAYOUT_VERSION = 3  # 1: files of .data/<root scheme>/ were looked for at the root; 2: no executable bits
+
+
+def load_layout(source: CachedWheelSource) -> Layout | None:
+    """The entry's layout (None: installer must route this wheel itself),
+    read from beside the entry or computed and kept there."""
+    path = source.entry.root / _LAYOUT_FILE
+    try:
+        data = json.loads(path.read_bytes())
+        if data.get("v") == _LAYOUT_VERSION:
+            return None if data.get("none") else _checked_layout(Layout(*data["layout"]))
+    except (OSError, ValueError, TypeError, KeyError):
+        pass  # missing, damaged, older or tampered with: computed again
+    layout = _build_layout(source)
+    data = {"v": _LAYOUT_VERSION, "none": layout is None, "layout": layout}
+    payload = json.dumps(data).encode("utf-8")
+    with contextlib.suppress(OSError):  # a read-only cache: computed each time
+        from .cache_admin import record_produced
+
+        record_produced(path, payload)  # its hash, for `cache verify`
+        write_beside(os.fspath(path), payload)
+    return layout
+
+
+def _checked_layout(layout: Layout) -> Layout:
+    """``layout`` as read back from the cache, if every path in it stays
+    inside its scheme or the entry's tree and every RECORD line lists its
+    own file (a line is written into the environment's RECORD, which pip
+    uninstall deletes by); ValueError otherwise. Paths are checked in one
+    pass over them all: well under a microsecond a file."""
+    if layout.root not in ("purelib", "platlib") or not isinstance(layout.entry_points, bool):
+        raise ValueError("root scheme")
+    schemes = set(_SCHEME_NAMES)
+    paths: list[str] = []
+    names: list[str] = []
+    for scheme, sdir, ddir, group_names, sizes, _ in layout.groups:
+        if scheme not in schemes or len(group_names) != len(sizes):
+            raise ValueError("group")
+        # (a parent group's archive dir may keep its "/": a .data scheme's top)
+        paths.extend(d for d in (sdir[:-1] if sdir.endswith("/") else sdir, ddir) if d)
+        names.extend(group_names)
+    keys, lines = layout.keys, layout.lines
+    if len(keys) != len(lines):
+        raise ValueError("keys")
+    for index, kind, scheme, path, a, _ in layout.special:
+        if not (type(index) is int and 0 <= index < len(keys)) or keys[index] != path:
+            raise ValueError(f"special {path!r}")
+        if kind not in ("write", "link") or scheme not in schemes:
+            raise ValueError(f"special {path!r}")
+        if kind == "write":
+            paths.append(a)
+    if "/" in "\n".join(names) or not all_safe_relpaths([*paths, *names, *keys]):
+        raise ValueError("a path that leaves its directory")
+    if not _lines_list_their_keys(keys, lines):
+        raise ValueError("a RECORD line that does not list its own file")
+    return layout
+
+
+def _lines_list_their_keys(keys: list[str], lines: list[str]) -> bool:
+    """Is each non-empty line exactly one RECORD row whose path is its key?
+    With no key that RECORD quotes (nearly always), in a few passes over
+    them all: every line starts with its key and a comma, ends with the
+    only newline in it, and holds no quote or carriage return."""
+    if any(c in "\x00".join(keys) for c in _QUOTED):
+        return all(
+            not line or line == record_line(key, *_fields(line)) for key, line in zip(keys, lines, strict=True)
+        )
+    present = list(itertools.compress(lines, lines))
+    joined = "\x00".join(present) + "\x00"
+    return (
+        '"' not in joined
+        and "\r" not in joined
+        and joined.count("\n") == len(present) == joined.count("\n\x00")
+        and all(map(str.startswith, present, map(operator.add, itertools.compress(keys, lines), itertools.repeat(","))))
+    )
+
+
+def _fields(line: str) -> tuple[str, str]:
+    """The hash and size of a RECORD line read back (ValueError: not one row of three)."""
+    rows = list(csv.reader(io.StringIO(line, newline="")))
+    if len(rows) != 1 or len(rows[0]) != 3:
+        raise ValueError("not one RECORD row")
+    return rows[0][1], rows[0][2]
+
+
+def _build_layout(source: CachedWheelSource) -> Layout | None:
+    routed = route(source)
+    if routed is None:
+        return None
+    root, files = routed
+    groups: dict[tuple[str, str, bool], tuple[str, str, str, list[str], list[int], bool]] = {}
+    keys: list[str] = []
+    lines: list[str] = []
+    special: list[tuple[int, str, str, str, Any, Any]] = []
+
+    def group(
+        scheme: str, sdir: str, ddir: str, executable: bool = False
+    ) -> tuple[str, str, str, list[str], list[int], bool]:
+        """The group of a directory's files, executable or not (keyed by
+        where they are in the wheel: a scheme's files may come from the
+        root and from .data)."""
+        found = groups.get((scheme, sdir, executable))
+        if found is None:
+            if ddir:  # parents first: creating a directory then costs one mkdir
+                cut = len(ddir) - len(ddir.rpartition("/")[0])
+                group(scheme, sdir[: len(sdir) - cut], ddir[: len(ddir) - cut])
+            found = groups[(scheme, sdir, executable)] = (scheme, sdir, ddir, [], [], executable)
+        return found
+
+    for index, (scheme, path, cached) in enumerate(files):
+        keys.append(path)
+        if scheme == "scripts" and cached.python_shebang:
+            lines.append("")
+            special.append((index, "write", scheme, path, cached.path, cached.executable))
+            continue
+        if scheme == root:
+            lines.append(record_line(path, cached.hash, str(cached.size)))
+        else:
+            lines.append("")
+            special.append((index, "link", scheme, path, cached.hash, cached.size))
+        ddir, _, name = path.rpartition("/")
+        sdir = cached.path.rpartition("/")[0]
+        _, _, _, names, sizes, _ = group(scheme, sdir, ddir, cached.executable)
+        names.append(name)
+        sizes.append(cached.size)
+    entry_points = "entry_points.txt" in source.dist_info_filenames
+    return Layout(root, list(groups.values()), keys, lines, special, entry_points)
+
+
+@dataclass
+class Placement:
+    """One install's files from the cache, resolved against its target."""
+
+    #: directories (parents first) and the files linked into each
+    groups: list[DirJob] = field(default_factory=list)
+    #: files placed one by one (they keep the cache file's permission bits)
+    files: list[LinkJob] = field(default_factory=list)
+    #: every group's cache directory is inside it, on its filesystem (an
+    #: entry's tree): its device is read once
+    source_root: str | None = None
+    #: (cache, entry key, environment root): registered as a symlink-mode
+    #: user of the entry if any file is placed by symlink
+    users: list[tuple[WheelCache | str, str, str]] = field(default_factory=list)
+
+
+def link_groups(
+    layout: Layout, tree: str, dir_of: Callable[[str, str], str], *, skip: Sequence[str] = ()
+) -> list[DirJob]:
+    """The layout's files to link, directory by directory: ``dir_of(scheme,
+    dir in the scheme)`` is the target directory; schemes in ``skip`` are
+    left out (a door that writes them itself)."""
+    return [
+        (f"{tree}/{sdir}" if sdir else tree, dir_of(scheme, ddir), names, sizes, executable)
+        for scheme, sdir, ddir, names, sizes, executable in layout.groups
+        if scheme not in skip
+    ]
+
+
+class PycDir(NamedTuple):
+    """Cached bytecode for one source directory, resolved against a target."""
+
+    group: DirJob  # the pycs to link into the target's __pycache__
+    scheme: str
+    rel_dir: str  # the __pycache__ directory, relative to its scheme
+
+
+def pyc_dirs(
+    cache: WheelCache, entry: CachedWheel, levels: Sequence[int], root: str, dir_of: Callable[[str, str], str]
+) -> list[PycDir]:
+    """The entry's cached .pyc files for ``levels``, compiled by the running
+    interpreter, directory by directory (a door lists them in RECORD with
+    its own rule)."""
+    from .bytecode import pyc_groups
+
+    found: list[PycDir] = []
+    for group in pyc_groups(cache, entry, levels, root):
+        rel_dir = f"{group.ddir}/__pycache__" if group.ddir else "__pycache__"
+        job: DirJob = (group.src_dir, dir_of(group.scheme, rel_dir), group.names, group.sizes, False)
+        found.append(PycDir(job, group.scheme, rel_dir))
+    return found
+
+
+def execute(placement: Placement, linker: Linker, *, wait: bool = True) -> LinkReport:
+    """Place ``placement`` with ``linker``: its groups (handed to worker
+    threads), then its single files; then register its users if anything
+    was symlinked. With ``wait`` False the groups may still be in placement
+    when this returns: the caller registers the users after
+    ``linker.finish`` (a user is found by its link to the entry's METADATA,
+    which must exist by then)."""
+    report = LinkReport(requested=linker.mode)
+    if placement.groups:
+        report.merge(linker.run_dirs(placement.groups, wait=wait, source_root=placement.source_root))
+    if placement.files:
+        report.merge(linker.run(placement.files))
+    if wait:
+        register_symlink_users(report, placement.users)
+    return report
+
+
+def register_symlink_users(report: LinkReport, users: Sequence[tuple[WheelCache | str, str, str]]) -> None:
+    """Record each environment as a user of its entry if ``report`` placed
+    any file by symlink: ``cache clean`` and ``prune`` then keep the entry."""
+    if not users or not report.counts[LinkMode.SYMLINK]:
+        return
+    from .cache import WheelCache
+    from .cache_admin import record_user
+
+    for cache, key, env_dir in dict.fromkeys(users):
+        record_user(cache if isinstance(cache, WheelCache) else WheelCache(cache), key, env_dir)

@@ -89,6 +89,8 @@ class LinkingDestination(SchemeDictionaryDestination):
         self._handled: set[tuple[str, str]] = set()
         self._roots: dict[str, str] = {}
         self._whole_trees = self.linker.platform.clones_directories
+        #: target directory -> whether it existed when first looked at
+        self._dirs_there: dict[str, bool] = {}
         #: the linker's mark when this install began (None: between installs)
         self._mark: tuple[int, int] | None = None
         #: a subclass writes files its own way: every file, linked or not,
@@ -110,6 +112,7 @@ class LinkingDestination(SchemeDictionaryDestination):
         if self._mark is None:
             assert self.linker is not None
             self._mark = self.linker.mark()
+            self._dirs_there.clear()  # (an earlier install may have made them)
 
     def _abandon(self) -> None:
         """This install failed: drop what was queued and remove what it
@@ -154,6 +157,16 @@ class LinkingDestination(SchemeDictionaryDestination):
             self._abandon()
             raise
 
+    def _may_exist(self, target: str) -> bool:
+        """Whether ``target`` exists; a directory that did not exist when
+        this destination first looked holds no file yet (its files are
+        queued, not placed), which spares a stat per file."""
+        parent = os.path.dirname(target)
+        there = self._dirs_there.get(parent)
+        if there is None:
+            there = self._dirs_there[parent] = os.path.isdir(parent)
+        return there and os.path.lexists(target)
+
     def _unshare(self, target: str) -> None:
         """Remove ``target`` if it is a link (into the cache, perhaps), so a
         subclass's own ``write_to_fs`` that opens it for writing writes a
@@ -191,7 +204,7 @@ class LinkingDestination(SchemeDictionaryDestination):
         FileExistsError here, before anything is placed, as installer's
         ``write_to_fs`` does."""
         target = self._cached_target(scheme, path)
-        if not self.overwrite_existing and os.path.lexists(target):
+        if not self.overwrite_existing and self._may_exist(target):
             raise FileExistsError(f"File already exists: {target!s}")
         if source is not None:
             if scheme in ("purelib", "platlib") and path.endswith(".py"):

@@ -258,3 +258,17 @@ def test_one_call_swap_into_a_real_venv(tmp_path: Path, venv: Path) -> None:
     dest = SchemeDictionaryDestination(target.scheme_for("demo"), target.interpreter, "posix")
     installer_api.install(wheel, dest, {"INSTALLER": b"tool\n"}, cache=tmp_path / "c")
     assert (site_packages(venv) / "demo-1.0.dist-info" / "INSTALLER").read_bytes() == b"tool\n"
+
+
+def test_a_destination_used_twice_still_refuses_what_the_first_install_placed(
+    tmp_path: Path, demo_wheel: Path
+) -> None:
+    base = tmp_path / "env"
+    dest = _destination(base, overwrite_existing=False)
+    cache = WheelCache(tmp_path / "c")
+    with cache.open(demo_wheel) as source:
+        installer.install(source, dest, META)
+    after_first = file_tree(base)
+    with cache.open(demo_wheel) as source, pytest.raises(FileExistsError):
+        installer.install(source, dest, META)
+    assert file_tree(base) == after_first

@@ -1108,7 +1108,11 @@ def main_install(argv: Sequence[str], *, follow_virtual_env: bool = False, into:
     os.environ.pop("PIP_PYTHON", None)  # this interpreter: pip must not run itself elsewhere
     view = _pip_view(opts.pip_args)
     if view.wants_help:
-        status = _run_pip(["install", *opts.pip_args])
+        saved, sys.argv[0] = sys.argv[0], "pip-linkmode"  # pip's usage names its program by it
+        try:
+            status = _run_pip(["install", *opts.pip_args])
+        finally:
+            sys.argv[0] = saved
         sys.stdout.write(INSTALL_HELP)
         return status
     problem = pip_support_problem()

@@ -120,7 +120,21 @@ def _dispatch(args: list[str], follow_virtual_env: bool) -> int:
         return main_venv([*_ours(general, ("--cache-dir", "--link-mode", "--python")), *rest])
     from .pip_plugin import main_passthrough
 
-    return main_passthrough([*general, command, *rest])
+    return main_passthrough([*_without(general, _OUR_VALUE_OPTIONS), command, *rest])
+
+
+def _without(general: Sequence[str], ours: Sequence[str]) -> list[str]:
+    """pip's general options, ours (which pip would not know) taken out."""
+    out: list[str] = []
+    i = 0
+    while i < len(general):
+        name = general[i].partition("=")[0]
+        if name in ours:
+            i += 1 if "=" in general[i] else 2
+            continue
+        out.append(general[i])
+        i += 1
+    return out
 
 
 def _ours(general: Sequence[str], known: Sequence[str]) -> list[str]:

@@ -431,6 +431,7 @@ class _Hook:
         self.pip = _Pip.load()
         self.linked_installs = 0  # wheels installed by _LinkedInstall (the rest by pip's loop)
         self.entries: list[CachedWheel] = []  # the wheels installed, in order (for -v)
+        self.progress = "off"  # how a cold install shows progress: "bar", "lines" or "off" (main_install)
 
     def _active(self) -> _Active | None:
         return getattr(self.local, "active", None)
@@ -623,7 +624,8 @@ class _Hook:
             ]
             compiling = kwargs.get("pycompile", True)
             level = sys.flags.optimize
-            bytecode.prepare(self.cache, wheels, (level,) if compiling else ())
+            with _ColdProgress(self.cache, wheels, bool(compiling), self.progress):
+                bytecode.prepare(self.cache, wheels, (level,) if compiling else ())
             return original(requirements, *args, **kwargs)
 
         return install_given_reqs
@@ -658,6 +660,100 @@ class _Hook:
                 self.linker.close()  # its helper processes, if any
             for owner, attr, old in reversed(saved):
                 setattr(owner, attr, old)
+
+
+class _ColdProgress:
+    """Progress while wheels are unpacked into the cache and compiled, as
+    pip shows it while it downloads: nothing when the cache had them all
+    (the pass ends within ``DELAY``); else a bar from pip's vendored rich
+    on a terminal, or one line per phase (``lines``). Counts the wheels the
+    cache has answered for (hits and fresh unpacks) by watching this cache
+    object's lookups for the duration."""
+
+    DELAY = 0.5  # seconds: a warm pass ends well within it
+
+    def __init__(self, cache: WheelCache, wheels: Sequence[str], compiling: bool, how: str) -> None:
+        self.cache, self.total, self.compiling, self.how = cache, len(set(wheels)), compiling, how
+        self.seen: set[str] = set()
+        self.done = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.started = 0.0
+        self.saved: dict[str, Any] = {}
+
+    def __enter__(self) -> _ColdProgress:
+        if self.how == "off" or not self.total:
+            return self
+        import time
+
+        self.started = time.monotonic()
+        for name in ("get", "get_nowait", "get_indexed"):
+            original = getattr(self.cache, name)
+            self.saved[name] = original
+            setattr(self.cache, name, self._counting(original))
+        self.thread = threading.Thread(target=self._show, name="pip-linkmode-progress", daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        if self.thread is not None:
+            self.thread.join()
+        for name in self.saved:
+            delattr(self.cache, name)  # the class's methods again
+
+    def _counting(self, original: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        def lookup(wheel: Any) -> Any:
+            entry = original(wheel)
+            if entry is not None:
+                self.seen.add(os.fspath(wheel))
+            return entry
+
+        return lookup
+
+    def _phase(self) -> str:
+        if len(self.seen) < self.total:
+            return "unpacking wheels into the cache" + (" and compiling them" if self.compiling else "")
+        return "compiling bytecode" if self.compiling else "finishing"
+
+    def _show(self) -> None:
+        if self.done.wait(self.DELAY):
+            return  # the cache had them all
+        try:
+            if self.how == "bar":
+                self._bar()
+            else:
+                self._lines()
+        except Exception:  # noqa: BLE001 - progress is a courtesy, never a failure
+            self.done.wait()
+
+    def _lines(self) -> None:
+        import time
+
+        phase = self._phase()
+        print(f"pip-linkmode: {phase} ({self.total} wheels)...", file=sys.stderr, flush=True)
+        while not self.done.wait(0.2):
+            if self._phase() != phase:
+                phase = self._phase()
+                print(f"pip-linkmode: {phase}...", file=sys.stderr, flush=True)
+        fresh = len(self.cache.unpacked)
+        print(f"pip-linkmode: cache ready in {time.monotonic() - self.started:.1f} s "
+              f"({fresh} of {self.total} wheels unpacked now)", file=sys.stderr, flush=True)
+
+    def _bar(self) -> None:
+        from pip._vendor.rich.console import Console
+        from pip._vendor.rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=Console(file=sys.stderr), transient=True) as progress:
+            task = progress.add_task(self._phase(), total=self.total)
+            while not self.done.wait(0.1):
+                progress.update(task, completed=len(self.seen), description=self._phase())
 
 
 @dataclass
@@ -1010,6 +1106,7 @@ class _PipView:
     verbosity: int  # pip's -v count less its -q count
     no_cache: bool  # --no-cache-dir / PIP_NO_CACHE_DIR
     wants_help: bool
+    progress: str = "lines"  # a cold install's progress: "bar" on a terminal (pip's --progress-bar permitting)
 
 
 def _pip_view(pip_args: Sequence[str]) -> _PipView:
@@ -1024,7 +1121,9 @@ def _pip_view(pip_args: Sequence[str]) -> _PipView:
         command = create_command("install", isolated="--isolated" in args)
         with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
             options, _ = command.parser.parse_args(args)
-        return _PipView(int(options.verbose) - int(options.quiet), options.cache_dir is False, wants_help)
+        bar = getattr(options, "progress_bar", "on") != "off" and sys.stderr.isatty()
+        return _PipView(int(options.verbose) - int(options.quiet), options.cache_dir is False, wants_help,
+                        "bar" if bar else "lines")
     except (Exception, SystemExit):  # noqa: BLE001 - pip says what is wrong when it runs
         verbosity = _count_flag(args, "v", "--verbose") - _count_flag(args, "q", "--quiet")
         return _PipView(verbosity, "--no-cache-dir" in args, wants_help)
@@ -1135,6 +1234,10 @@ def main_install(argv: Sequence[str], *, follow_virtual_env: bool = False, into:
         for line in heal_killed_installs(cache, _default_site_dirs(opts.pip_args)):
             print(f"pip-linkmode: {line}", file=sys.stderr)
         hook = _Hook(opts.mode, cache)
+        hook.progress = "off" if view.verbosity < 0 else view.progress
+        if hook.progress == "bar":  # now: pip 26.3 refuses imports while it installs
+            import pip._vendor.rich.console
+            import pip._vendor.rich.progress  # noqa: F401
         with hook.attached():
             status = _run_pip(["install", *opts.pip_args])
     finally:

@@ -286,3 +286,55 @@ def test_read_only_cache_is_one_line(tmp_path: Path) -> None:
         assert "Read-only file system" in line and "--cache-dir" in line
     finally:
         subprocess.run(["umount", str(cache)], check=True)
+
+
+def test_our_options_before_a_pip_command_are_ours(tmp_path: Path) -> None:
+    """``pip-linkmode --link-mode hardlink show pip``: pip runs the command without our option."""
+    proc = _ours(sys.executable, "--link-mode", "hardlink", "show", "pip")
+    assert "Name: pip" in proc.stdout
+
+
+# -- a cold install shows progress ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def slow_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A wheel whose unpack and compile take a while (1,500 modules)."""
+    from wheelmaker import WheelSpec, build_wheel
+
+    body = "def f(x):\n" + "    x = x + 1\n" * 60 + "    return x\n"
+    files: dict[str, bytes | tuple[bytes, int]] = {f"slow/m{i:04d}.py": body.encode() for i in range(1500)}
+    files["slow/__init__.py"] = b""
+    return build_wheel(tmp_path_factory.mktemp("slow"), WheelSpec(name="slow", files=files))
+
+
+def test_cold_install_says_each_phase_and_a_warm_one_nothing(slow_wheel: Path, tmp_path: Path) -> None:
+    venv = make_venv(tmp_path / "v")
+    args = ["--python", str(venv), "install", "--cache-dir", str(tmp_path / "c"), "--no-index", "--force-reinstall", str(slow_wheel)]
+    proc = _ours(sys.executable, *args)
+    phases = [line for line in proc.stderr.splitlines() if line.startswith("pip-linkmode:")]
+    assert phases[0] == "pip-linkmode: unpacking wheels into the cache and compiling them (1 wheels)...", proc.stderr
+    assert phases[-1].startswith("pip-linkmode: cache ready in ") and phases[-1].endswith("s (1 of 1 wheels unpacked now)")
+    assert proc.stderr.index("cache ready") < proc.stderr.index("Linked ")
+    warm = _ours(sys.executable, *args)
+    assert "pip-linkmode:" not in warm.stderr, warm.stderr  # the cache had it: nothing to wait for
+    quiet = _ours(sys.executable, *args[:3], "-q", "--cache-dir", str(tmp_path / "c2"), *args[5:])
+    assert quiet.stderr == "", quiet.stderr
+
+
+def test_cold_install_on_a_terminal_shows_pips_progress_bar(slow_wheel: Path, tmp_path: Path) -> None:
+    """On a terminal: a bar drawn by pip's vendored rich (transient)."""
+    if shutil.which("script") is None or not sys.platform.startswith("linux"):
+        pytest.skip("needs util-linux's script(1) for a pseudo-terminal")
+    import shlex
+
+    venv = make_venv(tmp_path / "v")
+    cmd = [sys.executable, "-m", "pip_linkmode", "--python", str(venv), "install", "--cache-dir", str(tmp_path / "c"),
+           "--no-index", str(slow_wheel)]
+    proc = subprocess.run(["script", "-qec", shlex.join(cmd), "/dev/null"], capture_output=True, text=True,
+                          env={**os.environ, "TERM": "xterm", "COLUMNS": "100"})
+    assert proc.returncode == 0, proc.stdout
+    assert "unpacking wheels into the cache" in proc.stdout and "1/1" in proc.stdout, proc.stdout
+    assert "\x1b[" in proc.stdout and "━" in proc.stdout  # rich's bar, drawn in place
+    assert "pip-linkmode: cache ready" not in proc.stdout  # lines are for pipes and files
+    assert (site_packages(venv) / "slow" / "m0000.py").stat().st_nlink >= 2

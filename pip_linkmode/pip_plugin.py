@@ -670,7 +670,9 @@ class _ColdProgress:
     cache has answered for (hits and fresh unpacks) by watching this cache
     object's lookups for the duration."""
 
-    DELAY = 0.5  # seconds: a warm pass ends well within it
+    #: seconds: a warm pass ends well within it (the suite sets 0 to see
+    #: every phase whatever the machine's speed)
+    DELAY = float(os.environ.get("_PIP_LINKMODE_PROGRESS_DELAY", "0.5"))
 
     def __init__(self, cache: WheelCache, wheels: Sequence[str], compiling: bool, how: str) -> None:
         self.cache, self.total, self.compiling, self.how = cache, len(set(wheels)), compiling, how
@@ -730,14 +732,15 @@ class _ColdProgress:
         import time
 
         phase = self._phase()
-        print(f"pip-linkmode: {phase} ({self.total} wheels)...", file=sys.stderr, flush=True)
+        wheels = f"{self.total} wheel{'s' if self.total != 1 else ''}"
+        print(f"pip-linkmode: {phase} ({wheels})...", file=sys.stderr, flush=True)
         while not self.done.wait(0.2):
             if self._phase() != phase:
                 phase = self._phase()
                 print(f"pip-linkmode: {phase}...", file=sys.stderr, flush=True)
         fresh = len(self.cache.unpacked)
         print(f"pip-linkmode: cache ready in {time.monotonic() - self.started:.1f} s "
-              f"({fresh} of {self.total} wheels unpacked now)", file=sys.stderr, flush=True)
+              f"({fresh} of {wheels} unpacked now)", file=sys.stderr, flush=True)
 
     def _bar(self) -> None:
         from pip._vendor.rich.console import Console

@@ -223,7 +223,8 @@ def test_install_help_is_pips_plus_ours(how: list[str], pip_env: Path) -> None:
 def test_every_cache_action_has_help(action: str) -> None:
     proc = _ours(sys.executable, "cache", action, "--help")
     assert proc.stdout.startswith(f"usage: pip-linkmode cache {action}")
-    description = proc.stdout.split("\n\n")[1]
+    description = proc.stdout.split("\n\n")[1]  # argparse: usage, description, arguments
+    assert not description.startswith(("options:", "optional arguments:", "positional arguments:")), proc.stdout
     assert len(description.split()) >= 6, proc.stdout
 
 

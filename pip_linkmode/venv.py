@@ -706,7 +706,7 @@ def _parser() -> argparse.ArgumentParser:
         "seed pip (the wheel the interpreter's ensurepip bundles) by links from the shared cache.",
     )
     p.add_argument("dir", metavar="DIR", help="the environment's directory")
-    p.add_argument("packages", metavar="PACKAGE", nargs="*", help="packages to install afterwards")
+    p.add_argument("packages", metavar="PACKAGE", nargs="*", default=[], help="packages to install afterwards")
     p.add_argument("-r", "--requirement", action="append", default=[], metavar="FILE",
                    help="install from this requirements file afterwards (repeatable)")
     p.add_argument("--link-mode", type=_mode_arg, default=None, metavar="MODE",

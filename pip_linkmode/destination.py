@@ -53,6 +53,17 @@ class LinkingDestination(SchemeDictionaryDestination):
     does not come from the cache) is written fresh, to a temporary name
     beside the target and renamed over it, so an existing file, which may
     be a hardlink into the cache, is never opened for writing.
+
+    The one deliberate difference from ``SchemeDictionaryDestination``: with
+    ``overwrite_existing=True`` installer rewrites an existing file in
+    place (opens it for writing); this replaces it by a rename. Writing in
+    place through a hardlink would change the cache and every environment
+    sharing the file, and a reader of the old file never sees a half-written
+    one. Everything else is installer's contract: the same files, RECORD and
+    scripts; FileExistsError from ``write_file`` for an existing target
+    without ``overwrite_existing``, before anything is placed; a subclass's
+    ``write_to_fs`` applies to every file. A failure during an install
+    removes what that install created.
     """
 
     link_mode: LinkMode | str = LinkMode.AUTO

@@ -11,6 +11,7 @@ USAGE = """\
 usage: pip-linkmode install [--link-mode MODE] [--cache-dir DIR] <pip install arguments>
        pip-linkmode venv DIR [options] [PACKAGE ...]
        pip-linkmode cache dir|info|list|verify|clean|prune [--cache-dir DIR]
+       pip-linkmode opt-in status|enable|disable [--site|--user|--global]   (pip install --use-feature=linkmode)
        pip-linkmode <any other pip command>   (handed to pip unchanged)
 
 Link modes: auto (default), clone (alias reflink), hardlink, symlink, copy.
@@ -35,6 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return main_install(rest)
     if command == "cache":
         return main_cache(rest)
+    if command == "opt-in":
+        from .optin import main_opt_in
+
+        return main_opt_in(rest)
     if command == "venv":
         from .venv import main_venv
 

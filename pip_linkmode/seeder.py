@@ -1,0 +1,146 @@
+"""The ``linkmode`` virtualenv seeder: ``virtualenv --seeder linkmode ENV`` (or ``VIRTUALENV_SEEDER=linkmode``).
+
+virtualenv chooses the wheels, as its default seeder does: pip, and
+setuptools (and wheel) where virtualenv adds them for that Python, with its
+``--pip``/``--setuptools``/``--wheel`` versions, ``--no-*`` options,
+``--extra-search-dir`` and ``--download`` (off by default: its bundled
+wheels, offline). They are placed by links from pip-linkmode's cache
+(``pip_linkmode.venv``'s seeding: recorded once as a plan and replayed when
+the environment's Python is the one running virtualenv), then pip-linkmode
+itself and its dependencies, and ``use-feature = linkmode`` is written to
+the environment's own pip configuration (``ENV/pip.conf``), so that every
+later ``pip install`` there links.
+
+Options of its own: ``--link-mode MODE`` (default ``PIP_LINK_MODE`` or auto;
+``VIRTUALENV_LINK_MODE`` too), ``--symlink-app-data`` (the app-data
+seeder's option, here: link mode symlink), ``--no-linkmode-opt-in`` (seed
+pip-linkmode without enabling the opt-in). The cache is
+``PIP_LINKMODE_CACHE_DIR`` or the default one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from argparse import ArgumentParser, ArgumentTypeError
+from pathlib import Path
+from typing import Any
+
+from virtualenv.seed.embed.base_embed import BaseEmbed
+
+from .modes import CHOICES, LinkMode, link_mode_from_env, parse_link_mode
+
+__all__ = ["LinkmodeSeeder"]
+
+
+def _mode(value: str) -> LinkMode:
+    try:
+        return parse_link_mode(value)
+    except ValueError as exc:
+        raise ArgumentTypeError(str(exc)) from None
+
+
+class LinkmodeSeeder(BaseEmbed):
+    """Seeds pip (setuptools, wheel) and pip-linkmode by links from the shared cache."""
+
+    def __init__(self, options: Any) -> None:
+        super().__init__(options)
+        self.link_mode: LinkMode | None = getattr(options, "link_mode", None)
+        if getattr(options, "symlink_app_data", False):
+            self.link_mode = LinkMode.SYMLINK
+        self.opt_in = not getattr(options, "no_linkmode_opt_in", False)
+
+    @classmethod
+    def add_parser_arguments(cls, parser: ArgumentParser, interpreter: Any, app_data: Any) -> None:
+        super().add_parser_arguments(parser, interpreter, app_data)
+        parser.add_argument(
+            "--link-mode",
+            dest="link_mode",
+            metavar="MODE",
+            type=_mode,
+            default=None,
+            help=f"how seeded files arrive from pip-linkmode's cache: {', '.join(CHOICES)} "
+            "(default: PIP_LINK_MODE or auto)",
+        )
+        parser.add_argument(
+            "--symlink-app-data",
+            dest="symlink_app_data",
+            action="store_true",
+            default=False,
+            help="symlink the seeded files from the cache (--link-mode symlink)",
+        )
+        parser.add_argument(
+            "--no-linkmode-opt-in",
+            dest="no_linkmode_opt_in",
+            action="store_true",
+            default=False,
+            help="seed pip-linkmode, but do not enable --use-feature=linkmode in the environment's pip.conf",
+        )
+
+    def __repr__(self) -> str:
+        base = super().__repr__()
+        return f"{base[:-1]}, link_mode={self.link_mode or 'default'}, opt_in={self.opt_in})"
+
+    def run(self, creator: Any) -> None:
+        if not self.enabled:
+            return
+        from . import venv as seeding
+        from .install import install_wheels, target_for_venv
+
+        version = tuple(creator.interpreter.version_info[:3])
+        wheels = self._wheels(creator.interpreter.version_release_str)
+        env_dir = str(creator.dest)
+        target = target_for_venv(env_dir)
+        same = version[:2] == tuple(sys.version_info[:2])
+        interp = seeding.Interpreter(str(creator.exe), (version[0], version[1], version[2]),
+                                     str(creator.interpreter.implementation).lower(), wheels)
+        cache = seeding._wheel_cache(None)
+        if "pip" in wheels:
+            names = sorted(wheels, key=lambda n: (n == "pip", n))  # pip last, as ensurepip
+            mode = link_mode_from_env() if self.link_mode is None else self.link_mode
+            # the running interpreter's own version: recorded once as a plan, then replayed
+            seeding._seed(env_dir, interp, [wheels[n] for n in names], mode, self.link_mode, cache,
+                          False, target, same, None if same else interp)
+        elif wheels:
+            install_wheels(list(wheels.values()), target=target, link_mode=self.link_mode, cache=cache,
+                           installer_name="pip", compile_bytecode=same)
+        if "pip" not in wheels:
+            return  # pip-linkmode is a pip add-on: nothing to add it to
+        with tempfile.TemporaryDirectory(prefix="pip-linkmode-seed-") as tmp:
+            own, deps = seeding.linkmode_wheels(Path(tmp), version[:2])
+            install_wheels([own], target=target, link_mode=self.link_mode, cache=cache,
+                           installer_name="pip", compile_bytecode=same)
+            if deps:
+                install_wheels(deps, target=target, link_mode=self.link_mode, cache=cache,
+                               installer_name="pip", requested=False, compile_bytecode=same)
+        if self.opt_in:
+            from .optin import write_site_config
+
+            write_site_config(env_dir)
+
+    def _wheels(self, for_py_version: str) -> dict[str, str]:
+        """The wheel virtualenv's own seeder would install, per distribution."""
+        from virtualenv.seed.wheels import get_wheel
+
+        found: dict[str, str] = {}
+        for distribution, version in self.distribution_to_versions().items():
+            wheel = None
+            for download in [True] if self.download else [False, True]:
+                wheel = get_wheel(
+                    distribution=distribution,
+                    version=version,
+                    for_py_version=for_py_version,
+                    search_dirs=self.extra_search_dir,
+                    download=download,
+                    app_data=self.app_data,
+                    do_periodic_update=self.periodic_update,
+                    env=self.env,
+                )
+                if wheel is not None:
+                    break
+            if wheel is None:
+                raise RuntimeError(f"pip-linkmode seeder: no {distribution} wheel {version or ''} for Python "
+                                   f"{for_py_version} (try --download)")
+            found[distribution] = os.fspath(wheel.path)
+        return found

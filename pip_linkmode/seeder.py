@@ -20,7 +20,11 @@ pip-linkmode without enabling the opt-in). The cache is
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
+import shutil
 import sys
 import tempfile
 from argparse import ArgumentParser, ArgumentTypeError
@@ -93,31 +97,60 @@ class LinkmodeSeeder(BaseEmbed):
         env_dir = str(creator.dest)
         target = target_for_venv(env_dir)
         same = version[:2] == tuple(sys.version_info[:2])
-        interp = seeding.Interpreter(str(creator.exe), (version[0], version[1], version[2]),
-                                     str(creator.interpreter.implementation).lower(), wheels)
         cache = seeding._wheel_cache(None)
-        if "pip" in wheels:
-            names = sorted(wheels, key=lambda n: (n == "pip", n))  # pip last, as ensurepip
+        if "pip" not in wheels:  # pip-linkmode is a pip add-on: nothing to add it to
+            if wheels:
+                install_wheels(list(wheels.values()), target=target, link_mode=self.link_mode, cache=cache,
+                               installer_name="pip", compile_bytecode=same)
+            return
+        with contextlib.ExitStack() as stack:
+            ours = self._linkmode_wheels(stack, (version[0], version[1]))
+            others = sorted(n for n in wheels if n != "pip")
+            # pip last, as ensurepip; pip-linkmode and its dependencies before it
+            files = [*(wheels[n] for n in others), *ours, wheels["pip"]]
+            interp = seeding.Interpreter(str(creator.exe), (version[0], version[1], version[2]),
+                                         str(creator.interpreter.implementation).lower(), wheels)
             mode = link_mode_from_env() if self.link_mode is None else self.link_mode
-            # the running interpreter's own version: recorded once as a plan, then replayed
-            seeding._seed(env_dir, interp, [wheels[n] for n in names], mode, self.link_mode, cache,
-                          False, target, same, None if same else interp)
-        elif wheels:
-            install_wheels(list(wheels.values()), target=target, link_mode=self.link_mode, cache=cache,
-                           installer_name="pip", compile_bytecode=same)
-        if "pip" not in wheels:
-            return  # pip-linkmode is a pip add-on: nothing to add it to
-        with tempfile.TemporaryDirectory(prefix="pip-linkmode-seed-") as tmp:
-            own, deps = seeding.linkmode_wheels(Path(tmp), version[:2])
-            install_wheels([own], target=target, link_mode=self.link_mode, cache=cache,
-                           installer_name="pip", compile_bytecode=same)
-            if deps:
-                install_wheels(deps, target=target, link_mode=self.link_mode, cache=cache,
-                               installer_name="pip", requested=False, compile_bytecode=same)
+            # For the Python running virtualenv: the first seed is recorded as a
+            # plan in the cache and later ones replay it (no wheel opened).
+            seeding._seed(env_dir, interp, files, mode, self.link_mode, cache, False, target, same,
+                          None if same else interp)
         if self.opt_in:
             from .optin import write_site_config
 
             write_site_config(env_dir)
+
+    def _linkmode_wheels(self, stack: contextlib.ExitStack, version: tuple[int, int]) -> list[str]:
+        """pip-linkmode's wheel and its dependencies' (but pip), packed from their
+        installed files once per content, kept in virtualenv's app-data so
+        that their paths and stats (part of a plan's key) stay the same."""
+        from . import venv as seeding
+
+        if getattr(self.app_data, "transient", True):
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pip-linkmode-seed-")))
+            own, deps = seeding.linkmode_wheels(tmp, version)
+            return [str(own), *map(str, deps)]
+        folder = Path(self.app_data.house).parent / "pip-linkmode" / _source_key(version)
+        done = folder / "wheels.txt"
+        if done.is_file():
+            names = done.read_text("utf-8").split()
+            if names and all((folder / n).is_file() for n in names):
+                return [str(folder / n) for n in names]
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
+        try:
+            own, deps = seeding.linkmode_wheels(tmp, version)
+            names = [own.name, *(d.name for d in deps)]
+            (tmp / "wheels.txt").write_text("\n".join(names) + "\n", "utf-8")
+            try:
+                os.replace(tmp, folder)
+            except OSError:  # another seeder got there first (or a stale one is in the way)
+                if not done.is_file():
+                    shutil.rmtree(folder, ignore_errors=True)
+                    os.replace(tmp, folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return [str(folder / n) for n in names]
 
     def _wheels(self, for_py_version: str) -> dict[str, str]:
         """The wheel virtualenv's own seeder would install, per distribution."""
@@ -144,3 +177,31 @@ class LinkmodeSeeder(BaseEmbed):
                                    f"{for_py_version} (try --download)")
             found[distribution] = os.fspath(wheel.path)
         return found
+
+
+def _source_key(version: tuple[int, int]) -> str:
+    """What the packed wheels depend on: the target Python's version, every
+    file of pip-linkmode (size, mtime) and each dependency's version and place."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    from . import venv as seeding
+    from .optin import root_files
+
+    here = Path(__file__).resolve().parent
+    files = {**seeding._package_files(here, "pip_linkmode"), **root_files()}
+    stats = []
+    for arc, path in sorted(files.items()):
+        st = path.stat()
+        stats.append([arc, st.st_size, st.st_mtime_ns])
+    deps = []
+    env = {"python_version": f"{version[0]}.{version[1]}", "python_full_version": f"{version[0]}.{version[1]}.0"}
+    for text in seeding._own_distribution().requires or []:
+        req = Requirement(text)
+        if req.name.lower() == "pip" or (req.marker and not req.marker.evaluate(env)):
+            continue
+        dist = metadata.distribution(req.name)
+        deps.append([req.name, dist.version, str(dist.locate_file(""))])
+    blob = json.dumps([list(version), stats, deps], sort_keys=True).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()[:24]

@@ -126,11 +126,12 @@ class LinkmodeSeeder(BaseEmbed):
         that their paths and stats (part of a plan's key) stay the same."""
         from . import venv as seeding
 
+        key = _source_key(version)  # (and each dependency's Requires-Python checked)
         if getattr(self.app_data, "transient", True):
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pip-linkmode-seed-")))
             own, deps = seeding.linkmode_wheels(tmp, version)
             return [str(own), *map(str, deps)]
-        folder = Path(self.app_data.house).parent / "pip-linkmode" / _source_key(version)
+        folder = Path(self.app_data.house).parent / "pip-linkmode" / key
         done = folder / "wheels.txt"
         if done.is_file():
             names = done.read_text("utf-8").split()
@@ -181,10 +182,12 @@ class LinkmodeSeeder(BaseEmbed):
 
 def _source_key(version: tuple[int, int]) -> str:
     """What the packed wheels depend on: the target Python's version, every
-    file of pip-linkmode (size, mtime) and each dependency's version and place."""
+    file of pip-linkmode (size, mtime) and each dependency's version and place.
+    A dependency whose Requires-Python excludes the target is an error."""
     from importlib import metadata
 
     from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
 
     from . import venv as seeding
     from .optin import root_files
@@ -202,6 +205,14 @@ def _source_key(version: tuple[int, int]) -> str:
         if req.name.lower() == "pip" or (req.marker and not req.marker.evaluate(env)):
             continue
         dist = metadata.distribution(req.name)
+        needs = dist.metadata["Requires-Python"]
+        if needs and not SpecifierSet(needs).contains(f"{version[0]}.{version[1]}.0", prereleases=True):
+            raise RuntimeError(
+                f"pip-linkmode seeder: {dist.metadata['Name']} {dist.version}, installed beside virtualenv and "
+                f"copied into each environment, needs Python {needs}, not {version[0]}.{version[1]}; install "
+                f"a release that supports both here (pip install '{req.name}' with a version for "
+                f"{version[0]}.{version[1]}), or seed this environment with --seeder app-data"
+            )
         deps.append([req.name, dist.version, str(dist.locate_file(""))])
     blob = json.dumps([list(version), stats, deps], sort_keys=True).encode("utf-8")
     return hashlib.sha256(blob).hexdigest()[:24]

@@ -14,7 +14,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from toolenv import bin_dir, build_wheelhouse, cache_twin, clean_env, fresh_venv, index_or_skip, python_of, run, site_of
+from toolenv import (
+    bin_dir,
+    build_wheelhouse,
+    cache_twin,
+    clean_env,
+    fresh_venv,
+    index_or_skip,
+    python_of,
+    run,
+    site_of,
+)
 from wheelmaker import build_wheel, demo_spec
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="these tests run POSIX venvs (bin/) and inode checks")

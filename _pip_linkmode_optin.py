@@ -4,7 +4,7 @@
 site-packages) registers a finder on ``sys.meta_path`` at start-up that
 answers for one module only, ``pip._internal.cli.main``, by calling
 ``find_spec`` here. This module then lets pip's own finder find it and wraps
-its loader so that, once the module has run, its ``main`` is wrapped:
+its loader so that, once the module has run, its entry points are wrapped:
 called with ``linkmode`` among pip's ``use-feature`` options (the command
 line, ``PIP_USE_FEATURE``, or ``use-feature`` in pip's configuration),
 ``main`` (and pip 26.3's ``cli``) hands over to ``pip_linkmode.optin``;
@@ -69,10 +69,10 @@ class _Loader:
 
 
 def _wrap(original: Any) -> Any:
-    def main(args: list[str] | None = None) -> int:
+    def main(args: list[str] | None = None) -> Any:
         argv = sys.argv[1:] if args is None else list(args)
         if not requested(argv):
-            return int(original(args) or 0)
+            return original(args)  # pip's own, as it was called
         try:
             from pip_linkmode.optin import run_pip
         except Exception as exc:  # noqa: BLE001 - a broken install must not break pip

@@ -41,6 +41,29 @@ def root_files() -> dict[str, Path]:
     return {name: here / name for name in names if (here / name).is_file()}
 
 
+_NO_HOOK = (
+    f"not installed: no {PTH_NAME} in this environment's site-packages (an editable install "
+    "has none; install pip-linkmode from a wheel)"
+)
+
+
+def installed_hook() -> Path | None:
+    """The start-up file, where it is in a site-packages directory this
+    interpreter reads (not a source tree beside an editable install)."""
+    import site
+    import sysconfig
+
+    pth = root_files().get(PTH_NAME)
+    if pth is None:
+        return None
+    paths = sysconfig.get_paths()
+    sites = {paths["purelib"], paths["platlib"], *site.getsitepackages()}
+    if site.ENABLE_USER_SITE:
+        sites.add(site.getusersitepackages())
+    wanted = os.path.normcase(os.path.realpath(pth.parent))
+    return pth if any(os.path.normcase(os.path.realpath(d)) == wanted for d in sites) else None
+
+
 def _warn(message: str) -> None:
     sys.stderr.write(f"{_PREFIX}{message}\n")
     sys.stderr.flush()
@@ -212,16 +235,11 @@ def status_lines() -> list[str]:
     from .pip_plugin import pip_support_problem
 
     lines: list[str] = []
-    sites = [os.path.dirname(p) for p in root_files().values()]
-    pth = root_files().get(PTH_NAME)
-    if pth is not None and Path(pth).parent.name in ("site-packages", "dist-packages"):
+    pth = installed_hook()
+    if pth is not None:
         lines.append(f"hook: installed ({pth})")
     else:
-        where = sites[0] if sites else os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        lines.append(
-            f"hook: not installed in site-packages ({PTH_NAME} missing beside {where}; "
-            "an editable install has none: install pip-linkmode from a wheel)"
-        )
+        lines.append(f"hook: {_NO_HOOK}")
     env = os.environ.get("PIP_USE_FEATURE")
     if env is not None:
         lines.append(f"PIP_USE_FEATURE={env!r} ({'on' if FEATURE in env.split() else 'off'})")
@@ -233,8 +251,9 @@ def status_lines() -> list[str]:
         lines.append(f"{variant} config ({', '.join(files) or 'no file'}): {state} (linkmode {state_of})")
     on = requested([])
     problem = pip_support_problem()
+    links = on and problem is None and pth is not None
     lines.append(
-        f"plain `pip install` here: {'links' if on and problem is None else 'plain pip'}"
+        f"plain `pip install` here: {'links' if links else 'plain pip'}"
         + (f" ({problem})" if on and problem else "")
     )
     return lines
@@ -311,6 +330,10 @@ def main_opt_in(argv: Sequence[str]) -> int:
                 print(line)
             return 0
         variant = variants[0] if variants else "site"
+        if action == "enable" and installed_hook() is None:
+            print(f"pip-linkmode opt-in: error: the hook is {_NO_HOOK}; pip here would refuse "
+                  "use-feature = linkmode, so nothing was written", file=sys.stderr)
+            return 2
         path, value = set_enabled(action == "enable", variant)
     except Exception as exc:  # noqa: BLE001 - pip's ConfigurationError, OSError: one line
         print(f"pip-linkmode opt-in: error: {type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -226,3 +227,24 @@ def test_a_seed_linkmode_venv_carries_the_hook(hooked: Path, tmp_path: Path, dem
     assert installed.returncode == 0, installed.stderr
     assert SUMMARY.search(installed.stdout) and linked_from(cache, made)
 
+
+
+def test_enable_is_refused_where_there_is_no_hook() -> None:
+    """An editable install (this suite's, as CI makes it) has no .pth: writing
+    use-feature = linkmode there would make that pip refuse every command."""
+    from pip_linkmode.optin import installed_hook
+
+    if installed_hook() is not None:
+        pytest.skip("this suite runs from a wheel install, which has the hook")
+    conf = Path(sys.prefix) / ("pip.ini" if os.name == "nt" else "pip.conf")
+    before = conf.read_bytes() if conf.exists() else None
+    try:
+        proc = run([sys.executable, "-m", "pip_linkmode", "opt-in", "enable"], env=clean_env())
+        assert proc.returncode == 2
+        assert proc.stderr.startswith("pip-linkmode opt-in: error: the hook is not installed")
+        assert (conf.read_bytes() if conf.exists() else None) == before
+    finally:
+        if before is None:
+            conf.unlink(missing_ok=True)
+        else:
+            conf.write_bytes(before)

@@ -25,6 +25,9 @@ ENV = "PIP_USE_FEATURE"
 #: what pip's console scripts and ``python -m pip`` call: ``main`` (pip 26.2 and
 #: before), ``cli`` (26.3: ``main`` without its import guard is for other callers)
 ENTRY_POINTS = ("main", "cli")
+#: beside this module: the environment's own opt-in (the ``linkmode`` seeder
+#: writes it and lists it in pip-linkmode's RECORD, so uninstalling removes it)
+MARKER = "pip_linkmode_optin.on"
 
 
 def find_spec(name: str, path: Any = None, target: Any = None) -> Any:
@@ -92,14 +95,20 @@ def requested(argv: list[str]) -> bool:
     """Is ``linkmode`` among pip's ``use-feature`` options for this run?
 
     The command line (``--use-feature=linkmode``, ``--use-feature linkmode``,
-    or an abbreviation optparse accepts), ``PIP_USE_FEATURE``, and
-    ``use-feature`` in any section of pip's configuration files.
+    or an abbreviation optparse accepts), ``PIP_USE_FEATURE``, the
+    environment's marker, and ``use-feature`` in any section of pip's
+    configuration files.
     """
     if any(FEATURE in values for values in _argv_features(argv)):
         return True
-    if FEATURE in os.environ.get(ENV, "").split():
+    if FEATURE in os.environ.get(ENV, "").split() or marked():
         return True
     return _configured()
+
+
+def marked() -> bool:
+    """Is the environment's own opt-in (``MARKER``) beside this module?"""
+    return os.path.isfile(os.path.join(os.path.dirname(os.path.abspath(__file__)), MARKER))
 
 
 def _argv_features(argv: list[str]) -> list[list[str]]:

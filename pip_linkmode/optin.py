@@ -128,8 +128,11 @@ def _install_command_wrapped(argv: Sequence[str]) -> Iterator[None]:
     if command is None or original is None:
         raise _Moved(f"pip {pip.__version__} has no InstallCommand.run")
 
+    from _pip_linkmode_optin import marked
+
     def run(self: Any, options: Any, args: list[str]) -> int:
-        if FEATURE not in (getattr(options, "features_enabled", None) or []) or _hook_attached():
+        enabled = FEATURE in (getattr(options, "features_enabled", None) or []) or marked()
+        if not enabled or _hook_attached():
             return int(original(self, options, args))
         return _linked_run(lambda: int(original(self, options, args)), argv)
 
@@ -240,6 +243,11 @@ def status_lines() -> list[str]:
         lines.append(f"hook: installed ({pth})")
     else:
         lines.append(f"hook: {_NO_HOOK}")
+    from _pip_linkmode_optin import MARKER, marked
+
+    if marked():
+        lines.append(f"environment marker: on ({Path(__file__).resolve().parent.parent / MARKER}, "
+                     "written by the linkmode seeder; `disable --site` removes it)")
     env = os.environ.get("PIP_USE_FEATURE")
     if env is not None:
         lines.append(f"PIP_USE_FEATURE={env!r} ({'on' if FEATURE in env.split() else 'off'})")
@@ -281,24 +289,59 @@ def set_enabled(enabled: bool, variant: str) -> tuple[str, str]:
     return str(config.get_file_to_edit()), " ".join(wanted)
 
 
-def write_site_config(prefix: str | os.PathLike[str]) -> Path:
-    """``use-feature = linkmode`` in the site configuration of the environment
-    at ``prefix`` (its ``pip.conf``/``pip.ini``), without importing pip."""
-    import configparser
+def mark_environment(site_dir: str | os.PathLike[str]) -> Path:
+    """Turn the opt-in on for the environment whose site-packages is
+    ``site_dir`` (where pip-linkmode is installed): the marker file beside the
+    gate, with a row in pip-linkmode's RECORD, so that ``pip uninstall
+    pip-linkmode`` removes it and leaves plain pip (a ``use-feature`` line
+    in the environment's pip.conf would outlive pip-linkmode, and pip would
+    then refuse it)."""
+    import base64
+    import csv
+    import hashlib
+    import io
 
-    name = "pip.ini" if os.name == "nt" else "pip.conf"
-    path = Path(prefix) / name
-    parser = configparser.RawConfigParser()
-    if path.is_file():
-        parser.read(path, encoding="utf-8")
-    if not parser.has_section("global"):
-        parser.add_section("global")
-    current = parser.get("global", "use-feature", fallback="").split()
-    if FEATURE not in current:
-        parser.set("global", "use-feature", " ".join([*current, FEATURE]))
-        with open(path, "w", encoding="utf-8") as f:
-            parser.write(f)
-    return path
+    from _pip_linkmode_optin import MARKER
+
+    from .linker import write_beside
+
+    site = Path(site_dir)
+    (info,) = site.glob("pip_linkmode-*.dist-info")
+    data = b"use-feature = linkmode\n"
+    marker = site / MARKER
+    write_beside(str(marker), data, 0o644)
+    record = info / "RECORD"
+    rows = [r for r in csv.reader(record.read_text("utf-8").splitlines()) if r and r[0] != MARKER]
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode("ascii")
+    rows.append([MARKER, f"sha256={digest}", str(len(data))])
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    write_beside(str(record), out.getvalue().encode("utf-8"), 0o644)
+    return marker
+
+
+def unmark_environment() -> Path | None:
+    """Remove this environment's marker (and its RECORD row); its path, or None."""
+    import csv
+    import io
+
+    from _pip_linkmode_optin import MARKER
+
+    from .linker import write_beside
+
+    marker = Path(__file__).resolve().parent.parent / MARKER
+    if not marker.is_file():
+        return None
+    marker.unlink()
+    for info in marker.parent.glob("pip_linkmode-*.dist-info"):
+        record = info / "RECORD"
+        if record.is_file():
+            text = record.read_text("utf-8")
+            rows = [r for r in csv.reader(text.splitlines()) if r and r[0] != MARKER]
+            out = io.StringIO()
+            csv.writer(out, lineterminator="\n").writerows(rows)
+            write_beside(str(record), out.getvalue().encode("utf-8"), 0o644)
+    return marker
 
 
 USAGE = "usage: pip-linkmode opt-in status | enable [--site|--user|--global] | disable [--site|--user|--global]"
@@ -335,6 +378,9 @@ def main_opt_in(argv: Sequence[str]) -> int:
                   "use-feature = linkmode, so nothing was written", file=sys.stderr)
             return 2
         path, value = set_enabled(action == "enable", variant)
+        unmarked = unmark_environment() if action == "disable" and variant == "site" else None
+        if unmarked is not None:
+            print(f"removed {unmarked} (the environment's marker)")
     except Exception as exc:  # noqa: BLE001 - pip's ConfigurationError, OSError: one line
         print(f"pip-linkmode opt-in: error: {type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

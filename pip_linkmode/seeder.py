@@ -7,9 +7,10 @@ setuptools (and wheel) where virtualenv adds them for that Python, with its
 wheels, offline). They are placed by links from pip-linkmode's cache
 (``pip_linkmode.venv``'s seeding: recorded once as a plan and replayed when
 the environment's Python is the one running virtualenv), then pip-linkmode
-itself and its dependencies, and ``use-feature = linkmode`` is written to
-the environment's own pip configuration (``ENV/pip.conf``), so that every
-later ``pip install`` there links.
+itself and its dependencies, and the opt-in is turned on for the
+environment (``optin.mark_environment``: a marker beside the gate, listed in
+pip-linkmode's RECORD), so that every later ``pip install`` there links and
+``pip uninstall pip-linkmode`` leaves plain pip.
 
 Options of its own: ``--link-mode MODE`` (default ``PIP_LINK_MODE`` or auto;
 ``VIRTUALENV_LINK_MODE`` too), ``--symlink-app-data`` (the app-data
@@ -79,7 +80,7 @@ class LinkmodeSeeder(BaseEmbed):
             dest="no_linkmode_opt_in",
             action="store_true",
             default=False,
-            help="seed pip-linkmode, but do not enable --use-feature=linkmode in the environment's pip.conf",
+            help="seed pip-linkmode, but do not turn --use-feature=linkmode on for the environment",
         )
 
     def __repr__(self) -> str:
@@ -116,9 +117,9 @@ class LinkmodeSeeder(BaseEmbed):
             seeding._seed(env_dir, interp, files, mode, self.link_mode, cache, False, target, same,
                           None if same else interp)
         if self.opt_in:
-            from .optin import write_site_config
+            from .optin import mark_environment
 
-            write_site_config(env_dir)
+            mark_environment(target.paths["purelib"])
 
     def _linkmode_wheels(self, stack: contextlib.ExitStack, version: tuple[int, int]) -> list[str]:
         """pip-linkmode's wheel and its dependencies' (but pip), packed from their

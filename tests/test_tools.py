@@ -64,8 +64,8 @@ def test_virtualenv_seeder_linkmode(tools: Path, shared: dict[str, str], tmp_pat
     assert cache_twin(cache, site / "pip" / "__init__.py", "pip/__init__.py") is not None
     # setuptools where virtualenv adds it (before Python 3.12), pip-linkmode and the opt-in
     assert any(site.glob("setuptools-*.dist-info")) == (sys.version_info < (3, 12))
-    assert (site / "pip_linkmode_optin.pth").is_file()
-    assert (env / "pip.conf").read_text().split() == ["[global]", "use-feature", "=", "linkmode"]
+    assert (site / "pip_linkmode_optin.pth").is_file() and (site / "pip_linkmode_optin.on").is_file()
+    assert not (env / "pip.conf").exists()
     pip = str(bin_dir(env) / "pip")
     check = run([pip, "check"], env=clean_env(**shared))
     assert check.returncode == 0, check.stdout + check.stderr
@@ -83,6 +83,13 @@ def test_virtualenv_seeder_linkmode(tools: Path, shared: dict[str, str], tmp_pat
     assert version.startswith("pip 26.2.1 ")
     check = run([pip, "check"], env=clean_env(**shared))
     assert check.returncode == 0, check.stdout + check.stderr
+    # without pip-linkmode, plain pip: the opt-in went with it
+    assert run([pip, "uninstall", "-y", "pip-linkmode"], env=clean_env(**shared)).returncode == 0
+    assert not (site / "pip_linkmode_optin.on").exists() and not (site / "pip_linkmode_optin.pth").exists()
+    plain = run([pip, "install", str(demo)], env=clean_env(**shared))
+    assert plain.returncode == 0, plain.stderr
+    assert "pip-linkmode" not in plain.stdout + plain.stderr
+    assert os.stat(site / "demo" / "core.py").st_nlink == 1
 
 
 def test_virtualenv_seeder_options(tools: Path, shared: dict[str, str], tmp_path: Path) -> None:
@@ -93,7 +100,7 @@ def test_virtualenv_seeder_options(tools: Path, shared: dict[str, str], tmp_path
     assert made.returncode == 0, made.stderr
     site = site_of(env)
     assert not any(site.glob("setuptools*")) and any(site.glob("pip-*.dist-info"))
-    assert (site / "pip_linkmode_optin.pth").is_file() and not (env / "pip.conf").exists()
+    assert (site / "pip_linkmode_optin.pth").is_file() and not (site / "pip_linkmode_optin.on").exists()
     bare = tmp_path / "bare"
     made = run([str(bin_dir(tools) / "virtualenv"), "--no-pip", "--no-setuptools", str(bare)],
                env=clean_env(VIRTUALENV_SEEDER="linkmode", **shared))

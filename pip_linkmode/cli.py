@@ -19,6 +19,7 @@ usage: pip-linkmode [pip's general options] install [--link-mode MODE] [--cache-
        pip-linkmode venv DIR [options] [PACKAGE ...]
        pip-linkmode cache dir|info|list|verify|clean|prune [--cache-dir DIR]   (the linked-wheel cache)
        pip-linkmode pip-cache dir|info|list|remove|purge   (pip's own "pip cache")
+       pip-linkmode opt-in status|enable|disable [--site|--user|--global]   (pip install --use-feature=linkmode)
        pip-linkmode help [COMMAND]
        pip-linkmode <any other pip command>   (handed to pip unchanged)
 
@@ -114,6 +115,10 @@ def _dispatch(args: list[str], follow_virtual_env: bool) -> int:
         from .pip_plugin import main_passthrough
 
         return main_passthrough([*general, "cache", *rest])
+    if command == "opt-in":
+        from .optin import main_opt_in
+
+        return main_opt_in(rest)
     if command == "venv":
         from .venv import main_venv
 

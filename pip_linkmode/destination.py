@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import installer
 from installer.destinations import SchemeDictionaryDestination
@@ -51,6 +53,17 @@ class LinkingDestination(SchemeDictionaryDestination):
     does not come from the cache) is written fresh, to a temporary name
     beside the target and renamed over it, so an existing file, which may
     be a hardlink into the cache, is never opened for writing.
+
+    The one deliberate difference from ``SchemeDictionaryDestination``: with
+    ``overwrite_existing=True`` installer rewrites an existing file in
+    place (opens it for writing); this replaces it by a rename. Writing in
+    place through a hardlink would change the cache and every environment
+    sharing the file, and a reader of the old file never sees a half-written
+    one. Everything else is installer's contract: the same files, RECORD and
+    scripts; FileExistsError from ``write_file`` for an existing target
+    without ``overwrite_existing``, before anything is placed; a subclass's
+    ``write_to_fs`` applies to every file. A failure during an install
+    removes what that install created.
     """
 
     link_mode: LinkMode | str = LinkMode.AUTO
@@ -87,6 +100,47 @@ class LinkingDestination(SchemeDictionaryDestination):
         self._handled: set[tuple[str, str]] = set()
         self._roots: dict[str, str] = {}
         self._whole_trees = self.linker.platform.clones_directories
+        #: target directory -> whether it existed when first looked at
+        self._dirs_there: dict[str, bool] = {}
+        #: the linker's mark when this install began (None: between installs)
+        self._mark: tuple[int, int] | None = None
+        #: a subclass writes files its own way: every file, linked or not,
+        #: goes through its ``write_to_fs`` / ``write_file`` (see ``write_to_fs``)
+        cls = type(self)
+        self._custom_writes = (
+            cls.write_to_fs is not LinkingDestination.write_to_fs
+            or cls.write_file is not LinkingDestination.write_file
+        )
+
+    @property
+    def _levels(self) -> tuple[int, ...]:
+        """The optimisation levels of the bytecode asked for; -1 is the
+        running interpreter's own (as ``compileall`` reads it)."""
+        return tuple(dict.fromkeys(sys.flags.optimize if lv == -1 else lv for lv in self.bytecode_optimization_levels))
+
+    def _begin(self) -> None:
+        """Note where this install's creations start in the linker's journal."""
+        if self._mark is None:
+            assert self.linker is not None
+            self._mark = self.linker.mark()
+            self._dirs_there.clear()  # (an earlier install may have made them)
+
+    def _abandon(self) -> None:
+        """This install failed: drop what was queued and remove what it
+        created (files placed or written where nothing was, directories
+        made), so the environment is as it was. Files it replaced keep
+        their new content."""
+        assert self.linker is not None
+        self._jobs.clear()
+        self._users.clear()
+        self._sources.clear()
+        self._handled.clear()
+        mark, self._mark = self._mark, None
+        if mark is None:
+            return  # undone already (by a call nested in this one)
+        with contextlib.suppress(Exception):  # (the failure is being raised already)
+            self.linker.finish()
+        self.linker.undo_since(mark)
 
     def write_file(
         self,
@@ -95,12 +149,57 @@ class LinkingDestination(SchemeDictionaryDestination):
         stream: BinaryIO,
         is_executable: bool,
     ) -> RecordEntry:
-        if not isinstance(stream, CachedFileStream):
-            return super().write_file(scheme, path, stream, is_executable)
-        cached = stream.cached
-        if scheme == "scripts" and cached.python_shebang:
-            return super().write_file(scheme, path, stream, is_executable)
-        return self._queue(scheme, os.fspath(path), cached, stream.cache_path, stream.source)
+        """installer's ``write_file``: a file from the cache is queued to be
+        linked (a subclass's ``write_to_fs`` sees it first), anything else
+        written. A failure undoes what this install created so far."""
+        self._begin()
+        try:
+            if not isinstance(stream, CachedFileStream):
+                return super().write_file(scheme, path, stream, is_executable)
+            cached = stream.cached
+            if self._custom_writes:
+                if self.overwrite_existing:
+                    self._unshare(self._target(scheme, os.fspath(path)))
+                return super().write_file(scheme, path, stream, is_executable)
+            if scheme == "scripts" and cached.python_shebang:
+                return super().write_file(scheme, path, stream, is_executable)
+            return self._queue(scheme, os.fspath(path), cached, stream.cache_path, stream.source)
+        except BaseException:
+            self._abandon()
+            raise
+
+    def _may_exist(self, target: str) -> bool:
+        """Whether ``target`` exists; a directory that did not exist when
+        this destination first looked holds no file yet (its files are
+        queued, not placed), which spares a stat per file."""
+        parent = os.path.dirname(target)
+        there = self._dirs_there.get(parent)
+        if there is None:
+            there = self._dirs_there[parent] = os.path.isdir(parent)
+        return there and os.path.lexists(target)
+
+    def _unshare(self, target: str) -> None:
+        """Remove ``target`` if it is a link (into the cache, perhaps), so a
+        subclass's own ``write_to_fs`` that opens it for writing writes a
+        new file: writing through a hardlink would change the cache."""
+        assert self.linker is not None
+        self.linker.settle(target)
+        fs = self.linker.platform.fspath(target)
+        try:
+            st = os.lstat(fs)
+        except OSError:
+            return
+        if stat.S_ISLNK(st.st_mode) or (stat.S_ISREG(st.st_mode) and st.st_nlink > 1):
+            os.unlink(fs)
+
+    def write_script(self, name: str, module: str, attr: str, section: Any) -> RecordEntry:
+        """installer's ``write_script``; a failure undoes what this install created so far."""
+        self._begin()
+        try:
+            return super().write_script(name, module, attr, section)
+        except BaseException:
+            self._abandon()
+            raise
 
     def _queue(
         self,
@@ -110,8 +209,14 @@ class LinkingDestination(SchemeDictionaryDestination):
         cache_path: str,
         source: CachedWheelSource | None,
     ) -> RecordEntry:
-        """Queue one cached file's link; its RECORD row reuses the wheel's hash."""
+        """Queue one cached file's link; its RECORD row reuses the wheel's hash.
+
+        An existing target without ``overwrite_existing`` raises
+        FileExistsError here, before anything is placed, as installer's
+        ``write_to_fs`` does."""
         target = self._cached_target(scheme, path)
+        if not self.overwrite_existing and self._may_exist(target):
+            raise FileExistsError(f"File already exists: {target!s}")
         if source is not None:
             if scheme in ("purelib", "platlib") and path.endswith(".py"):
                 self._sources[(scheme, path)] = (source, cached.path)
@@ -135,8 +240,21 @@ class LinkingDestination(SchemeDictionaryDestination):
         RECORD row parsing, no path arithmetic beyond one prefix test. A wheel
         this does not cover (a ``__pycache__`` member, a ``.data`` file outside
         a known scheme) goes through ``installer.install`` unchanged, so its
-        warnings and errors are installer's own.
+        warnings and errors are installer's own. A failure undoes what this
+        install created.
         """
+        self._begin()
+        try:
+            self._install_cached(source, additional_metadata)
+        except BaseException:
+            self._abandon()
+            raise
+        self._mark = None
+
+    def _install_cached(self, source: CachedWheelSource, additional_metadata: Mapping[str, bytes]) -> None:
+        if self._custom_writes:  # every file through the subclass's own writes
+            installer.install(source, self, dict(additional_metadata))
+            return
         if self._fast_path_applies():
             layout = load_layout(source)
             if layout is not None:
@@ -238,6 +356,8 @@ class LinkingDestination(SchemeDictionaryDestination):
         placement.users.append((source.cache, source.entry.key, self._env_dir()))
         if self.bytecode_optimization_levels:
             placement.groups.extend(self._cached_pyc_groups(source, layout, rows, line))
+        if not self.overwrite_existing:
+            _refuse_existing(placement.groups)
         self.report.merge(execute(placement, self.linker, wait=self.wait_for_links))
         if not self.wait_for_links:
             self.pending_users.extend(placement.users)
@@ -282,7 +402,7 @@ class LinkingDestination(SchemeDictionaryDestination):
         """Link groups for the entry's cached .pyc files; their RECORD rows
         (no hash, as pip lists them) go into ``rows``."""
         jobs: list[DirJob] = []
-        levels = tuple(self.bytecode_optimization_levels)
+        levels = self._levels
         for pycs in pyc_dirs(source.cache, source.entry, levels, layout.root, self._dir_of):
             for pyc in pycs.group[2]:
                 record_path = f"{pycs.rel_dir}/{pyc}"
@@ -299,8 +419,20 @@ class LinkingDestination(SchemeDictionaryDestination):
     ) -> RecordEntry:
         """Write a generated file: where nothing is, straight to its name
         (created exclusively); over an existing file, to a temp name beside
-        it that is then renamed over it."""
+        it that is then renamed over it.
+
+        A subclass that overrides this (or ``write_file``) gets every file,
+        those from the cache too, as a ``CachedFileStream``: passed on to
+        this method (under any path it chooses), such a file is linked, not
+        written. A subclass that writes it itself gets a target that is no
+        link into the cache: an existing link there is removed first, so
+        writing through it cannot change the cache.
+        """
         assert self.linker is not None
+        if isinstance(stream, CachedFileStream) and stream.tell() == 0:
+            cached = stream.cached
+            if not (scheme == "scripts" and cached.python_shebang):
+                return self._queue(scheme, path, cached, stream.cache_path, stream.source)
         target = self._target(scheme, path)
         self.linker.settle(target)  # a file of this path still being placed
         existed = os.path.lexists(target)
@@ -329,12 +461,27 @@ class LinkingDestination(SchemeDictionaryDestination):
 
     def link_pending(self) -> None:
         """Place every queued file now (``finalize_installation`` calls this)."""
+        self._begin()
         jobs, self._jobs = self._jobs, []
         assert self.linker is not None
         users, self._users = self._users, []
         self.report.merge(execute(Placement(files=jobs, users=users), self.linker))
 
     def finalize_installation(
+        self,
+        scheme: Scheme,
+        record_file_path: str,
+        records: Iterable[tuple[Scheme, RecordEntry]],
+    ) -> None:
+        self._begin()
+        try:
+            self._finalize(scheme, record_file_path, records)
+        except BaseException:
+            self._abandon()
+            raise
+        self._mark = None
+
+    def _finalize(
         self,
         scheme: Scheme,
         record_file_path: str,
@@ -356,7 +503,7 @@ class LinkingDestination(SchemeDictionaryDestination):
         """
         if not self._same_interpreter():
             return []
-        levels = tuple(self.bytecode_optimization_levels)
+        levels = self._levels
         rows: list[tuple[Scheme, RecordEntry]] = []
         compiled: dict[int, dict[tuple[str, int], CachedPyc]] = {}
         for (scheme, path), (source, rel) in self._sources.items():
@@ -396,9 +543,26 @@ class LinkingDestination(SchemeDictionaryDestination):
         if root is None:
             root = self._roots[scheme] = os.path.abspath(self.scheme_dict[scheme])
         full = os.path.normpath(os.path.join(root, path))
-        if not full.startswith(root + os.sep) and full != root:
+        if not full.startswith(root if root.endswith(os.sep) else root + os.sep) and full != root:
             raise ValueError(f"Attempting to write {path} outside of the target directory")
         return full
+
+
+def _refuse_existing(groups: Iterable[DirJob]) -> None:
+    """FileExistsError (installer's) for the first file of ``groups`` whose
+    target exists: raised before anything is placed. A target directory
+    that does not exist costs one stat for all its files."""
+    seen: set[str] = set()
+    for _, ddir, names, _, _ in groups:
+        if ddir in seen:
+            continue
+        seen.add(ddir)
+        if not os.path.isdir(ddir):
+            continue
+        for name in names:
+            target = os.path.join(ddir, name)
+            if os.path.lexists(target):
+                raise FileExistsError(f"File already exists: {target}")
 
 
 def _first(row: tuple[str, str]) -> str:

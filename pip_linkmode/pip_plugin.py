@@ -38,10 +38,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from email.parser import Parser
 from itertools import starmap
+from pathlib import Path
 from typing import Any
 
 from . import bytecode
-from .cache import _SIGNATURES, ENV_CACHE_DIR, CachedWheel, WheelCache
+from .cache import _SIGNATURES, ENV_CACHE_DIR, CachedWheel, CacheError, WheelCache, remove_tree
 from .cache_admin import record_user
 from .install import SCHEME_KEYS
 from .linker import Linker, LinkJob, LinkReport, write_beside
@@ -428,6 +429,8 @@ class _Hook:
         self.wheels = 0
         self.pip = _Pip.load()
         self.linked_installs = 0  # wheels installed by _LinkedInstall (the rest by pip's loop)
+        self.entries: list[CachedWheel] = []  # the wheels installed, in order (for -v)
+        self.progress = "off"  # how a cold install shows progress: "bar", "lines" or "off" (main_install)
 
     def _active(self) -> _Active | None:
         return getattr(self.local, "active", None)
@@ -499,6 +502,7 @@ class _Hook:
         if self.report.counts[LinkMode.SYMLINK] > symlinks and scheme is not None:
             record_user(self.cache, entry.key, scheme.data)
         self.wheels += 1
+        self.entries.append(entry)
 
     def _undo(self, mark: tuple[int, int], written: Sequence[str], scheme: Any) -> None:
         """After a wheel failed: what the linker placed for it and the files
@@ -619,7 +623,8 @@ class _Hook:
             ]
             compiling = kwargs.get("pycompile", True)
             level = sys.flags.optimize
-            bytecode.prepare(self.cache, wheels, (level,) if compiling else ())
+            with _ColdProgress(self.cache, wheels, bool(compiling), self.progress):
+                bytecode.prepare(self.cache, wheels, (level,) if compiling else ())
             return original(requirements, *args, **kwargs)
 
         return install_given_reqs
@@ -654,6 +659,103 @@ class _Hook:
                 self.linker.close()  # its helper processes, if any
             for owner, attr, old in reversed(saved):
                 setattr(owner, attr, old)
+
+
+class _ColdProgress:
+    """Progress while wheels are unpacked into the cache and compiled, as
+    pip shows it while it downloads: nothing when the cache had them all
+    (the pass ends within ``DELAY``); else a bar from pip's vendored rich
+    on a terminal, or one line per phase (``lines``). Counts the wheels the
+    cache has answered for (hits and fresh unpacks) by watching this cache
+    object's lookups for the duration."""
+
+    #: seconds: a warm pass ends well within it (the suite sets 0 to see
+    #: every phase whatever the machine's speed)
+    DELAY = float(os.environ.get("_PIP_LINKMODE_PROGRESS_DELAY", "0.5"))
+
+    def __init__(self, cache: WheelCache, wheels: Sequence[str], compiling: bool, how: str) -> None:
+        self.cache, self.total, self.compiling, self.how = cache, len(set(wheels)), compiling, how
+        self.seen: set[str] = set()
+        self.done = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.started = 0.0
+        self.saved: dict[str, Any] = {}
+
+    def __enter__(self) -> _ColdProgress:
+        if self.how == "off" or not self.total:
+            return self
+        import time
+
+        self.started = time.monotonic()
+        for name in ("get", "get_nowait", "get_indexed"):
+            original = getattr(self.cache, name)
+            self.saved[name] = original
+            setattr(self.cache, name, self._counting(original))
+        self.thread = threading.Thread(target=self._show, name="pip-linkmode-progress", daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        if self.thread is not None:
+            self.thread.join()
+        for name in self.saved:
+            delattr(self.cache, name)  # the class's methods again
+
+    def _counting(self, original: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        def lookup(wheel: Any) -> Any:
+            entry = original(wheel)
+            if entry is not None:
+                self.seen.add(os.fspath(wheel))
+            return entry
+
+        return lookup
+
+    def _phase(self) -> str:
+        if len(self.seen) < self.total:
+            return "unpacking wheels into the cache" + (" and compiling them" if self.compiling else "")
+        return "compiling bytecode" if self.compiling else "finishing"
+
+    def _show(self) -> None:
+        if self.done.wait(self.DELAY):
+            return  # the cache had them all
+        try:
+            if self.how == "bar":
+                self._bar()
+            else:
+                self._lines()
+        except Exception:  # noqa: BLE001 - progress is a courtesy, never a failure
+            self.done.wait()
+
+    def _lines(self) -> None:
+        import time
+
+        phase = self._phase()
+        wheels = f"{self.total} wheel{'s' if self.total != 1 else ''}"
+        print(f"pip-linkmode: {phase} ({wheels})...", file=sys.stderr, flush=True)
+        while not self.done.wait(0.2):
+            if self._phase() != phase:
+                phase = self._phase()
+                print(f"pip-linkmode: {phase}...", file=sys.stderr, flush=True)
+        fresh = len(self.cache.unpacked)
+        print(f"pip-linkmode: cache ready in {time.monotonic() - self.started:.1f} s "
+              f"({fresh} of {wheels} unpacked now)", file=sys.stderr, flush=True)
+
+    def _bar(self) -> None:
+        from pip._vendor.rich.console import Console
+        from pip._vendor.rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=Console(file=sys.stderr), transient=True) as progress:
+            task = progress.add_task(self._phase(), total=self.total)
+            while not self.done.wait(0.1):
+                progress.update(task, completed=len(self.seen), description=self._phase())
 
 
 @dataclass
@@ -862,12 +964,20 @@ def _run_pip(args: Sequence[str]) -> int:
         return code if isinstance(code, int) else (0 if code is None else 1)
 
 
-#: The re-executed interpreter's start: our packages importable by name, from
-#: their directories here, and nothing else of this environment. A finder on
-#: ``sys.meta_path`` needs no link of any kind (a directory symlink needs
-#: privilege on Windows, and a junction would be one more thing to clean up).
+#: The re-executed interpreter's start: a Python we do not support says so in
+#: one line (the rest of this code needs 3.10); then our packages importable
+#: by name, from their directories here, and nothing else of this
+#: environment. A finder on ``sys.meta_path`` needs no link of any kind (a
+#: directory symlink needs privilege on Windows, and a junction would be one
+#: more thing to clean up).
 _REEXEC_CODE = """\
-import importlib.util, json, os, sys
+import sys
+if sys.version_info < (3, 10):
+    sys.stderr.write("pip-linkmode: %s is Python %d.%d; pip-linkmode installs into Python 3.10 to 3.13 "
+                     "(use plain pip there: python -m pip install ...)\\n"
+                     % (sys.executable, sys.version_info[0], sys.version_info[1]))
+    sys.exit(2)
+import importlib.util, json, os
 _dirs = json.loads(sys.argv[1])
 class _Ours:
     @staticmethod
@@ -879,16 +989,16 @@ class _Ours:
         return importlib.util.spec_from_file_location(name, init, submodule_search_locations=[where])
 sys.meta_path.insert(0, _Ours)
 from pip_linkmode.pip_plugin import main_install
-sys.exit(main_install(sys.argv[2:]))
+sys.exit(main_install(sys.argv[3:], into=sys.argv[2] or None))
 """
 
 
-def _reexec_with(python: str, argv: Sequence[str]) -> int:
+def _reexec_with(python: str, argv: Sequence[str], into: str | None = None) -> int:
     """Run ``pip-linkmode install`` inside another interpreter, as pip's
     ``--python`` runs pip there, so it installs into that interpreter's
     environment. Only our code and its dependencies are importable there
     (by name, from this environment's copies), not this environment's other
-    packages."""
+    packages. ``into``: why that environment, for the summary."""
     import json
 
     import filelock
@@ -906,7 +1016,9 @@ def _reexec_with(python: str, argv: Sequence[str]) -> int:
         mod.__name__: os.path.dirname(os.path.abspath(mod.__file__ or ""))
         for mod in (pip_linkmode, installer, filelock, packaging, pip)
     }
-    return subprocess.call([found, "-c", _REEXEC_CODE, json.dumps(dirs), *argv])
+    env = dict(os.environ)
+    env.pop("PIP_PYTHON", None)  # followed here: pip there must not run itself elsewhere again
+    return subprocess.call([found, "-c", _REEXEC_CODE, json.dumps(dirs), into or "", *argv], env=env)
 
 
 def _interpreter(python: str) -> str | None:
@@ -965,37 +1077,198 @@ def _preload() -> None:
         import multiprocessing.popen_spawn_posix  # noqa: F401
 
 
-def main_install(argv: Sequence[str]) -> int:
-    """``pip-linkmode install [--link-mode MODE] [--cache-dir DIR] <pip install args>``."""
+INSTALL_HELP = f"""
+pip-linkmode options (before or after "install"):
+  --link-mode MODE    how files arrive from the cache: {", ".join(CHOICES)}
+                      (default: auto = clone, else hardlink, else copy)
+  --cache-dir DIR     pip's cache, and ours beside it (DIR/entries, ...)
+  --python PY         an interpreter or a virtual environment's directory
+                      to install into, as pip's --python (Python 3.10-3.13)
+  --no-cache-dir      no persistent cache: a temporary one for this run
+
+Environment:
+  {ENV_LINK_MODE}       link mode, as --link-mode
+  {ENV_CACHE_DIR}  the cache, as --cache-dir
+  PIP_PYTHON          as --python
+  VIRTUAL_ENV         the pip-linkmode command of another environment (pipx, a
+                      tools venv) installs into this active venv when no
+                      --python is given
+
+Summary on stderr: silenced by -q; -v adds why a mode was chosen and, per
+wheel, whether it was a cache hit or unpacked now.
+"""
+
+
+@dataclass(frozen=True)
+class _PipView:
+    """What pip makes of the install arguments (its config files and
+    PIP_* variables included) that decides what we print and where our
+    cache is."""
+
+    verbosity: int  # pip's -v count less its -q count
+    no_cache: bool  # --no-cache-dir / PIP_NO_CACHE_DIR
+    wants_help: bool
+    progress: str = "lines"  # a cold install's progress: "bar" on a terminal (pip's --progress-bar permitting)
+
+
+def _pip_view(pip_args: Sequence[str]) -> _PipView:
+    """pip's own reading of ``pip install <pip_args>``, by its own parser;
+    where that parser refuses them, a plain count (pip then reports the
+    error itself)."""
+    args = list(pip_args)
+    wants_help = any(a in ("-h", "--help") for a in args[: args.index("--") if "--" in args else None])
+    try:
+        from pip._internal.commands import create_command
+
+        command = create_command("install", isolated="--isolated" in args)
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            options, _ = command.parser.parse_args(args)
+        bar = getattr(options, "progress_bar", "on") != "off" and sys.stderr.isatty()
+        return _PipView(int(options.verbose) - int(options.quiet), options.cache_dir is False, wants_help,
+                        "bar" if bar else "lines")
+    except (Exception, SystemExit):  # noqa: BLE001 - pip says what is wrong when it runs
+        verbosity = _count_flag(args, "v", "--verbose") - _count_flag(args, "q", "--quiet")
+        return _PipView(verbosity, "--no-cache-dir" in args, wants_help)
+
+
+def _count_flag(args: Sequence[str], short: str, long: str) -> int:
+    """How often a counted flag is given: ``--verbose``, ``-v``, ``-vv``."""
+    return sum(1 if a == long else len(a) - 1 for a in args
+               if a == long or (a[:1] == "-" and a[1:2] != "-" and set(a[1:]) == {short}))
+
+
+def _is_this_environment(prefix: str) -> bool:
+    try:
+        return os.path.samefile(prefix, sys.prefix)
+    except OSError:
+        return False
+
+
+def _temporary_cache_dir() -> str:
+    """A cache for one ``--no-cache-dir`` run: in the temporary directory
+    where that is on the environment's filesystem (so files can still be
+    linked), else inside the environment itself."""
+    import tempfile
+
+    where: str | None = None
+    with contextlib.suppress(OSError):
+        if os.stat(tempfile.gettempdir()).st_dev != os.stat(sys.prefix).st_dev and os.access(sys.prefix, os.W_OK):
+            where = sys.prefix
+    return tempfile.mkdtemp(prefix=".pip-linkmode-tmp-", dir=where)
+
+
+def short_summary(report: LinkReport, *, temporary: bool = False, into: str | None = None) -> str:
+    """One line for the common case: ``Linked 82 files (hardlink) from the
+    cache; 1.4 MB not written``."""
+    from .linker.jobs import human_size as _human
+
+    linked = {m: n for m, n in report.counts.items() if n and m is not LinkMode.COPY}
+    copied = report.counts[LinkMode.COPY]
+    parts: list[str] = []
+    if linked:
+        modes = ", ".join(f"{m} {n}" if len(linked) > 1 else str(m) for m, n in linked.items())
+        parts.append(f"Linked {sum(linked.values())} files ({modes})")
+    if copied:
+        parts.append(f"copied {copied}" if parts else f"Copied {copied} files")
+    source = "a temporary cache (--no-cache-dir: removed now)" if temporary else "the cache"
+    line = f"{', '.join(parts) or 'No files placed'} from {source}"
+    if report.bytes_shared:
+        line += f"; {_human(report.bytes_shared)} not written"
+    if into:
+        line += f"; into {into}"
+    return line
+
+
+def _fell_back(report: LinkReport) -> bool:
+    """Did something not go as asked: an explicit mode that was not used
+    throughout, or a fall back (auto's own choice is not one)."""
+    if any(not note.startswith("auto chose") for note in report.notes):
+        return True
+    return report.requested is not LinkMode.AUTO and report.modes_used not in ([], [report.requested])
+
+
+def main_install(argv: Sequence[str], *, follow_virtual_env: bool = False, into: str | None = None) -> int:
+    """``pip-linkmode install [--link-mode MODE] [--cache-dir DIR] <pip install args>``.
+
+    ``follow_virtual_env``: the ``pip-linkmode`` command (not ``python -m``)
+    installs into the active virtual environment when that is not its own;
+    ``into``: the summary says where it installed, when that was chosen so.
+    """
     try:
         opts = _split_options(argv)
     except UsageError as exc:
         print(f"pip-linkmode install: error: {exc} (link modes: {', '.join(CHOICES)})", file=sys.stderr)
         return 2
-    if opts.python and not _same_interpreter(opts.python):
-        return _reexec_with(opts.python, _without_python_option(argv))
+    python = opts.python or os.environ.get("PIP_PYTHON") or None
+    if python is None and follow_virtual_env:
+        active = os.environ.get("VIRTUAL_ENV")
+        if active and not _is_this_environment(active):
+            python, into = active, f"the active virtual environment {active} (VIRTUAL_ENV)"
+    if python and not _same_interpreter(python):
+        return _reexec_with(python, _without_python_option(argv), into)
+    os.environ.pop("PIP_PYTHON", None)  # this interpreter: pip must not run itself elsewhere
+    view = _pip_view(opts.pip_args)
+    if view.wants_help:
+        saved, sys.argv[0] = sys.argv[0], "pip-linkmode"  # pip's usage names its program by it
+        try:
+            status = _run_pip(["install", *opts.pip_args])
+        finally:
+            sys.argv[0] = saved
+        sys.stdout.write(INSTALL_HELP)
+        return status
     problem = pip_support_problem()
     if problem is not None:
         print(f"pip-linkmode: {problem}; installing with plain pip (no links).", file=sys.stderr)
         return _run_pip(["install", *opts.pip_args])
+    if view.no_cache and opts.mode is LinkMode.SYMLINK:
+        print("pip-linkmode install: error: --link-mode symlink needs a cache that stays; "
+              "drop --no-cache-dir (PIP_NO_CACHE_DIR) or pick another mode", file=sys.stderr)
+        return 2
     _preload()
-    cache_root = opts.cache_dir or os.environ.get(ENV_CACHE_DIR)
-    cache = WheelCache(cache_root)
-    for line in heal_killed_installs(cache, _default_site_dirs(opts.pip_args)):
-        print(f"pip-linkmode: {line}", file=sys.stderr)
-    hook = _Hook(opts.mode, cache)
-    with hook.attached():
-        status = _run_pip(["install", *opts.pip_args])
-    if hook.wheels:
-        print(hook.report.summary(), flush=True)
-        looped = hook.wheels - hook.linked_installs
-        if looped:
-            print(
-                f"pip-linkmode: {looped} of {hook.wheels} wheels went through pip's own per-file loop "
-                "(a layout the linked install does not reproduce exactly)",
-                flush=True,
-            )
+    temporary = _temporary_cache_dir() if view.no_cache else None
+    try:
+        cache = WheelCache(temporary or opts.cache_dir or os.environ.get(ENV_CACHE_DIR))
+        try:
+            cache._ensure_dirs()  # an unusable cache: said before pip resolves or downloads
+        except CacheError as exc:
+            print(f"pip-linkmode: {exc}", file=sys.stderr)
+            return 2
+        for line in heal_killed_installs(cache, _default_site_dirs(opts.pip_args)):
+            print(f"pip-linkmode: {line}", file=sys.stderr)
+        hook = _Hook(opts.mode, cache)
+        hook.progress = "off" if view.verbosity < 0 else view.progress
+        if hook.progress == "bar":  # now: pip 26.3 refuses imports while it installs
+            import pip._vendor.rich.console
+            import pip._vendor.rich.progress  # noqa: F401
+        with hook.attached():
+            status = _run_pip(["install", *opts.pip_args])
+    finally:
+        if temporary is not None:
+            remove_tree(Path(temporary))
+    if hook.wheels and view.verbosity >= 0:
+        _print_summary(hook, cache, view.verbosity, temporary is not None, into)
     return status
+
+
+def _print_summary(hook: _Hook, cache: WheelCache, verbosity: int, temporary: bool, into: str | None) -> None:
+    """Ours on stderr (stdout is pip's: ``--report -`` writes JSON there)."""
+    err = sys.stderr
+    if verbosity > 0:
+        unpacked = set(cache.unpacked)
+        for entry in hook.entries:
+            how = "unpacked now" if entry.key in unpacked else "cache hit"
+            print(f"pip-linkmode: {entry.dist_info[: -len('.dist-info')]}: {how}", file=err)
+    print(short_summary(hook.report, temporary=temporary, into=into), file=err)
+    if verbosity > 0 or _fell_back(hook.report):
+        print(hook.report.summary(), file=err)
+    looped = hook.wheels - hook.linked_installs
+    if looped and verbosity > 0:
+        print(
+            f"pip-linkmode: {looped} of {hook.wheels} wheels went through pip's own per-file loop "
+            "(a layout the linked install does not reproduce exactly)",
+            file=err,
+        )
+    err.flush()
 
 
 def main_passthrough(args: Sequence[str]) -> int:

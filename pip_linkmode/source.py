@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 from collections.abc import Iterator
 from typing import BinaryIO, cast
 
-from installer.sources import WheelContentElement, WheelSource
+from installer.records import InvalidRecordEntry, RecordEntry, parse_record_file
+from installer.sources import WheelContentElement, WheelSource, _WheelFileValidationError
 
 from .cache import CachedFile, CachedWheel, WheelCache
 
@@ -61,7 +64,16 @@ class CachedFileStream(io.RawIOBase):
 
 
 class CachedWheelSource(WheelSource):
-    """Yields a cache entry's files as streams that carry their cache path."""
+    """A stand-in for installer's ``WheelFile`` whose files come from a cache entry.
+
+    The same public members with the same signatures and exceptions
+    (``open``, ``dist_info_dir``, ``dist_info_filenames``, ``data_dir``,
+    ``read_dist_info``, ``validate_record``, ``get_contents``,
+    ``validation_error``); its streams carry their cache path, so that
+    ``LinkingDestination`` links the file instead of reading it.
+    """
+
+    validation_error = _WheelFileValidationError
 
     def __init__(self, entry: CachedWheel, cache: WheelCache | None = None) -> None:
         dist_info = entry.dist_info[: -len(".dist-info")]
@@ -70,6 +82,17 @@ class CachedWheelSource(WheelSource):
         self.entry = entry
         self.cache = cache or WheelCache(entry.root.parent.parent)
         self._tree = str(entry.tree)
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(
+        cls, path: os.PathLike[str] | str, cache: WheelCache | str | os.PathLike[str] | None = None
+    ) -> Iterator[CachedWheelSource]:
+        """``WheelFile.open(path)``, from the cache (``cache``: a WheelCache or
+        its directory; None: the default cache): the wheel is unpacked into
+        it first if need be."""
+        wheel_cache = cache if isinstance(cache, WheelCache) else WheelCache(cache)
+        yield cls(wheel_cache.get(path), wheel_cache)
 
     @property
     def dist_info_dir(self) -> str:
@@ -83,10 +106,60 @@ class CachedWheelSource(WheelSource):
         return names
 
     def read_dist_info(self, filename: str) -> str:
-        return self.entry.path_of(f"{self.entry.dist_info}/{filename}").read_text("utf-8")
+        """The text of a file of the .dist-info directory; KeyError if the
+        wheel has no such file (as ``WheelFile``'s zip archive raises)."""
+        try:
+            return self.entry.path_of(f"{self.entry.dist_info}/{filename}").read_text("utf-8")
+        except FileNotFoundError:
+            raise KeyError(f"There is no item named '{self.entry.dist_info}/{filename}' in the archive") from None
 
-    def validate_record(self) -> None:
-        """Nothing to do: every file was verified against RECORD when cached."""
+    def validate_record(self, *, validate_contents: bool = True) -> None:
+        """``WheelFile.validate_record``, against the cache entry.
+
+        Every file must be listed in RECORD with a hash and size (RECORD
+        itself without); with ``validate_contents`` each cached file is read
+        again and checked against them, so a file changed in the cache since
+        it was unpacked is caught here. Problems raise
+        ``_WheelFileValidationError`` listing each, in installer's words.
+        """
+        where = self.entry.filename
+        record_path = f"{self.entry.dist_info}/RECORD"
+        try:
+            lines = self.read_dist_info("RECORD").splitlines()
+            rows = {row[0]: row for row in parse_record_file(lines)}
+        except Exception as exc:
+            raise _WheelFileValidationError([f"Unable to retrieve `RECORD` from {where}: {exc!r}"]) from exc
+        issues: list[str] = []
+        for cached in self.entry.files:
+            elements = rows.pop(cached.path, None)
+            if elements is None:
+                issues.append(f"In {where}, {cached.path} is not mentioned in RECORD")
+                continue
+            try:
+                record = RecordEntry.from_elements(*elements)
+            except InvalidRecordEntry as exc:
+                issues.extend(
+                    f"In {where}, entry in RECORD file for {cached.path} is invalid: {issue}" for issue in exc.issues
+                )
+                continue
+            if cached.path == record_path:
+                if record.hash_ is not None or record.size is not None:
+                    issues.append(f"In {where}, RECORD file incorrectly contains hash / size.")
+                continue
+            if record.hash_ is None or record.size is None:
+                issues.append(f"In {where}, hash / size of {cached.path} is not included in RECORD")
+            if validate_contents:
+                try:
+                    with open(f"{self._tree}/{cached.path}", "rb") as stream:
+                        matches = record.validate_stream(cast(BinaryIO, stream))
+                except OSError as exc:
+                    matches = False
+                    issues.append(f"In {where}, {cached.path} cannot be read from the cache: {exc}")
+                    continue
+                if not matches:
+                    issues.append(f"In {where}, hash / size of {cached.path} didn't match RECORD")
+        if issues:
+            raise _WheelFileValidationError(issues)
 
     def get_contents(self) -> Iterator[WheelContentElement]:
         tree = self._tree

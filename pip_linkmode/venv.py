@@ -506,7 +506,10 @@ def linkmode_wheels(out_dir: Path, version: tuple[int, ...] | None = None) -> tu
                 f"pip-linkmode needs Python {requires_python}; the environment has "
                 f"{'.'.join(map(str, version[:2]))} (leave out --seed-linkmode)"
             )
+    from .optin import root_files
+
     own_files = _package_files(Path(__file__).resolve().parent, "pip_linkmode")
+    own_files.update(root_files())  # the --use-feature=linkmode start-up hook and its gate
     own = _pack_wheel(out_dir, dist, own_files)
     deps: list[Path] = []
     env = None
@@ -706,7 +709,7 @@ def _parser() -> argparse.ArgumentParser:
         "seed pip (the wheel the interpreter's ensurepip bundles) by links from the shared cache.",
     )
     p.add_argument("dir", metavar="DIR", help="the environment's directory")
-    p.add_argument("packages", metavar="PACKAGE", nargs="*", help="packages to install afterwards")
+    p.add_argument("packages", metavar="PACKAGE", nargs="*", default=[], help="packages to install afterwards")
     p.add_argument("-r", "--requirement", action="append", default=[], metavar="FILE",
                    help="install from this requirements file afterwards (repeatable)")
     p.add_argument("--link-mode", type=_mode_arg, default=None, metavar="MODE",

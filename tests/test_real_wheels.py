@@ -81,13 +81,14 @@ def test_pip_linkmode_install_leaves_what_plain_pip_leaves(mode: str, real_wheel
     make_venv(target)
     proc = subprocess.run(
         [sys.executable, "-m", "pip_linkmode", "install", "--python", venv_python(target), "--link-mode", mode,
-         "--cache-dir", str(cache), *args],
+         "--cache-dir", str(cache), "-v", *args],
         capture_output=True, text=True,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     done = {"auto": r"(cloned|hardlinked)", "hardlink": "hardlinked", "copy": "copied"}[mode]
-    assert re.search(rf"^pip-linkmode: files \d+ {done} \(link mode \w+, requested {mode}[);]", proc.stdout, re.M), proc.stdout
-    assert "pip's own per-file loop" not in proc.stdout, proc.stdout  # every one by the linked install
+    # the summary is ours, on stderr (stdout is pip's); -v adds the long form
+    assert re.search(rf"^pip-linkmode: files \d+ {done} \(link mode \w+, requested {mode}[);]", proc.stderr, re.M), proc.stderr
+    assert "pip's own per-file loop" not in proc.stderr, proc.stderr  # every one by the linked install
 
     ours, theirs = file_tree(target), file_tree(plain)
     assert sorted(ours) == sorted(theirs)

@@ -1,0 +1,274 @@
+"""The ``installer`` door as tool authors use it: installer.install with a
+cached source, a subclassed destination, overwrite rules, bytecode levels,
+and the one-call swap (``pip_linkmode.installer_api``)."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import installer
+import pytest
+from conftest import file_tree, site_packages
+from installer.destinations import SchemeDictionaryDestination
+from installer.records import RecordEntry
+from installer.sources import WheelFile, _WheelFileValidationError
+from installer.utils import Scheme
+from wheelmaker import WheelSpec, build_wheel, demo_spec
+
+from pip_linkmode import CachedWheelSource, LinkingDestination, WheelCache, installer_api
+from pip_linkmode.install import target_for_venv
+
+META = {"INSTALLER": b"test\n"}
+
+
+def _scheme(base: Path) -> dict[str, str]:
+    return {name: str(base / name) for name in ("purelib", "platlib", "headers", "scripts", "data")}
+
+
+def _destination(base: Path, cls: type = LinkingDestination, **kwargs: Any) -> Any:
+    return cls(_scheme(base), sys.executable, "posix", **kwargs)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return os.path.samestat(os.stat(a), os.stat(b))
+
+
+# -- 1. CachedWheelSource stands in for WheelFile ----------------------------------
+
+
+def test_cached_source_has_every_public_member_of_wheelfile(tmp_path: Path, demo_wheel: Path) -> None:
+    public = {n for n in dir(WheelFile) if not n.startswith("_")}
+    assert public <= {n for n in dir(CachedWheelSource) if not n.startswith("_")}
+    for name in ("validate_record", "read_dist_info", "get_contents"):
+        ours = inspect.signature(getattr(CachedWheelSource, name), eval_str=True)
+        assert ours == inspect.signature(getattr(WheelFile, name), eval_str=True), name
+    assert CachedWheelSource.validation_error is WheelFile.validation_error
+    with WheelFile.open(demo_wheel) as plain, CachedWheelSource.open(demo_wheel, tmp_path / "c") as cached:
+        assert cached.dist_info_dir == plain.dist_info_dir
+        assert sorted(cached.dist_info_filenames) == sorted(plain.dist_info_filenames)
+        assert cached.data_dir == plain.data_dir
+        assert cached.read_dist_info("METADATA") == plain.read_dist_info("METADATA")
+        cached.validate_record(validate_contents=True)
+        cached.validate_record(validate_contents=False)
+        with pytest.raises(KeyError):
+            plain.read_dist_info("NOPE")
+        with pytest.raises(KeyError):
+            cached.read_dist_info("NOPE")
+
+
+def test_validate_record_reads_the_cache_again(tmp_path: Path, demo_wheel: Path) -> None:
+    """A cached file changed since it was unpacked fails validation with
+    installer's exception and words; names alone still pass."""
+    cache = WheelCache(tmp_path / "c")
+    with cache.open(demo_wheel) as source:
+        core = source.entry.path_of("demo/core.py")
+        os.chmod(core, 0o644)
+        core.write_bytes(b"tampered\n")
+        source.validate_record(validate_contents=False)
+        with pytest.raises(_WheelFileValidationError) as caught:
+            source.validate_record()
+        assert caught.value.issues == [f"In {source.entry.filename}, hash / size of demo/core.py didn't match RECORD"]
+
+
+# -- 2. level -1, and a failure leaves nothing -------------------------------------
+
+
+def test_level_minus_one_is_the_interpreters_level(tmp_path: Path, demo_wheel: Path) -> None:
+    dest = _destination(tmp_path / "env", bytecode_optimization_levels=(-1,))
+    with WheelCache(tmp_path / "c").open(demo_wheel) as source:
+        installer.install(source, dest, META)
+    tag = sys.implementation.cache_tag
+    opt = f".opt-{sys.flags.optimize}" if sys.flags.optimize else ""
+    pyc = tmp_path / "env" / "purelib" / "demo" / "__pycache__" / f"core.{tag}{opt}.pyc"
+    assert pyc.is_file()
+    record = (tmp_path / "env" / "purelib" / "demo-1.0.dist-info" / "RECORD").read_text()
+    assert f"demo/__pycache__/core.{tag}{opt}.pyc," in record
+
+
+def test_a_failure_inside_installer_install_leaves_the_environment_as_it_was(
+    tmp_path: Path, demo_wheel: Path
+) -> None:
+    """An existing file (no overwriting): FileExistsError from write_file,
+    as installer's own destination raises it, and nothing of the install is
+    left, not even the INSTALLER file of a half-made .dist-info."""
+    base = tmp_path / "env"
+    blocker = base / "purelib" / "demo" / "sub" / "data.json"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_bytes(b"mine\n")
+    before = file_tree(base)
+    for how in ("installer", "one call"):
+        dest = _destination(base, overwrite_existing=False)
+        with WheelCache(tmp_path / "c").open(demo_wheel) as source, pytest.raises(FileExistsError) as caught:
+            if how == "installer":
+                installer.install(source, dest, META)
+            else:
+                dest.install_cached(source, META)
+        assert str(caught.value) == f"File already exists: {blocker}", how
+        assert file_tree(base) == before, how
+
+
+def test_file_exists_is_raised_before_anything_is_placed(tmp_path: Path, demo_wheel: Path) -> None:
+    """The same contract as SchemeDictionaryDestination: write_file raises
+    for the existing target itself, before finalize_installation."""
+    base = tmp_path / "env"
+    (base / "purelib" / "demo").mkdir(parents=True)
+    (base / "purelib" / "demo" / "core.py").write_bytes(b"mine\n")
+    dest = _destination(base, overwrite_existing=False)
+    calls: list[str] = []
+    real_link = dest.link_pending
+
+    def spy() -> None:
+        calls.append("link_pending")
+        real_link()
+
+    dest.link_pending = spy  # type: ignore[method-assign]
+    with WheelCache(tmp_path / "c").open(demo_wheel) as source:
+        for (path, _, _), stream, executable in source.get_contents():
+            if path == "demo/core.py":
+                with pytest.raises(FileExistsError):
+                    dest.write_file(Scheme("purelib"), path, stream, executable)
+                break
+            dest.write_file(Scheme("purelib"), path, stream, executable)
+    assert calls == []
+    assert (base / "purelib" / "demo" / "core.py").read_bytes() == b"mine\n"
+
+
+# -- 3. subclasses that write files their own way ----------------------------------
+
+
+class _RenamesPth(LinkingDestination):
+    """As pdm does: a top-level .pth is installed under another name."""
+
+    def write_to_fs(self, scheme: Scheme, path: str, stream: BinaryIO, is_executable: bool) -> RecordEntry:
+        if "/" not in path and path.endswith(".pth"):
+            path = f"renamed-{path}"
+        return super().write_to_fs(scheme, path, stream, is_executable)
+
+
+class _ToleratesExisting(LinkingDestination):
+    """As poetry does: a file that exists already (a pkgutil-style
+    namespace package shipped by two wheels) is written over, not refused."""
+
+    def write_to_fs(self, scheme: Scheme, path: str, stream: BinaryIO, is_executable: bool) -> RecordEntry:
+        from installer.records import Hash
+        from installer.utils import copyfileobj_with_hashing
+
+        target = Path(self.scheme_dict[scheme]) / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("wb") as f:
+            digest, size = copyfileobj_with_hashing(stream, f, self.hash_algorithm)
+        return RecordEntry(path, Hash(self.hash_algorithm, digest), size)
+
+
+def test_a_subclass_write_to_fs_sees_linked_files_too(tmp_path: Path, make_wheel: Any) -> None:
+    spec = WheelSpec(name="pthpkg", files={"pthpkg/__init__.py": b"", "pthpkg.pth": b"import os\n"})
+    wheel = make_wheel(spec)
+    cache = WheelCache(tmp_path / "c")
+    base = tmp_path / "env"
+    with cache.open(wheel) as source:
+        dest = _destination(base, _RenamesPth, link_mode="hardlink")
+        dest.install_cached(source, META)
+        entry = source.entry
+    purelib = base / "purelib"
+    assert not (purelib / "pthpkg.pth").exists()
+    assert _same_file(purelib / "renamed-pthpkg.pth", entry.path_of("pthpkg.pth"))  # linked, under its new name
+    assert _same_file(purelib / "pthpkg" / "__init__.py", entry.path_of("pthpkg/__init__.py"))
+    assert "renamed-pthpkg.pth," in (purelib / "pthpkg-1.0.dist-info" / "RECORD").read_text()
+
+
+def test_a_subclass_writing_itself_never_writes_through_a_link(tmp_path: Path, make_wheel: Any) -> None:
+    """Two wheels ship the same namespace __init__.py: the second install
+    goes through the subclass's own write, which opens the target for
+    writing; that target was a hardlink into the cache, and the cache file
+    is unchanged."""
+    cache = WheelCache(tmp_path / "c")
+    base = tmp_path / "env"
+    first = make_wheel(WheelSpec(name="ns-a", files={"ns/__init__.py": b"# a\n", "ns/a.py": b""}))
+    second = make_wheel(WheelSpec(name="ns-b", files={"ns/__init__.py": b"# b\n", "ns/b.py": b""}))
+    with cache.open(first) as source:
+        installer.install(source, _destination(base, link_mode="hardlink", overwrite_existing=True), META)
+        cached_init = source.entry.path_of("ns/__init__.py")
+    assert _same_file(base / "purelib" / "ns" / "__init__.py", cached_init)
+    with cache.open(second) as source:
+        installer.install(source, _destination(base, _ToleratesExisting, overwrite_existing=True), META)
+    assert (base / "purelib" / "ns" / "__init__.py").read_bytes() == b"# b\n"
+    assert cached_init.read_bytes() == b"# a\n"  # the cache is untouched
+
+
+# -- 5. a scheme at the root of the filesystem -------------------------------------
+
+
+def test_a_scheme_rooted_at_slash_is_inside_itself(tmp_path: Path) -> None:
+    dest = LinkingDestination({**_scheme(tmp_path), "purelib": os.path.abspath(os.sep)}, sys.executable, "posix")
+    root = os.path.abspath(os.sep)
+    assert dest._target(Scheme("purelib"), "pkg/mod.py") == os.path.join(root, "pkg", "mod.py")
+    assert dest._path_with_destdir(Scheme("purelib"), "pkg/mod.py") == Path(root, "pkg", "mod.py")
+
+
+# -- one swap ------------------------------------------------------------------------
+
+
+def test_one_call_swap_links_what_installer_would_copy(tmp_path: Path, demo_wheel: Path) -> None:
+    """installer_api.install takes installer.install's arguments (a
+    WheelFile or a path, installer's own destination) and gives the same
+    tree, with files linked from the cache."""
+    venv_like = tmp_path / "plain"
+    with WheelFile.open(demo_wheel) as plain:
+        installer.install(plain, _destination(venv_like, SchemeDictionaryDestination), META)
+    cache = WheelCache(tmp_path / "c")
+    for how in ("wheelfile", "path"):
+        base = tmp_path / how
+        dest = _destination(base, SchemeDictionaryDestination)
+        if how == "wheelfile":
+            with WheelFile.open(demo_wheel) as source:
+                installer_api.install(source, dest, META, cache=cache, link_mode="hardlink")
+        else:
+            installer_api.install(demo_wheel, dest, META, cache=cache, link_mode="hardlink")
+        assert file_tree(base) == file_tree(venv_like), how
+        entry = cache.get(demo_wheel)
+        assert _same_file(base / "purelib" / "demo" / "core.py", entry.path_of("demo/core.py")), how
+
+
+def test_one_call_swap_keeps_a_tools_destination_subclass(tmp_path: Path, make_wheel: Any) -> None:
+    class ToolDestination(SchemeDictionaryDestination):
+        def write_to_fs(self, scheme: Scheme, path: str, stream: BinaryIO, is_executable: bool) -> RecordEntry:
+            if "/" not in path and path.endswith(".pth"):
+                path = f"renamed-{path}"
+            return super().write_to_fs(scheme, path, stream, is_executable)
+
+    wheel = make_wheel(WheelSpec(name="pthpkg", files={"pthpkg/__init__.py": b"", "pthpkg.pth": b"import os\n"}))
+    cache = WheelCache(tmp_path / "c")
+    dest = _destination(tmp_path / "env", ToolDestination)
+    dest.tool_setting = "kept"
+    installer_api.install(wheel, dest, META, cache=cache, link_mode="hardlink")
+    purelib = tmp_path / "env" / "purelib"
+    assert _same_file(purelib / "renamed-pthpkg.pth", cache.get(wheel).path_of("pthpkg.pth"))
+    swapped = installer_api.linking_destination(dest)
+    assert isinstance(swapped, ToolDestination) and isinstance(swapped, LinkingDestination)
+    assert swapped.tool_setting == "kept"
+
+
+def test_one_call_swap_into_a_real_venv(tmp_path: Path, venv: Path) -> None:
+    wheel = build_wheel(tmp_path / "w", demo_spec(long_paths=False))
+    target = target_for_venv(venv)
+    dest = SchemeDictionaryDestination(target.scheme_for("demo"), target.interpreter, "posix")
+    installer_api.install(wheel, dest, {"INSTALLER": b"tool\n"}, cache=tmp_path / "c")
+    assert (site_packages(venv) / "demo-1.0.dist-info" / "INSTALLER").read_bytes() == b"tool\n"
+
+
+def test_a_destination_used_twice_still_refuses_what_the_first_install_placed(
+    tmp_path: Path, demo_wheel: Path
+) -> None:
+    base = tmp_path / "env"
+    dest = _destination(base, overwrite_existing=False)
+    cache = WheelCache(tmp_path / "c")
+    with cache.open(demo_wheel) as source:
+        installer.install(source, dest, META)
+    after_first = file_tree(base)
+    with cache.open(demo_wheel) as source, pytest.raises(FileExistsError):
+        installer.install(source, dest, META)
+    assert file_tree(base) == after_first

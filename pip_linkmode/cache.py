@@ -695,10 +695,18 @@ class WheelCache:
 
     @contextlib.contextmanager
     def open(self, wheel_path: str | os.PathLike[str]) -> Iterator[CachedWheelSource]:
-        """Context manager yielding an ``installer`` WheelSource for the wheel."""
-        from .source import CachedWheelSource
+        """Context manager yielding an ``installer`` WheelSource for the wheel
+        (the cached stand-in for ``WheelFile.open``). A wheel refused for
+        what ``WheelFile`` itself refuses (its file name, its .dist-info
+        directory) raises installer's exception for it."""
+        from .source import CachedWheelSource, raise_as_installer_would
 
-        yield CachedWheelSource(self.get(wheel_path), self)
+        try:
+            entry = self.get(wheel_path)
+        except InvalidWheel:
+            raise_as_installer_would(wheel_path)  # (returns if installer would open it)
+            raise
+        yield CachedWheelSource(entry, self)
 
     def _touch(self, entry: CachedWheel) -> None:
         if self.read_only:

@@ -13,7 +13,7 @@ from installer.sources import WheelContentElement, WheelSource, _WheelFileValida
 
 from .cache import CachedFile, CachedWheel, WheelCache
 
-__all__ = ["CachedFileStream", "CachedWheelSource"]
+__all__ = ["CachedFileStream", "CachedWheelSource", "raise_as_installer_would"]
 
 
 class CachedFileStream(io.RawIOBase):
@@ -92,7 +92,8 @@ class CachedWheelSource(WheelSource):
         its directory; None: the default cache): the wheel is unpacked into
         it first if need be."""
         wheel_cache = cache if isinstance(cache, WheelCache) else WheelCache(cache)
-        yield cls(wheel_cache.get(path), wheel_cache)
+        with wheel_cache.open(path) as source:
+            yield source
 
     @property
     def dist_info_dir(self) -> str:
@@ -110,6 +111,8 @@ class CachedWheelSource(WheelSource):
         wheel has no such file (as ``WheelFile``'s zip archive raises)."""
         try:
             return self.entry.path_of(f"{self.entry.dist_info}/{filename}").read_text("utf-8")
+        except IsADirectoryError:
+            return ""  # (a zip's directory entry reads as nothing)
         except FileNotFoundError:
             raise KeyError(f"There is no item named '{self.entry.dist_info}/{filename}' in the archive") from None
 
@@ -130,7 +133,15 @@ class CachedWheelSource(WheelSource):
         except Exception as exc:
             raise _WheelFileValidationError([f"Unable to retrieve `RECORD` from {where}: {exc!r}"]) from exc
         issues: list[str] = []
+        for signature in _SIGNATURES:  # not RECORD's to list (they sign it)
+            if f"{self.entry.dist_info}/{signature}" in rows:
+                issues.append(
+                    f"In {where}, digital signature file {self.entry.dist_info}/{signature} "
+                    "is incorrectly contained in RECORD."
+                )
         for cached in self.entry.files:
+            if cached.path.rpartition("/")[2] in _SIGNATURES and cached.path.startswith(self.entry.dist_info + "/"):
+                continue
             elements = rows.pop(cached.path, None)
             if elements is None:
                 issues.append(f"In {where}, {cached.path} is not mentioned in RECORD")
@@ -162,8 +173,35 @@ class CachedWheelSource(WheelSource):
             raise _WheelFileValidationError(issues)
 
     def get_contents(self) -> Iterator[WheelContentElement]:
+        """Every file of the wheel, as ``WheelFile`` gives them, RECORD last
+        (with no hash or size, as RECORD lists itself). Cached files come as
+        ``CachedFileStream``s; RECORD as a plain stream (it is never linked)."""
         tree = self._tree
         for f in self.entry.files:
             stream = CachedFileStream(f"{tree}/{f.path}", f, self)
             with stream:
                 yield (f.path, f.hash, str(f.size)), cast(BinaryIO, stream), f.executable
+        record = f"{self.entry.dist_info}/RECORD"
+        with open(f"{tree}/{record}", "rb") as plain:
+            yield (record, "", ""), cast(BinaryIO, plain), False
+
+
+#: signature files of RECORD, which RECORD does not list
+_SIGNATURES = ("RECORD.jws", "RECORD.p7s")
+
+
+def raise_as_installer_would(path: str | os.PathLike[str]) -> None:
+    """Raise what ``WheelFile.open(path)`` and its ``dist_info_dir`` raise
+    for this file (a file name that is no wheel's, a wrong or second
+    .dist-info directory); return if they raise nothing."""
+    import zipfile
+
+    from installer.sources import WheelFile
+    from installer.utils import parse_wheel_filename
+
+    parse_wheel_filename(os.path.basename(os.fspath(path)))  # ValueError: Not a valid wheel filename
+    try:
+        with zipfile.ZipFile(path) as archive:
+            WheelFile(archive).dist_info_dir  # noqa: B018 - installer's checks of the .dist-info
+    except (OSError, zipfile.BadZipFile):
+        return

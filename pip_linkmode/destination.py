@@ -562,7 +562,7 @@ def _refuse_existing(groups: Iterable[DirJob]) -> None:
         for name in names:
             target = os.path.join(ddir, name)
             if os.path.lexists(target):
-                raise FileExistsError(f"File already exists: {target}")
+                raise FileExistsError(f"File already exists: {os.path.normpath(target)}")
 
 
 def _first(row: tuple[str, str]) -> str:

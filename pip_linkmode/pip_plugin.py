@@ -504,24 +504,26 @@ class _Hook:
         """A wheel the cache refused, through pip's own per-file loop from the
         wheel file, nothing linked: pip installs what it installs and refuses
         what it refuses, in its own words and exit status. What pip wrote
-        where nothing was is removed if it fails (pip itself leaves it)."""
-        if logging.getLogger().isEnabledFor(logging.WARNING):  # (pip's -qq silences it)
-            where = f"member {refused.member!r}: " if refused.member else ""
-            print(
-                f"pip-linkmode: {os.path.basename(refused.wheel)} is not linked (the cache refuses it: "
-                f"{where}{refused.reason}); it goes through pip's own per-file loop",
-                file=sys.stderr,
-                flush=True,
-            )
+        where nothing was is removed if it fails (pip itself leaves it).
+        Once pip has installed it, one line says why it is not linked."""
         written: list[str] = []
         self.local.unverified = written
         try:
-            return install()
+            result = install()
         except BaseException:
             _remove_placed(written, scheme)
             raise
         finally:
             self.local.unverified = None
+        if logging.getLogger().isEnabledFor(logging.WARNING):  # (pip's -qq silences it)
+            where = f"member {refused.member!r}: " if refused.member else ""
+            print(
+                f"pip-linkmode: {os.path.basename(refused.wheel)} is not linked (the cache refuses it: "
+                f"{where}{refused.reason}); pip's own per-file loop installed it",
+                file=sys.stderr,
+                flush=True,
+            )
+        return result
 
     def _save_unverified(self, original: Callable[[Any], None], file: Any, written: list[str]) -> None:
         """pip extracts a member of a wheel the cache refused: a member whose

@@ -14,7 +14,10 @@ step (``install_wheel``) is replaced, nothing else. For each wheel:
   compares whole trees under each supported pip);
 * otherwise pip's own loop runs with ``ZipBackedFile.save`` (pip's "extract
   this member to its destination") patched to link the member from the
-  cache entry, and ``compileall.compile_file`` to place its cached pyc.
+  cache entry, and ``compileall.compile_file`` to place its cached pyc;
+* a wheel the cache refuses (it links only what it verified against the
+  wheel's RECORD) goes through pip's own loop unlinked, with one line
+  saying why: pip then installs it, or refuses it in its own words.
 
 Everything else stays pip's own: resolving, building sdists, uninstalling
 an old version, editable installs, and anything from a pip version whose
@@ -28,12 +31,15 @@ import contextlib
 import csv
 import inspect
 import io
+import logging
 import os
 import py_compile
 import stat
 import subprocess
 import sys
 import threading
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from email.parser import Parser
@@ -42,7 +48,15 @@ from pathlib import Path
 from typing import Any
 
 from . import bytecode
-from .cache import _SIGNATURES, ENV_CACHE_DIR, CachedWheel, CacheError, WheelCache, remove_tree
+from .cache import (
+    _SIGNATURES,
+    ENV_CACHE_DIR,
+    CachedWheel,
+    CacheError,
+    InvalidWheel,
+    WheelCache,
+    remove_tree,
+)
 from .cache_admin import record_user
 from .install import SCHEME_KEYS
 from .linker import Linker, LinkJob, LinkReport, write_beside
@@ -54,6 +68,10 @@ __all__ = ["SUPPORTED_PIP", "main_install", "main_passthrough", "pip_support_pro
 
 #: keyword arguments of compileall.compile_file that we understand
 _COMPILE_KWARGS = {"force", "quiet", "optimize", "invalidation_mode", "ddir", "legacy", "rx"}
+
+#: what reading a zip member raises when its bytes are broken (bad CRC,
+#: truncated or corrupt data, encryption, an unknown compression)
+_ZIP_READ_ERRORS = (zipfile.BadZipFile, EOFError, zlib.error, RuntimeError, NotImplementedError)
 
 #: pip release lines whose internals this hook is written against.
 SUPPORTED_PIP = ((23, 1), (26, 3))
@@ -431,6 +449,10 @@ class _Hook:
         self.linked_installs = 0  # wheels installed by _LinkedInstall (the rest by pip's loop)
         self.entries: list[CachedWheel] = []  # the wheels installed, in order (for -v)
         self.progress = "off"  # how a cold install shows progress: "bar", "lines" or "off" (main_install)
+        #: wheel path -> why the cache refused it: pip's loop installs it unlinked
+        self.refused: dict[str, InvalidWheel] = {}
+        #: pip's InstallationError, once attached (pip 26.3 refuses imports mid-install)
+        self.installation_error: type[Exception] = Exception
 
     def _active(self) -> _Active | None:
         return getattr(self.local, "active", None)
@@ -441,7 +463,15 @@ class _Hook:
         def install_wheel(name: str, wheel_path: str, *args: Any, **kwargs: Any) -> Any:
             if getattr(self.local, "editable", False):
                 return original(name, wheel_path, *args, **kwargs)
-            entry = self.cache.get(wheel_path)
+            refused = self.refused.get(os.path.abspath(wheel_path))
+            if refused is None:
+                try:
+                    entry = self.cache.get(wheel_path)
+                except InvalidWheel as exc:
+                    refused = self.refused[os.path.abspath(wheel_path)] = exc
+            if refused is not None:
+                scheme = args[0] if args else kwargs.get("scheme")
+                return self._install_unverified(refused, scheme, lambda: original(name, wheel_path, *args, **kwargs))
             call = _bind(signature, name, wheel_path, args, kwargs)
             if call is not None and self.pip is not None:
                 plan = _LinkedInstall.plan(self.pip, self.cache, entry, call)
@@ -479,6 +509,48 @@ class _Hook:
             return result
 
         return install_wheel
+
+    def _install_unverified(self, refused: InvalidWheel, scheme: Any, install: Callable[[], Any]) -> Any:
+        """A wheel the cache refused, through pip's own per-file loop from the
+        wheel file, nothing linked: pip installs what it installs and refuses
+        what it refuses, in its own words and exit status. What pip wrote
+        where nothing was is removed if it fails (pip itself leaves it).
+        Once pip has installed it, one line says why it is not linked."""
+        written: list[str] = []
+        self.local.unverified = written
+        try:
+            result = install()
+        except BaseException:
+            _remove_placed(written, scheme)
+            raise
+        finally:
+            self.local.unverified = None
+        if logging.getLogger().isEnabledFor(logging.WARNING):  # (pip's -qq silences it)
+            where = f"member {refused.member!r}: " if refused.member else ""
+            print(
+                f"pip-linkmode: {os.path.basename(refused.wheel)} is not linked (the cache refuses it: "
+                f"{where}{refused.reason}); pip's own per-file loop installed it",
+                file=sys.stderr,
+                flush=True,
+            )
+        return result
+
+    def _save_unverified(self, original: Callable[[Any], None], file: Any, written: list[str]) -> None:
+        """pip extracts a member of a wheel the cache refused: a member whose
+        bytes cannot be read is one error line naming the wheel and member
+        (pip's loop would end in a traceback)."""
+        dest = os.path.abspath(file.dest_path)
+        fresh = not os.path.lexists(dest)
+        try:
+            original(file)
+        except _ZIP_READ_ERRORS as exc:
+            zip_file = getattr(file, "_zip_file", None)
+            wheel = os.path.basename(getattr(zip_file, "filename", None) or "")
+            member = getattr(file, "src_record_path", None) or os.path.basename(dest)
+            raise self.installation_error(f"invalid wheel {wheel}, member {member!r}: cannot be read: {exc}") from exc
+        finally:
+            if fresh and os.path.lexists(dest):
+                written.append(dest)
 
     def _install_linked(self, plan: _LinkedInstall, entry: CachedWheel, call: inspect.BoundArguments) -> None:
         assert self.pip is not None
@@ -518,6 +590,9 @@ class _Hook:
             path = getattr(file, "src_record_path", None)
             size = active.files.get(path) if active is not None and path is not None else None
             if active is None:
+                unverified = getattr(self.local, "unverified", None)
+                if unverified is not None:
+                    return self._save_unverified(original, file, unverified)
                 return original(file)
             dest = os.path.abspath(file.dest_path)
             if size is None or path is None:
@@ -624,18 +699,37 @@ class _Hook:
             compiling = kwargs.get("pycompile", True)
             level = sys.flags.optimize
             with _ColdProgress(self.cache, wheels, bool(compiling), self.progress):
-                bytecode.prepare(self.cache, wheels, (level,) if compiling else ())
+                self._prepare(wheels, (level,) if compiling else ())
             return original(requirements, *args, **kwargs)
 
         return install_given_reqs
 
+    def _prepare(self, wheels: list[str], levels: tuple[int, ...]) -> None:
+        """``bytecode.prepare`` for the wheels the cache takes; each wheel it
+        refuses is noted (pip's loop installs it unlinked) and the pass runs
+        again for the others (their finished entries are found at once)."""
+        todo = list(wheels)
+        while todo:
+            try:
+                bytecode.prepare(self.cache, todo, levels)
+                return
+            except InvalidWheel as exc:
+                bad = os.path.abspath(exc.wheel)
+                rest = [w for w in todo if os.path.abspath(w) != bad]
+                if len(rest) == len(todo):
+                    raise  # (not one of these wheels: nothing to set aside)
+                self.refused[bad] = exc
+                todo = rest
+
     @contextlib.contextmanager
     def attached(self) -> Iterator[None]:
         from pip._internal.commands import install as install_cmd
+        from pip._internal.exceptions import InstallationError
         from pip._internal.operations.install import wheel as wheel_mod
         from pip._internal.req import req_install
 
         saved: list[tuple[Any, str, Any]] = []
+        self.installation_error = InstallationError
 
         def patch(owner: Any, attr: str, new: Any) -> None:
             saved.append((owner, attr, getattr(owner, attr)))

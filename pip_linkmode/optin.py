@@ -173,7 +173,9 @@ def _linked_run(run: Callable[[], int], argv: Sequence[str]) -> int:
     from .pip_plugin import (
         _default_site_dirs,
         _Hook,
+        _pip_view,
         _preload,
+        _print_summary,
         heal_killed_installs,
         pip_support_problem,
     )
@@ -195,14 +197,14 @@ def _linked_run(run: Callable[[], int], argv: Sequence[str]) -> int:
     with hook.attached():
         status = run()
     if hook.wheels:
-        print(hook.report.summary(), flush=True)
-        looped = hook.wheels - hook.linked_installs
-        if looped:
-            print(
-                f"{_PREFIX}{looped} of {hook.wheels} wheels went through pip's own per-file loop "
-                "(a layout the linked install does not reproduce exactly)",
-                flush=True,
-            )
+        # as ``pip-linkmode install`` says it: on stderr (stdout is pip's),
+        # short, silenced by -q, the long form under -v or on a fallback
+        args = list(argv)
+        if "install" in args:
+            del args[args.index("install")]
+        view = _pip_view(args)
+        if view.verbosity >= 0:
+            _print_summary(hook, cache, view.verbosity, False, None)
     return status
 
 

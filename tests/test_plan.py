@@ -14,6 +14,7 @@ import stat
 import sys
 import threading
 import time
+import venv as venv_module
 from pathlib import Path
 
 import pytest
@@ -110,13 +111,16 @@ def test_second_venv_replays_the_first(
     site = site_packages(second)
     (dist_info,) = site.glob("pip-*.dist-info")
     rows = {r[0]: r for r in csv.reader((dist_info / "RECORD").read_text("utf-8").splitlines()) if r}
+    # the interpreter `python -m venv` names (bin/python3.11 when this runs in a venv)
+    probe = venv_module.EnvBuilder().ensure_directories(tmp_path / "probe")
+    interpreter = scripts_dir(second) / os.path.basename(probe.env_exec_cmd)
     for name in ("pip", "pip3", f"pip{sys.version_info[0]}.{sys.version_info[1]}"):
         path = script(second, name)
         if os.name == "nt":
             shebang = exe_launcher_parts(path)[1]
         else:
             shebang = path.read_text().splitlines()[0]
-        assert shebang == f"#!{scripts_dir(second) / PYTHON}"
+        assert shebang == f"#!{interpreter}"
         row = rows[record_path(second, path)]
         assert row[1:] == [file_hash(path), str(path.stat().st_size)]
     pip_works(second, pip_demo_wheel, cache_dir)

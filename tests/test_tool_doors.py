@@ -74,8 +74,8 @@ def tool_python(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Pat
             for name, requirement in TOOLS.items():
                 env = tmp_path_factory.mktemp(f"{name}-venv")
                 subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
-                command = [str(env / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q",
-                           requirement, "-e", str(ROOT)]
+                command = [str(env / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
+                           "-q", "--no-compile", requirement, "-e", str(ROOT)]
                 started[name] = (env, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                                        text=True))
             for name, (env, proc) in started.items():

@@ -18,7 +18,8 @@ two fresh venvs under DIR (a temp dir by default), ``env-plain`` and
 ``env-links``, installs the wheels into each with PDM's ``install_wheel`` (as
 ``pdm sync`` does without ``install.cache``; PDM compiles no bytecode), the
 second time after the one line, and says how many installed files share an
-inode with a cache file.
+inode with a cache file. Today that is none: the tool's own ``write_to_fs`` copies
+every file it is given (docs/installer-door.md).
 """
 
 from __future__ import annotations
@@ -67,10 +68,11 @@ def main(argv: list[str]) -> int:
 
     cache = Path(os.environ.get("PIP_LINKMODE_CACHE_DIR") or WheelCache().root)
     shared = inodes_under(cache)
-    files = [p for p in (work / "env-links").rglob("*") if p.is_file() and not p.is_symlink()]
+    site = next((work / "env-links").glob("lib/python*/site-packages"))
+    files = [p for p in site.rglob("*") if p.is_file() and not p.is_symlink()]
     linked = [p for p in files if (p.lstat().st_dev, p.lstat().st_ino) in shared]
     print(f"pdm installed {len(wheels)} wheel(s) into {work / 'env-plain'} and {work / 'env-links'}")
-    print(f"env-links: {len(linked)} of {len(files)} files share an inode with the cache at {cache}")
+    print(f"env-links: {len(linked)} of {len(files)} files in site-packages share an inode with the cache at {cache}")
     return 0
 
 

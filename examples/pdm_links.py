@@ -18,8 +18,8 @@ two fresh venvs under DIR (a temp dir by default), ``env-plain`` and
 ``env-links``, installs the wheels into each with PDM's ``install_wheel`` (as
 ``pdm sync`` does without ``install.cache``; PDM compiles no bytecode), the
 second time after the one line, and says how many installed files share an
-inode with a cache file. Today that is none: the tool's own ``write_to_fs`` copies
-every file it is given (docs/installer-door.md).
+inode with a cache file: the package files do, though the tool's own
+``write_to_fs`` writes every file itself (docs/installer-door.md).
 """
 
 from __future__ import annotations

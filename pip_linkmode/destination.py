@@ -20,6 +20,7 @@ from installer.utils import Scheme, parse_entrypoints
 from .bytecode import CachedPyc, ensure_bytecode, pyc_path
 from .cache import CachedFile, record_digest
 from .linker import DirJob, Linker, LinkJob, LinkReport, write_beside
+from .linker.files import TEMP_SUFFIX, beside
 from .modes import LinkMode, parse_link_mode
 from .placement import (
     Layout,
@@ -100,6 +101,9 @@ class LinkingDestination(SchemeDictionaryDestination):
         self._handled: set[tuple[str, str]] = set()
         self._roots: dict[str, str] = {}
         self._whole_trees = self.linker.platform.clones_directories
+        #: files a subclass wrote itself that become links (``_through_subclass``)
+        self._relinks: list[LinkJob] = []
+        self._queued_by_base = False
         #: target directory -> whether it existed when first looked at
         self._dirs_there: dict[str, bool] = {}
         #: the linker's mark when this install began (None: between installs)
@@ -132,6 +136,7 @@ class LinkingDestination(SchemeDictionaryDestination):
         their new content."""
         assert self.linker is not None
         self._jobs.clear()
+        self._relinks.clear()
         self._users.clear()
         self._sources.clear()
         self._handled.clear()
@@ -158,9 +163,7 @@ class LinkingDestination(SchemeDictionaryDestination):
                 return super().write_file(scheme, path, stream, is_executable)
             cached = stream.cached
             if self._custom_writes:
-                if self.overwrite_existing:
-                    self._unshare(self._target(scheme, os.fspath(path)))
-                return super().write_file(scheme, path, stream, is_executable)
+                return self._through_subclass(scheme, os.fspath(path), stream, is_executable)
             if scheme == "scripts" and cached.python_shebang:
                 return super().write_file(scheme, path, stream, is_executable)
             return self._queue(scheme, os.fspath(path), cached, stream.cache_path, stream.source)
@@ -178,19 +181,60 @@ class LinkingDestination(SchemeDictionaryDestination):
             there = self._dirs_there[parent] = os.path.isdir(parent)
         return there and os.path.lexists(target)
 
+    def _through_subclass(self, scheme: Scheme, path: str, stream: CachedFileStream, is_executable: bool) -> RecordEntry:
+        """A cached file, for a subclass that writes files its own way.
+
+        Its ``write_to_fs`` sees the file first. If it passes it on to ours,
+        ours queues the link (under whatever path it chose). If it writes the
+        file itself, it writes over no link into the cache (a link at the
+        target becomes a private copy first, so a subclass that refuses an
+        existing file still sees one), and afterwards the file it wrote, if
+        it holds exactly the cached bytes (its RECORD hash and size are the
+        cache's), is replaced by a link to the cache file: the subclass's
+        choices of path and of what to do with an existing file stand, and
+        the environment still shares the cache's files.
+        """
+        self._unshare(self._target(scheme, path))
+        self._queued_by_base = False
+        record = super().write_file(scheme, path, cast(BinaryIO, stream), is_executable)
+        cached = stream.cached
+        if (
+            not self._queued_by_base
+            and self.link_mode is not LinkMode.COPY
+            and record.hash_ is not None
+            and f"{record.hash_.name}={record.hash_.value}" == cached.hash
+            and record.size == cached.size
+        ):
+            target = self._target(scheme, record.path)
+            with contextlib.suppress(OSError):
+                if stat.S_ISREG(os.lstat(target).st_mode):  # (not a link the subclass made itself)
+                    self._relinks.append(LinkJob(stream.cache_path, target, cached.size))
+                    if stream.source is not None:
+                        self._users.append((stream.source.cache, stream.source.entry.key, self._env_dir()))
+        return record
+
     def _unshare(self, target: str) -> None:
-        """Remove ``target`` if it is a link (into the cache, perhaps), so a
-        subclass's own ``write_to_fs`` that opens it for writing writes a
-        new file: writing through a hardlink would change the cache."""
+        """Make ``target`` a private copy if it is a link (into the cache,
+        perhaps): a subclass's own ``write_to_fs`` that opens it for writing
+        then writes a file of its own; writing through a hardlink would
+        change the cache. A dangling link is removed."""
         assert self.linker is not None
         self.linker.settle(target)
-        fs = self.linker.platform.fspath(target)
+        platform = self.linker.platform
+        fs = platform.fspath(target)
         try:
             st = os.lstat(fs)
         except OSError:
             return
-        if stat.S_ISLNK(st.st_mode) or (stat.S_ISREG(st.st_mode) and st.st_nlink > 1):
+        if not (stat.S_ISLNK(st.st_mode) or (stat.S_ISREG(st.st_mode) and st.st_nlink > 1)):
+            return
+        tmp = beside(target, TEMP_SUFFIX)
+        try:
+            platform.copy_file(target, tmp)
+        except FileNotFoundError:  # a link to nothing
             os.unlink(fs)
+            return
+        platform.replace(tmp, target)
 
     def write_script(self, name: str, module: str, attr: str, section: Any) -> RecordEntry:
         """installer's ``write_script``; a failure undoes what this install created so far."""
@@ -432,6 +476,7 @@ class LinkingDestination(SchemeDictionaryDestination):
         if isinstance(stream, CachedFileStream) and stream.tell() == 0:
             cached = stream.cached
             if not (scheme == "scripts" and cached.python_shebang):
+                self._queued_by_base = True
                 return self._queue(scheme, path, cached, stream.cache_path, stream.source)
         target = self._target(scheme, path)
         self.linker.settle(target)  # a file of this path still being placed
@@ -466,6 +511,10 @@ class LinkingDestination(SchemeDictionaryDestination):
         assert self.linker is not None
         users, self._users = self._users, []
         self.report.merge(execute(Placement(files=jobs, users=users), self.linker))
+        relinks, self._relinks = self._relinks, []
+        if relinks:  # files a subclass wrote itself, with the cache's bytes: replaced by links
+            relinker = Linker(self.link_mode, self.linker.platform, overwrite=True)
+            self.report.merge(relinker.run(relinks))
 
     def finalize_installation(
         self,

@@ -188,12 +188,6 @@ def test_the_linked_env_works(tool: str, tool_run: Callable[[str], Path]) -> Non
     assert proc.stdout.strip() == "loaded"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="both tools' destinations override write_to_fs and write every file themselves (poetry: to tolerate "
-           "an existing file; pdm: unlink, then copy or its own link), so LinkingDestination hands them every "
-           "cached file as a stream and they copy it: the one-line swap gives copies, never links",
-)
 @pytest.mark.parametrize("tool", sorted(TOOLS))
 def test_the_one_line_links_package_files_to_the_cache(tool: str, tool_run: Callable[[str], Path]) -> None:
     work = tool_run(tool)
@@ -225,12 +219,6 @@ print(cache.get(first).path_of("ns/__init__.py").read_text(), end="")
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LinkingDestination.write_file removes a link at the target before a subclass's own write only when "
-           "overwrite_existing is True; poetry's WheelDestination leaves it False and opens an existing file "
-           "for writing, so it writes through a hardlink into the cache",
-)
 def test_poetry_writing_over_a_linked_file_leaves_the_cache_alone(
     tmp_path: Path, tool_python: Callable[[str], Path]
 ) -> None:

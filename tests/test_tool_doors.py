@@ -23,6 +23,10 @@ from pathlib import Path
 import pytest
 from wheelmaker import WheelSpec, build_wheel
 
+pytestmark = pytest.mark.skipif(
+    os.name == "nt", reason="the tool venvs are driven through POSIX paths (bin/python) and compared by inode; not ported to Windows yet"
+)
+
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = {"poetry": "poetry>=2,<3", "pdm": "pdm>=2,<3"}
 #: what pip says when the index cannot be reached

@@ -8,6 +8,7 @@ cache; pip's own ``cache`` command is ``pip-cache``.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Sequence
@@ -87,12 +88,28 @@ def main(argv: Sequence[str] | None = None, *, follow_virtual_env: bool = False)
     try:
         status = _dispatch(args, follow_virtual_env)
         sys.stdout.flush()
-    except BrokenPipeError:
+    except OSError as exc:
         # a reader that stopped early (``| head``): nothing more to say to it
+        # (Windows reports a pipe closed at the other end as EINVAL)
+        if not _reader_gone(exc):
+            raise
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
     return status
+
+
+def _reader_gone(exc: OSError) -> bool:
+    """Is ``exc`` a write to stdout whose reader has gone?"""
+    if isinstance(exc, BrokenPipeError):
+        return True
+    if os.name != "nt" or exc.errno != errno.EINVAL:
+        return False
+    try:
+        sys.stdout.flush()
+    except OSError:
+        return True  # stdout itself refuses writes: its reader is gone
+    return False
 
 
 def _dispatch(args: list[str], follow_virtual_env: bool) -> int:

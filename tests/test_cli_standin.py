@@ -107,6 +107,7 @@ def test_python_and_pip_python_before_the_command(six_wheels: Path, tmp_path: Pa
     assert _six(venv).stat().st_nlink == 3 and SHORT.search(proc.stderr), proc.stderr
 
 
+@pytest.mark.skipif(os.name == "nt", reason="the interpreters older than 3.10 here are pyenv's Linux builds")
 def test_an_interpreter_older_than_3_10_is_one_line(tmp_path: Path) -> None:
     old = sorted((_pyenv_root() / "versions").glob("3.[6-9].*/bin/python"))
     if not old:
@@ -198,7 +199,7 @@ def test_pip_cache_commands_are_reachable_as_pip_cache(tmp_path: Path) -> None:
     say where they are in one line."""
     pip_cache = tmp_path / "pipcache"
     proc = _ours(sys.executable, "pip-cache", "dir", "--cache-dir", str(pip_cache))
-    assert proc.stdout.strip() == str(pip_cache)
+    assert os.path.normcase(proc.stdout.strip()) == os.path.normcase(pip_cache)
     (pip_cache / "wheels" / "x").mkdir(parents=True)
     (pip_cache / "wheels" / "x" / "old-1.0-py3-none-any.whl").write_bytes(b"")
     proc = _ours(sys.executable, "--cache-dir", str(pip_cache), "pip-cache", "purge")
@@ -207,7 +208,7 @@ def test_pip_cache_commands_are_reachable_as_pip_cache(tmp_path: Path) -> None:
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "pip-linkmode pip-cache purge" in proc.stderr
     assert "Traceback" not in proc.stderr
     proc = _ours(sys.executable, "--cache-dir", str(tmp_path / "ours"), "cache", "dir")
-    assert proc.stdout.strip() == str(tmp_path / "ours")
+    assert os.path.normcase(proc.stdout.strip()) == os.path.normcase(tmp_path / "ours")
 
 
 @pytest.mark.parametrize("how", [["install", "--help"], ["help", "install"]])
@@ -261,7 +262,8 @@ def _refused_before_pip(cache: Path, venv: Path) -> str:
 def test_cache_through_a_regular_file_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     line = _refused_before_pip(tmp_path / "file" / "cache", make_venv(tmp_path / "v"))
-    assert "Not a directory" in line and "--cache-dir" in line
+    # (the system's words: POSIX says "Not a directory", Windows "Path not found")
+    assert ("Not a directory" in line or "not found" in line) and str(tmp_path / "file") in line and "--cache-dir" in line
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid"), reason="owners are POSIX file owners")

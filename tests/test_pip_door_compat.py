@@ -89,12 +89,13 @@ class Result:
 
     def errors(self) -> list[str]:
         """The ERROR lines, with this venv's path written as VENV."""
-        venv = os.path.realpath(self.venv)
-        return [
-            line.replace(venv, "VENV").replace(str(self.venv), "VENV")
-            for line in self.proc.stderr.splitlines()
-            if line.startswith("ERROR:")
-        ]
+        spellings = {os.path.realpath(self.venv), str(self.venv)}
+        # (pip quotes paths with repr: on Windows each backslash is doubled)
+        spellings |= {s.replace("\\", "\\\\") for s in spellings}
+        lines = [line for line in self.proc.stderr.splitlines() if line.startswith("ERROR:")]
+        for spelling in sorted(spellings, key=len, reverse=True):
+            lines = [line.replace(spelling, "VENV") for line in lines]
+        return lines
 
     def notes(self) -> list[str]:
         return [line for line in self.proc.stderr.splitlines() if line.startswith("pip-linkmode:")]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import sys
 from collections.abc import Sequence
 
@@ -105,11 +106,10 @@ def _reader_gone(exc: OSError) -> bool:
         return True
     if os.name != "nt" or exc.errno != errno.EINVAL:
         return False
-    try:
-        sys.stdout.flush()
-    except OSError:
-        return True  # stdout itself refuses writes: its reader is gone
-    return False
+    try:  # Windows: EINVAL from a write into a pipe whose reader closed it
+        return stat.S_ISFIFO(os.fstat(sys.stdout.fileno()).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def _dispatch(args: list[str], follow_virtual_env: bool) -> int:

@@ -213,6 +213,16 @@ class LinkingDestination(SchemeDictionaryDestination):
                         self._users.append((stream.source.cache, stream.source.entry.key, self._env_dir()))
         return record
 
+    def _refuse_existing(self, groups: Iterable[DirJob]) -> None:
+        """FileExistsError (installer's) for the first file of ``groups``
+        whose target exists, before anything is placed (``_may_exist``: a
+        directory that does not exist costs one stat for all its files)."""
+        for _, ddir, names, _, _ in groups:
+            for name in names:
+                target = os.path.join(ddir, name)
+                if self._may_exist(target):
+                    raise FileExistsError(f"File already exists: {os.path.normpath(target)}")
+
     def _unshare(self, target: str) -> None:
         """Make ``target`` a private copy if it is a link (into the cache,
         perhaps): a subclass's own ``write_to_fs`` that opens it for writing
@@ -401,7 +411,7 @@ class LinkingDestination(SchemeDictionaryDestination):
         if self.bytecode_optimization_levels:
             placement.groups.extend(self._cached_pyc_groups(source, layout, rows, line))
         if not self.overwrite_existing:
-            _refuse_existing(placement.groups)
+            self._refuse_existing(placement.groups)
         self.report.merge(execute(placement, self.linker, wait=self.wait_for_links))
         if not self.wait_for_links:
             self.pending_users.extend(placement.users)
@@ -595,23 +605,6 @@ class LinkingDestination(SchemeDictionaryDestination):
         if not full.startswith(root if root.endswith(os.sep) else root + os.sep) and full != root:
             raise ValueError(f"Attempting to write {path} outside of the target directory")
         return full
-
-
-def _refuse_existing(groups: Iterable[DirJob]) -> None:
-    """FileExistsError (installer's) for the first file of ``groups`` whose
-    target exists: raised before anything is placed. A target directory
-    that does not exist costs one stat for all its files."""
-    seen: set[str] = set()
-    for _, ddir, names, _, _ in groups:
-        if ddir in seen:
-            continue
-        seen.add(ddir)
-        if not os.path.isdir(ddir):
-            continue
-        for name in names:
-            target = os.path.join(ddir, name)
-            if os.path.lexists(target):
-                raise FileExistsError(f"File already exists: {os.path.normpath(target)}")
 
 
 def _first(row: tuple[str, str]) -> str:

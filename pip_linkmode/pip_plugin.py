@@ -505,7 +505,12 @@ class _Hook:
                 raise
             finally:
                 self.local.active = None
-            self._installed(entry, args[0] if args else kwargs.get("scheme"), symlinks)
+            # (pip's loop placed the files one by one, outside a Placement:
+            # the entry's symlink-mode user is registered here)
+            scheme = args[0] if args else kwargs.get("scheme")
+            if self.report.counts[LinkMode.SYMLINK] > symlinks and scheme is not None:
+                record_user(self.cache, entry.key, scheme.data)
+            self._installed(entry)
             return result
 
         return install_wheel
@@ -554,7 +559,6 @@ class _Hook:
 
     def _install_linked(self, plan: _LinkedInstall, entry: CachedWheel, call: inspect.BoundArguments) -> None:
         assert self.pip is not None
-        symlinks = self.report.counts[LinkMode.SYMLINK]
         mark = self.linker.mark()
         fresh: list[str] = []
         scheme = call.arguments["scheme"]
@@ -565,14 +569,11 @@ class _Hook:
             # as pip's loop with the hook: nothing of this wheel is left
             self._undo(mark, fresh, scheme)
             raise
-        self._installed(entry, None, symlinks)  # (its Placement registered a symlink user)
+        self._installed(entry)  # (its Placement registered any symlink-mode user)
         self.linked_installs += 1
 
-    def _installed(self, entry: CachedWheel, scheme: Any, symlinks: int) -> None:
-        """A wheel is in: counted, and the entry noted as used by this
-        environment if any of its files are symlinks to it."""
-        if self.report.counts[LinkMode.SYMLINK] > symlinks and scheme is not None:
-            record_user(self.cache, entry.key, scheme.data)
+    def _installed(self, entry: CachedWheel) -> None:
+        """A wheel is in: counted (and kept for ``-v``)."""
         self.wheels += 1
         self.entries.append(entry)
 

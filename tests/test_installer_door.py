@@ -282,3 +282,28 @@ def test_a_destination_used_twice_still_refuses_what_the_first_install_placed(
     with cache.open(demo_wheel) as source, pytest.raises(FileExistsError):
         installer.install(source, dest, META)
     assert file_tree(base) == after_first
+
+
+def test_an_existing_executable_is_refused_before_anything_is_placed(tmp_path: Path, demo_wheel: Path) -> None:
+    """A directory's executable and plain files are two groups of the
+    layout: an existing file of the second group is found before any link
+    is made, not by the linker halfway through."""
+    base = tmp_path / "env"
+    existing = base / "purelib" / "demo" / "tool.sh"  # executable in the wheel, beside plain files
+    existing.parent.mkdir(parents=True)
+    existing.write_bytes(b"mine\n")
+    before = file_tree(base)
+    dest = _destination(base, overwrite_existing=False)
+    placed: list[object] = []
+    real_run_dirs = dest.linker.run_dirs
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        placed.append(args)
+        return real_run_dirs(*args, **kwargs)
+
+    dest.linker.run_dirs = spy
+    with WheelCache(tmp_path / "c").open(demo_wheel) as source, pytest.raises(FileExistsError) as caught:
+        dest.install_cached(source, META)
+    assert str(caught.value) == f"File already exists: {existing}"
+    assert placed == []
+    assert file_tree(base) == before

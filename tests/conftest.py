@@ -40,6 +40,34 @@ def _on_wine() -> bool:
 ON_WINE = _on_wine()
 
 
+def _retry_wine_spawn_faults() -> None:
+    """Wine's CreateProcess now and then fails with ERROR_INTERNAL_ERROR
+    (1359) for a command that starts fine a moment later (seen once in
+    about 450 spawns of CI's Windows suite). It is Wine's, not ours: under
+    Wine only, the system call is tried up to twice more (at that level, so
+    the pipe handles subprocess made are still open). Any other error, and
+    any error on real Windows, is raised as is."""
+    import _winapi
+
+    original = _winapi.CreateProcess  # type: ignore[attr-defined]
+
+    def create_process(*args: object) -> object:
+        for attempt in range(3):
+            try:
+                return original(*args)
+            except OSError as exc:
+                if getattr(exc, "winerror", None) != 1359 or attempt == 2:
+                    raise
+                sys.stderr.write(f"conftest: Wine's CreateProcess failed with 1359; retrying ({attempt + 1})\n")
+        raise AssertionError("unreachable")
+
+    _winapi.CreateProcess = create_process  # type: ignore[attr-defined]
+
+
+if ON_WINE:
+    _retry_wine_spawn_faults()
+
+
 def _symlinks_work() -> bool:
     """Can this process make a file symlink that is really there?"""
     import tempfile

@@ -96,6 +96,44 @@ class PhaseTimer:
         return missing
 
 
+class DoorReport:
+    """What ``installer_door`` did, as ``install_wheels``'s report says it."""
+
+    def __init__(self) -> None:
+        from pip_linkmode import LinkReport
+
+        self.links = LinkReport()
+        self.installed: list[str] = []
+        self.unpacked = 0
+
+    def summary(self) -> str:
+        return self.links.summary()
+
+
+def installer_door(wheels: list[str], *, venv: str, link_mode: str, cache: str, compile_bytecode: bool) -> DoorReport:
+    """The installer door as a tool uses it: per wheel, ``WheelCache.open``
+    and a ``LinkingDestination`` handed to ``installer.install``."""
+    import installer
+
+    from pip_linkmode import LinkingDestination, WheelCache
+    from pip_linkmode.install import target_for_venv
+
+    target = target_for_venv(venv)
+    wheel_cache = WheelCache(cache)
+    report = DoorReport()
+    kind = "win-amd64" if os.name == "nt" else "posix"
+    for wheel in wheels:
+        with wheel_cache.open(wheel) as source:
+            destination = LinkingDestination(
+                target.scheme_for(source.distribution), target.interpreter, kind,
+                bytecode_optimization_levels=(0,) if compile_bytecode else (), link_mode=link_mode,
+            )
+            installer.install(source, destination, {"INSTALLER": b"pip-linkmode\n"})
+        report.links.merge(destination.report)
+        report.installed.append(source.distribution)
+    return report
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("venv")
@@ -105,13 +143,20 @@ def main() -> int:
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--phases", action="store_true")
     parser.add_argument("--cprofile", metavar="FILE")
+    parser.add_argument(
+        "--door", choices=("install_wheels", "installer"), default="install_wheels",
+        help="installer: installer.install(WheelCache.open(w), LinkingDestination(...)) per wheel",
+    )
     args = parser.parse_args()
     wheels = sorted(
         os.path.join(args.wheel_dir, n) for n in os.listdir(args.wheel_dir) if n.endswith(".whl")
     )
 
     t0 = time.perf_counter()
-    from pip_linkmode import install_wheels
+    if args.door == "installer":
+        install = installer_door
+    else:
+        from pip_linkmode import install_wheels as install
 
     t1 = time.perf_counter()
     timer = PhaseTimer() if args.phases else None
@@ -124,7 +169,7 @@ def main() -> int:
     t2 = time.perf_counter()
     if profiler is not None:
         profiler.enable()
-    report = install_wheels(
+    report = install(
         wheels,
         venv=args.venv,
         link_mode=args.mode,

@@ -52,6 +52,7 @@ from ._cachecore import (
     EntryLock,
     OsFileLock,
     UnsafeCachePath,
+    all_safe_relpaths,
     cache_root_of,
     check_path,
     check_writable,
@@ -160,9 +161,16 @@ class CachedWheel:
             try:
                 if rows is None:
                     rows = json.loads((self.root / "entry.json").read_bytes())["files"]
-                for path, _, size, _, _ in rows:  # a path that could leave the tree is never used
-                    if not is_safe_relpath(path) or type(size) is not int or size < 0:
-                        raise ValueError(f"unsafe file row {path!r}")
+                # a path that could leave the tree is never used (checked in
+                # bulk; the first bad row is named)
+                paths = [row[0] for row in rows]
+                if not all_safe_relpaths(paths) or not all(
+                    len(row) == 5 and type(row[2]) is int and row[2] >= 0 for row in rows
+                ):
+                    for path, _, size, _, _ in rows:
+                        if not is_safe_relpath(path) or type(size) is not int or size < 0:
+                            raise ValueError(f"unsafe file row {path!r}")
+                    raise ValueError("malformed file rows")
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise CacheError(
                     f"damaged or removed cache entry {self.root}: {exc}; "

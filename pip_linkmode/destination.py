@@ -30,6 +30,7 @@ from .placement import (
     load_layout,
     pyc_dirs,
     record_line,
+    register_symlink_users,
     route,
 )
 from .source import CachedFileStream, CachedWheelSource
@@ -104,6 +105,9 @@ class LinkingDestination(SchemeDictionaryDestination):
         #: files a subclass wrote itself that become links (``_through_subclass``)
         self._relinks: list[LinkJob] = []
         self._queued_by_base = False
+        #: the source whose entry was placed whole at its first file (see
+        #: ``_whole_entry``), or False where that does not apply to it
+        self._whole: _WholeEntry | None | bool = None
         #: target directory -> whether it existed when first looked at
         self._dirs_there: dict[str, bool] = {}
         #: the linker's mark when this install began (None: between installs)
@@ -140,6 +144,7 @@ class LinkingDestination(SchemeDictionaryDestination):
         self._users.clear()
         self._sources.clear()
         self._handled.clear()
+        self._whole = None
         mark, self._mark = self._mark, None
         if mark is None:
             return  # undone already (by a call nested in this one)
@@ -166,10 +171,48 @@ class LinkingDestination(SchemeDictionaryDestination):
                 return self._through_subclass(scheme, os.fspath(path), stream, is_executable)
             if scheme == "scripts" and cached.python_shebang:
                 return super().write_file(scheme, path, stream, is_executable)
-            return self._queue(scheme, os.fspath(path), cached, stream.cache_path, stream.source)
+            source = stream.source
+            if source is not None:
+                whole = self._whole
+                if whole is None or (whole is not False and whole.source is not source):  # type: ignore[union-attr]
+                    whole = self._whole = self._whole_entry(source)
+                if whole:
+                    return whole.answer(scheme, os.fspath(path), cached, self._handled)  # type: ignore[union-attr]
+            return self._queue(scheme, os.fspath(path), cached, stream.cache_path, source)
         except BaseException:
             self._abandon()
             raise
+
+    def _whole_entry(self, source: CachedWheelSource) -> _WholeEntry | bool:
+        """At the first file ``installer.install`` hands over from a cache
+        entry, place the whole entry from its layout (as ``install_cached``
+        does), so the links are made while installer goes through the rest;
+        its later files are answered with their RECORD entry alone. False
+        where the layout does not apply (see ``_fast_path_applies``): the
+        entry's files are then queued one by one."""
+        assert self.linker is not None
+        if not self._fast_path_applies():
+            return False
+        layout = load_layout(source)
+        if layout is None:
+            return False
+        tree = str(source.entry.tree)
+        placement = Placement(link_groups(layout, tree, self._dir_of), source_root=tree)
+        pyc_rows: list[tuple[Scheme, RecordEntry]] = []
+        if self.bytecode_optimization_levels:
+            for pycs in pyc_dirs(source.cache, source.entry, self._levels, layout.root, self._dir_of):
+                placement.groups.append(pycs.group)
+                pyc_rows.extend(
+                    (Scheme(pycs.scheme), RecordEntry(f"{pycs.rel_dir}/{pyc}", None, None)) for pyc in pycs.group[2]
+                )
+        if not self.overwrite_existing:
+            try:
+                self._refuse_existing(placement.groups)
+            except FileExistsError:
+                return False  # one by one: raised at that file's call, as installer does
+        report = execute(placement, self.linker, wait=False)
+        self._users.append((source.cache, source.entry.key, self._env_dir()))
+        return _WholeEntry(source, placement, len(layout.groups), report, pyc_rows)
 
     def _may_exist(self, target: str) -> bool:
         """Whether ``target`` exists; a directory that did not exist when
@@ -217,7 +260,13 @@ class LinkingDestination(SchemeDictionaryDestination):
         """FileExistsError (installer's) for the first file of ``groups``
         whose target exists, before anything is placed (``_may_exist``: a
         directory that does not exist costs one stat for all its files)."""
+        there = self._dirs_there
         for _, ddir, names, _, _ in groups:
+            if not names:
+                continue
+            target = os.path.join(ddir, names[0])
+            if not self._may_exist(target) and there[os.path.dirname(target)] is False:
+                continue  # a directory that was not there: none of its files is
             for name in names:
                 target = os.path.join(ddir, name)
                 if self._may_exist(target):
@@ -520,7 +569,17 @@ class LinkingDestination(SchemeDictionaryDestination):
         jobs, self._jobs = self._jobs, []
         assert self.linker is not None
         users, self._users = self._users, []
-        self.report.merge(execute(Placement(files=jobs, users=users), self.linker))
+        whole, self._whole = self._whole, None
+        report = execute(Placement(files=jobs), self.linker, wait=False)
+        if isinstance(whole, _WholeEntry):
+            report.merge(whole.report)
+            whole.check(self.linker)
+        if self.wait_for_links:
+            self.linker.finish()
+            register_symlink_users(report, users)
+        else:
+            self.pending_users.extend(users)
+        self.report.merge(report)
         relinks, self._relinks = self._relinks, []
         if relinks:  # files a subclass wrote itself, with the cache's bytes: replaced by links
             relinker = Linker(self.link_mode, self.linker.platform, overwrite=True)
@@ -547,12 +606,35 @@ class LinkingDestination(SchemeDictionaryDestination):
         records: Iterable[tuple[Scheme, RecordEntry]],
     ) -> None:
         records = list(records)
+        if isinstance(self._whole, _WholeEntry):
+            records.extend(self._whole.pyc_rows)
         if self.bytecode_optimization_levels and self._sources:
             records.extend(self._queue_cached_bytecode())
         # installer compiles the .py files whose pyc is not from the cache,
         # reading them where they land: those must be in place first.
         self.link_pending()
-        super().finalize_installation(scheme, record_file_path, records)
+        self._write_record(scheme, record_file_path, records)
+        for file_scheme, record in records:
+            self._compile_bytecode(file_scheme, record)
+
+    def _write_record(self, scheme: Scheme, record_file_path: str, records: list[tuple[Scheme, RecordEntry]]) -> None:
+        """What installer's ``finalize_installation`` writes, byte for byte
+        (rows sorted by path, a file of another scheme with that scheme's
+        prefix, csv's quoting), without a csv writer per row: RECORD lists
+        every file, and this is an install's longest loop after placing."""
+        prefixes: dict[str, str | None] = {scheme: None}
+        lines = []
+        for file_scheme, record in sorted(records, key=_record_path):
+            prefix = prefixes.get(file_scheme, "")
+            if prefix == "":
+                prefix = prefixes[file_scheme] = self._record_prefix(file_scheme, scheme)
+            path = record.path if prefix is None else prefix + record.path
+            if os.sep == "\\":
+                path = path.replace("\\", "/")
+            size = "" if record.size is None else str(record.size)
+            lines.append(record_line(path, str(record.hash_ or ""), size))
+        with io.BytesIO("".join(lines).encode("utf-8")) as stream:
+            self.write_to_fs(scheme, record_file_path, stream, is_executable=False)
 
     def _queue_cached_bytecode(self) -> list[tuple[Scheme, RecordEntry]]:
         """Link pycs compiled once into the cache, listed in RECORD as pip lists them.
@@ -609,3 +691,63 @@ class LinkingDestination(SchemeDictionaryDestination):
 
 def _first(row: tuple[str, str]) -> str:
     return row[0]
+
+
+def _record_path(item: tuple[Scheme, RecordEntry]) -> str:
+    return item[1].path
+
+
+class _WholeEntry:
+    """A cache entry ``LinkingDestination.write_file`` placed whole at its
+    first file: installer's calls for its files are answered from the cache's
+    hashes, and at the end every linked file must have been asked for."""
+
+    def __init__(
+        self,
+        source: CachedWheelSource,
+        placement: Placement,
+        own_groups: int,
+        report: LinkReport,
+        pyc_rows: list[tuple[Scheme, RecordEntry]],
+    ) -> None:
+        self.source = source
+        self.placement = placement
+        #: the layout's own groups (the pycs' follow)
+        self.own = placement.groups[:own_groups]
+        self.linked = sum(len(group[2]) for group in self.own)
+        self.report = report
+        self.pyc_rows = pyc_rows
+        self.asked: set[str] = set()  # archive paths of the files asked for
+
+    def answer(self, scheme: str, path: str, cached: CachedFile, handled: set[tuple[str, str]]) -> RecordEntry:
+        """The RECORD entry of a file already placed (its pyc, if any,
+        comes from the cache: installer is not to compile it)."""
+        self.asked.add(cached.path)
+        if path.endswith(".py") and scheme in ("purelib", "platlib") and self.pyc_rows:
+            handled.add((scheme, path))
+        algorithm, _, value = cached.hash.partition("=")
+        return RecordEntry(path, Hash(algorithm, value), cached.size)
+
+    def check(self, linker: Linker) -> None:
+        """installer asks for every file of a wheel; a caller that skipped
+        some gets them removed again (placed here where nothing was)."""
+        if len(self.asked) == self.linked:
+            return
+        linker.finish()
+        created = set(linker.created)
+        tree = self.placement.source_root
+        assert tree is not None
+        emptied: set[str] = set()
+        for sdir, ddir, names, _, _ in self.own:
+            rel = sdir[len(tree) + 1 :]
+            for name in names:
+                target = f"{ddir}/{name}"
+                if (f"{rel}/{name}" if rel else name) not in self.asked and target in created:
+                    with contextlib.suppress(OSError):
+                        os.unlink(linker.platform.fspath(target))
+                        emptied.add(ddir)
+        made = set(linker.created_dirs)
+        for path in sorted(made, key=len, reverse=True):  # deepest first, if this left them empty
+            if any(d == path or d.startswith(path + "/") for d in emptied):
+                with contextlib.suppress(OSError):
+                    os.rmdir(linker.platform.fspath(path))

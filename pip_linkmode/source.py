@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 from collections.abc import Iterator
@@ -98,6 +99,11 @@ class CachedWheelSource(WheelSource):
     @property
     def dist_info_dir(self) -> str:
         return self.entry.dist_info
+
+    @functools.cached_property
+    def data_dir(self) -> str:
+        """installer's, computed once (``installer.install`` reads it twice per file)."""
+        return f"{self.distribution}-{self.version}.data"
 
     @property
     def dist_info_filenames(self) -> list[str]:

@@ -19,7 +19,7 @@ from installer.sources import WheelFile, _WheelFileValidationError
 from installer.utils import Scheme
 from wheelmaker import WheelSpec, build_wheel, demo_spec
 
-from pip_linkmode import CachedWheelSource, LinkingDestination, WheelCache, installer_api
+from pip_linkmode import CachedWheelSource, LinkingDestination, LinkMode, WheelCache, installer_api
 from pip_linkmode.install import target_for_venv
 
 META = {"INSTALLER": b"test\n"}
@@ -307,3 +307,88 @@ def test_an_existing_executable_is_refused_before_anything_is_placed(tmp_path: P
     assert str(caught.value) == f"File already exists: {existing}"
     assert placed == []
     assert file_tree(base) == before
+
+
+# -- 5. installer's per-file calls feed one placement -------------------------------
+
+
+def test_installer_install_places_the_cached_entry_whole_at_its_first_file(
+    tmp_path: Path, demo_wheel: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At installer's first write_file of a cache entry the whole entry is
+    handed to the linker (its threads link while installer goes through the
+    rest); later calls only answer with RECORD entries. The tree, RECORD
+    included, is installer's own, and the .pyc files are the cache's: none
+    is compiled in the environment."""
+    import compileall
+
+    compiled: list[object] = []
+    def compile_file(*args: object, **kwargs: object) -> bool:
+        compiled.append(args)
+        return True
+
+    monkeypatch.setattr(compileall, "compile_file", compile_file)
+    dest = _destination(tmp_path / "env", bytecode_optimization_levels=(0,))
+    dispatched: list[int] = []  # write_file calls made when run_dirs ran
+    calls = [0]
+    real_write, real_run_dirs = dest.write_file, dest.linker.run_dirs
+
+    def write_file(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return real_write(*args, **kwargs)
+
+    def run_dirs(*args: Any, **kwargs: Any) -> Any:
+        dispatched.append(calls[0])
+        return real_run_dirs(*args, **kwargs)
+
+    dest.write_file, dest.linker.run_dirs = write_file, run_dirs
+    cache = WheelCache(tmp_path / "c")
+    with cache.open(demo_wheel) as source:
+        installer.install(source, dest, META)
+    assert dispatched == [1]
+    entry = cache.get(demo_wheel)
+    assert dest.report.counts[dest.report.modes_used[0]] >= len(entry.files) - 1
+    tag = sys.implementation.cache_tag
+    pyc = tmp_path / "env/purelib/demo/__pycache__" / f"core.{tag}.pyc"
+    cached_pycs = [p for p in cache.root.rglob(f"core.{tag}.pyc")]
+    assert len(cached_pycs) == 1 and _same_file(pyc, cached_pycs[0]) or (
+        dest.report.modes_used == [LinkMode.COPY] and pyc.read_bytes() == cached_pycs[0].read_bytes()
+    )
+    assert compiled == []
+    record = (tmp_path / "env/purelib/demo-1.0.dist-info/RECORD").read_text()
+    assert f"demo/__pycache__/core.{tag}.pyc,," in record
+    # the same tree as installer's own destination compiling for itself
+    with WheelFile.open(demo_wheel) as plain:
+        monkeypatch.undo()
+        installer.install(plain, _destination(tmp_path / "ref", SchemeDictionaryDestination, bytecode_optimization_levels=(0,)), META)
+    ours, ref = _tree(tmp_path / "env"), _tree(tmp_path / "ref")
+    assert ours.keys() == ref.keys()
+    # RECORD: ours lists the cached .pyc files as pip does (installer's own
+    # destination compiles after writing RECORD and lists none)
+    mode, listed = ours.pop("purelib/demo-1.0.dist-info/RECORD")
+    kept = b"".join(line for line in listed.splitlines(keepends=True) if b"/__pycache__/" not in line)
+    ours["purelib/demo-1.0.dist-info/RECORD"] = (mode, kept)
+    assert {k: v for k, v in ours.items() if not k.endswith(".pyc")} == {
+        k: v for k, v in ref.items() if not k.endswith(".pyc")
+    }
+
+
+def test_a_caller_that_skips_files_gets_only_the_files_it_asked_for(tmp_path: Path, demo_wheel: Path) -> None:
+    """The entry is placed whole at the first file; a caller that then
+    leaves some files out (installer never does) does not get them: they are
+    removed again when the install is finalized."""
+    base = tmp_path / "env"
+    dest = _destination(base)
+    records = []
+    with WheelCache(tmp_path / "c").open(demo_wheel) as source:
+        for (path, _, _), stream, executable in source.get_contents():
+            if path in ("demo/sub/data.json", "demo-1.0.dist-info/RECORD") or path.startswith("demo-1.0.data/"):
+                continue
+            records.append((Scheme("purelib"), dest.write_file(Scheme("purelib"), path, stream, executable)))
+        record_path = "demo-1.0.dist-info/RECORD"
+        dest.finalize_installation(Scheme("purelib"), record_path, [*records, (Scheme("purelib"), RecordEntry(record_path, None, None))])
+    assert (base / "purelib/demo/core.py").is_file()
+    assert not (base / "purelib/demo/sub/data.json").exists()
+    assert not (base / "headers").exists() and not (base / "data").exists()
+    listed = (base / "purelib" / record_path).read_text()
+    assert "demo/sub/data.json" not in listed and "demo/core.py,sha256=" in listed

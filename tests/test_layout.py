@@ -222,9 +222,9 @@ def test_a_failure_in_a_worker_thread_names_the_file_and_rolls_back(
     seen: set[str] = set()
     real_run = linker.Linker._place_names
 
-    def spy(self: linker.Linker, task: object) -> None:
+    def spy(self: linker.Linker, task: object, dirs: object = ()) -> None:
         seen.add(threading.current_thread().name)
-        real_run(self, task)  # type: ignore[arg-type]
+        real_run(self, task, dirs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(linker.Linker, "_place_names", spy)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)

@@ -136,6 +136,10 @@ class Linker:
         self._perms = {False: 0o666 & ~self.umask, True: (0o777 & ~self.umask) | 0o111}
         self._inode_lock = threading.Lock()
         self._dir_devs: dict[str, int] = {}
+        #: directories in ``_dir_devs`` whose creation went to a worker with
+        #: the files placed in them (see ``run_dirs``); ``ensure_dir`` makes
+        #: one itself if this thread needs it
+        self._unmade: set[str] = set()
         self._dir_modes: dict[tuple[str, str], LinkMode] = {}
         #: when a list: every file placed from the cache, (cache path,
         #: target path, size), for ``plan.record``
@@ -215,16 +219,24 @@ class Linker:
         task: list[tuple[LinkMode, str, str, Sequence[str], int | None]] = []
         pending = 0
         perms = self._perms
+        dirs: list[str] = []  # new directories the next task creates first
+        unmade = self._unmade
         for sdir, ddir, names, sizes, executable in groups:
-            ddev = self.ensure_dir(ddir)
+            sdev = root_dev if root_dev is not None else sdevs.get(sdir)
+            if sdev is None:
+                sdev = sdevs[sdir] = self._stat_dev(sdir, "read cache directory")
+            ddev = self._dir_devs.get(ddir)
+            if ddev is None:
+                ddev = self._later_dir(ddir, sdev)
+            if ddev is None:
+                ddev = self.ensure_dir(ddir)
+            elif ddir in unmade:
+                dirs.append(ddir)
             if not names:
                 continue
             sp, dp = sdir + "/", ddir + "/"
             if placed_log is not None:
                 placed_log.extend(zip([sp + n for n in names], [dp + n for n in names], sizes, strict=True))
-            sdev = root_dev if root_dev is not None else sdevs.get(sdir)
-            if sdev is None:
-                sdev = sdevs[sdir] = self._stat_dev(sdir, "read cache directory")
             first = names[0]
             self.settle(dp + first)
             perm = perms[executable]
@@ -233,6 +245,7 @@ class Linker:
             mode = resolution.mode
             rest = names[1:] if done else names
             if mode is LinkMode.COPY:
+                self.ensure_dir(ddir)
                 skip = 1 if done else 0
                 copies.extend(
                     LinkJob(sp + n, dp + n, s) for n, s in zip(rest, sizes[skip:], strict=True)
@@ -243,10 +256,10 @@ class Linker:
             task.append((mode, sp, dp, rest, perm))
             pending += len(rest)
             if pending >= _BATCH:
-                self._dispatch(task)
-                task, pending = [], 0
-        if task:
-            self._dispatch(task)
+                self._dispatch(task, dirs)
+                task, pending, dirs = [], 0, []
+        if task or dirs:
+            self._dispatch(task, dirs)
         if wait or copies:
             self.finish()
         if copies:
@@ -257,25 +270,65 @@ class Linker:
                 self.placed_log = placed_log
         return report
 
-    def _dispatch(self, task: Task) -> None:
+    def _later_dir(self, ddir: str, sdev: int) -> int | None:
+        """For ``run_dirs``: if ``ddir``'s parent is known and files from
+        ``sdev`` go there by a mode already resolved that is not copy, leave
+        ``ddir``'s creation to the worker that places its files (a
+        ``mkdir`` costs about 0.1 ms on an aged ext4, twenty links' worth:
+        done here they serialise the install); its device, the parent's (a
+        new directory is no mount point). None: create it now."""
+        pdev = self._dir_devs.get(_parent(ddir))
+        if pdev is None:
+            return None
+        known = self.policy.known(sdev, pdev)
+        if known is None or known.mode is LinkMode.COPY:
+            return None
+        self._dir_devs[ddir] = pdev
+        self._unmade.add(ddir)
+        return pdev
+
+    def _create_dir(self, path: str) -> None:
+        """Make ``path`` unless it exists, its missing parents first (any
+        thread: whichever makes a directory writes it in the journal)."""
+        fs = self.platform.fspath(path)
+        try:
+            os.mkdir(fs)
+        except FileExistsError:
+            return
+        except FileNotFoundError:
+            parent = _parent(path)
+            if parent == path:
+                raise
+            self._create_dir(parent)  # made by a task not run yet, or not ours
+            try:
+                os.mkdir(fs)
+            except FileExistsError:
+                return
+            except OSError as exc:
+                raise self.policy.error(exc, "create directory", path) from exc
+        except OSError as exc:
+            raise self.policy.error(exc, "create directory", path) from exc
+        self.journal.made_dir(path)
+
+    def _dispatch(self, task: Task, dirs: Sequence[str] = ()) -> None:
         """Hand a task to a worker thread or a helper process (or do it
         here, with one CPU), after any earlier task that places a file of
-        the same path."""
+        the same path. ``dirs``: directories to make first (in order)."""
         workers = self.max_workers or min(_LINKERS, os.cpu_count() or 1)
         if workers <= 1:
             with _interrupts_held():
-                self._place_names(task)
+                self._place_names(task, dirs)
             return
         for _, _, dp, names, _ in task:
             self._settle_dir(dp, names)
         if self.help_after is not None and any(group[0] is LinkMode.CLONE for group in task):
-            if self._to_helpers(task, workers):
+            if self._to_helpers(task, workers, dirs):
                 return
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(workers, thread_name_prefix="pip-linkmode")
-        self._track(self._pool.submit(self._place_names, task), task)
+        self._track(self._pool.submit(self._place_names, task, dirs), task)
 
     def _track(self, future: Future[None], task: Task) -> None:
         """Remember a task handed over (before it can start: an interrupt
@@ -331,6 +384,8 @@ class Linker:
             self._futures = [f for f in futures if not f.done()]
             if not self._futures:
                 self._inflight.clear()
+                if first is None:
+                    self._unmade.clear()  # every task made its directories
                 pool, self._pool = self._pool, None
                 if pool is not None:
                     pool.shutdown(wait=True, cancel_futures=True)
@@ -356,9 +411,10 @@ class Linker:
         clone = self.platform.clone_file
         self._ops[LinkMode.CLONE] = clone if keep else functools.partial(clone, source_mtime=False)
 
-    def _to_helpers(self, task: Task, workers: int) -> bool:
+    def _to_helpers(self, task: Task, workers: int, dirs: Sequence[str]) -> bool:
         """Clones go to helper processes once this linker has handed
-        ``help_after`` of them to threads; False: to a thread."""
+        ``help_after`` of them to threads; False: to a thread. A helper
+        makes no directories: ``dirs`` are made here first."""
         helpers = self._helpers
         if helpers is None:
             assert self.help_after is not None
@@ -370,10 +426,15 @@ class Linker:
                 self.help_after = None  # none can start here: threads, as before
                 return False
             helpers.finalizer = weakref.finalize(self, helpers.close)  # for callers that never close
+        for path in dirs:
+            self._create_dir(path)
         return helpers.submit(task, self._source_mtimes, self._track)
 
-    def _place_names(self, task: Task) -> None:
-        """Place ``(mode, cache dir/, target dir/, names, perm)`` files (``run_dirs``)."""
+    def _place_names(self, task: Task, dirs: Sequence[str] = ()) -> None:
+        """Make ``dirs``, then place ``(mode, cache dir/, target dir/,
+        names, perm)`` files (``run_dirs``)."""
+        for path in dirs:
+            self._create_dir(path)
         created = self.journal.created
         for mode, sp, dp, names, perm in task:
             if mode is LinkMode.CLONE:
@@ -586,6 +647,9 @@ class Linker:
         dev = self._dir_devs.get(path)
         if dev is None:
             dev = self._dir_devs[path] = self._make_dir(path, self._dir_devs)
+        elif path in self._unmade:
+            self._create_dir(path)  # (a worker may be about to: either may)
+            self._unmade.discard(path)
         return dev
 
     def sweep_temps(self, directory: str) -> None:
@@ -612,6 +676,7 @@ class Linker:
         Directories are looked at afresh afterwards."""
         self.journal.undo_since(mark)
         self._dir_devs.clear()
+        self._unmade.clear()
 
     @property
     def created(self) -> list[str]:

@@ -60,6 +60,11 @@ class ModePolicy:
         self.mode = mode
         self.platform = platform
 
+    def known(self, sdev: int, ddev: int) -> Resolution | None:
+        """The mode already resolved for a device pair, without probing."""
+        with _state_lock:
+            return _resolved.get((self.mode, sdev, ddev))
+
     def resolve(
         self,
         sdev: int,

@@ -36,9 +36,8 @@ import time
 import zipfile
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import _platform
 from ._cachecore import (
@@ -113,9 +112,9 @@ class InvalidWheel(CacheError):
         super().__init__(f"invalid wheel {os.path.basename(self.wheel)}{where}: {reason}")
 
 
-@dataclass(frozen=True)
-class CachedFile:
-    """One file of a cached wheel, as the wheel's verified RECORD lists it."""
+class CachedFile(NamedTuple):
+    """One file of a cached wheel, as the wheel's verified RECORD lists it
+    (a tuple: an entry makes one per file each time it is read)."""
 
     path: str  # archive path, '/'-separated
     hash: str  # RECORD hash field, e.g. "sha256=..."

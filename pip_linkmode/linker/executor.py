@@ -87,6 +87,25 @@ def _posix_parent(path: str) -> str:
 _parent = os.path.dirname if os.altsep else _posix_parent
 
 
+_pools: dict[int, tuple[int, ThreadPoolExecutor]] = {}
+_pools_lock = threading.Lock()
+
+
+def _shared_pool(workers: int) -> ThreadPoolExecutor:
+    """The process's pool of ``workers`` placing threads, kept between
+    linkers: a tool that installs wheel after wheel, each with its own
+    destination and linker, starts its threads once (a thread start waits
+    about a millisecond for a busy interpreter). Idle threads end with the
+    interpreter; a forked child makes its own."""
+    with _pools_lock:
+        known = _pools.get(workers)
+        if known is None or known[0] != os.getpid():
+            from concurrent.futures import ThreadPoolExecutor
+
+            known = _pools[workers] = (os.getpid(), ThreadPoolExecutor(workers, thread_name_prefix="pip-linkmode"))
+        return known[1]
+
+
 def _count_files(path: str) -> int:
     return sum(len(files) for _, _, files in os.walk(path))
 
@@ -147,6 +166,7 @@ class Linker:
         # run_dirs's worker threads, their tasks, and per target directory
         # (with its "/") the tasks in flight there with their file names
         self._pool: ThreadPoolExecutor | None = None
+        self._pooled: list[Future[None]] = []  # tasks given to the pool (not helpers)
         self._futures: list[Future[None]] = []
         self._inflight: dict[str, list[tuple[Future[None], Sequence[str]]]] = {}
         self._queued: list[tuple[LinkMode, str, str, list[str], None]] = []  # by link_one(later=True)
@@ -325,10 +345,10 @@ class Linker:
             if self._to_helpers(task, workers, dirs):
                 return
         if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="pip-linkmode")
-        self._track(self._pool.submit(self._place_names, task, dirs), task)
+            self._pool = _shared_pool(workers)
+        future = self._pool.submit(self._place_names, task, dirs)
+        self._pooled.append(future)
+        self._track(future, task)
 
     def _track(self, future: Future[None], task: Task) -> None:
         """Remember a task handed over (before it can start: an interrupt
@@ -376,8 +396,8 @@ class Linker:
                 except Exception as exc:
                     if first is None:
                         first = exc
-                        if self._pool is not None:
-                            self._pool.shutdown(wait=False, cancel_futures=True)
+                        for pending in self._pooled:  # (those not started)
+                            pending.cancel()
         finally:
             # interrupted (Ctrl-C): the tasks still running stay known, and
             # the rollback's own finish waits for them
@@ -386,9 +406,7 @@ class Linker:
                 self._inflight.clear()
                 if first is None:
                     self._unmade.clear()  # every task made its directories
-                pool, self._pool = self._pool, None
-                if pool is not None:
-                    pool.shutdown(wait=True, cancel_futures=True)
+                self._pooled.clear()
         if first is not None:
             raise first
 

@@ -46,6 +46,7 @@ REPO = HERE.parent
 DEFAULT_CORPUS = Path("/work/shared/bench/corpus.txt")
 SCENARIOS = ("install-step", "end-to-end")
 PY = sys.executable
+WORK = HERE / ".work"  # --work
 
 
 # -- small helpers ------------------------------------------------------------
@@ -81,8 +82,8 @@ class Outcome:
 def run_timed(argv: Sequence[str], cwd: Path = REPO) -> Outcome:
     """Run a command; its wall time and peak RSS (``ru_maxrss`` from wait4,
     i.e. the RUSAGE_CHILDREN figure of this one child and its descendants)."""
-    out_path = HERE / ".work" / "last-stdout.tmp"
-    err_path = HERE / ".work" / "last-stderr.tmp"
+    out_path = WORK / "last-stdout.tmp"
+    err_path = WORK / "last-stderr.tmp"
     with open(out_path, "w+b") as out, open(err_path, "w+b") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(list(argv), cwd=cwd, env=child_env(), stdout=out, stderr=err)
@@ -257,7 +258,7 @@ def loop_image(work: Path, fs: str, size: str) -> Iterator[Path | None]:
 @dataclass
 class Config:
     scenario: str
-    tool: str  # pip, uv, pip-linkmode, api
+    tool: str  # pip, uv, pip-linkmode, api (install_wheels), door (installer.install)
     place: Place
     mode: str  # link mode, "-" for pip
     compile: bool
@@ -273,6 +274,8 @@ class Config:
             return f"uv {self.mode}" + (" --compile-bytecode" if self.compile else "")
         if self.tool == "api":
             return f"install_wheels {self.mode}" + (" compile" if self.compile else "")
+        if self.tool == "door":
+            return f"installer door {self.mode}" + (" compile" if self.compile else "")
         return f"pip-linkmode {self.mode}" + ("" if self.compile else " --no-compile")
 
 
@@ -341,6 +344,11 @@ def build_configs(
             return [*a, "--compile"] if compile_ else a
         return argv
 
+    def door_argv(place: Place, mode: str, compile_: bool) -> Callable[[Path, Path], list[str]]:
+        def argv(venv: Path, vpy: Path) -> list[str]:
+            return [*api_argv(place, mode, compile_)(venv, vpy), "--door", "installer"]
+        return argv
+
     def modes_for(place: Place, ours: bool) -> list[str]:
         if place is clone_place:
             return ["clone"]
@@ -355,6 +363,9 @@ def build_configs(
                 for mode in modes_for(place, ours=True):
                     configs.append(Config("install-step", "api", place, mode, compile_,
                                           api_argv(place, mode, compile_), True, runs))
+                for mode in modes_for(place, ours=False):
+                    configs.append(Config("install-step", "door", place, mode, compile_,
+                                          door_argv(place, mode, compile_), True, runs))
                 for mode in modes_for(place, ours=False):
                     configs.append(Config("install-step", "uv", place, mode, compile_,
                                           uv_argv(place, mode, compile_, True), not compile_,
@@ -392,7 +403,7 @@ def measure(cfg: Config, expected: int, tag: str) -> tuple[Sample | None, str | 
         if problem:
             return None, problem
         sample = Sample(out.wall_s, out.maxrss_kb)
-        if cfg.tool == "api":
+        if cfg.tool in ("api", "door"):
             data = json.loads(out.stdout.strip().splitlines()[-1])
             sample.call_s = float(data["call_s"])
             sample.child_maxrss_kb = int(data["maxrss_kb"])
@@ -454,7 +465,7 @@ def rows_of(results: Sequence[Result]) -> list[Row]:
     rows: list[Row] = []
     for r in results:
         rss = statistics.median(s.maxrss_kb for s in r.samples) / 1024 if r.samples else None
-        if r.tool == "api":
+        if r.tool in ("api", "door"):
             rows.append(Row(r.scenario, f"{r.name} (call)", r.fs, r.tool, r.mode, r.compile,
                             [s.call_s for s in r.samples if s.call_s is not None], rss, len(r.errors)))
             rows.append(Row(r.scenario, f"{r.name} (process)", r.fs, r.tool, r.mode, r.compile,
@@ -501,17 +512,23 @@ def markdown(rows: Sequence[Row], meta: dict[str, Any]) -> str:
                "(below 1 = faster than uv); pip ÷ time: how many times faster than pip with the same "
                "bytecode setting; RSS: median peak RSS of the process tree")
     out.append("")
-    for scenario in SCENARIOS:
-        srows = [r for r in rows if r.scenario == scenario]
-        if not srows:
+    native = meta["native"]
+    whole = [r for r in rows if r.fs == native and not r.label.endswith("(call)")]
+    tables = (
+        (f"Whole processes on {native}", whole),
+        ("In-call times (the install call alone, same runs)", [r for r in rows if r.label.endswith("(call)")]),
+        ("Whole processes on other filesystems", [r for r in rows if r.fs != native and not r.label.endswith("(call)")]),
+    )
+    for title, trows in tables:
+        if not trows:
             continue
-        out.append(f"## {scenario}")
+        out.append(f"## {title}")
         out.append("")
-        out.append("| configuration | fs | median s | min–max s | pip ÷ time | time ÷ uv | peak RSS MB |")
-        out.append("|---|---|---:|---:|---:|---:|---:|")
-        for r in srows:
+        out.append("| scenario | configuration | fs | median s | min–max s | pip ÷ time | time ÷ uv | peak RSS MB |")
+        out.append("|---|---|---|---:|---:|---:|---:|---:|")
+        for r in trows:
             if not r.times:
-                out.append(f"| {r.label} | {r.fs} | failed ({r.n_errors}) | | | | |")
+                out.append(f"| {r.scenario} | {r.label} | {r.fs} | failed ({r.n_errors}) | | | | |")
                 continue
             pip = pip_peer(r, rows)
             uvr = uv_peer(r, rows)
@@ -519,7 +536,7 @@ def markdown(rows: Sequence[Row], meta: dict[str, Any]) -> str:
             uv_ratio = fmt_ratio(r.median, uvr.median) if uvr and uvr.times and r.tool != "uv" else "-"
             rss = f"{r.rss_mb:.0f}" if r.rss_mb is not None else "-"
             errs = f" ({r.n_errors} failed)" if r.n_errors else ""
-            out.append(f"| {r.label}{errs} | {r.fs} | {r.median:.3f} | {min(r.times):.3f}–{max(r.times):.3f} "
+            out.append(f"| {r.scenario} | {r.label}{errs} | {r.fs} | {r.median:.3f} | {min(r.times):.3f}–{max(r.times):.3f} "
                        f"| {pip_ratio} | {uv_ratio} | {rss} |")
         out.append("")
     out.extend(targets(rows))
@@ -546,6 +563,13 @@ def targets(rows: Sequence[Row]) -> list[str]:
         lines.append(f"| {text} | {ours.median:.3f} | {ref.median:.3f} | {factor:.2f}x faster "
                      f"| {'yes' if factor >= need else 'NO'} |")
 
+    for mode in ("hardlink", "clone"):
+        uv_step = find("install-step", "uv", mode, False)
+        if uv_step is not None:
+            uv_step = Row(uv_step.scenario, uv_step.label, uv_step.fs, uv_step.tool, uv_step.mode, uv_step.compile,
+                          [t * 1.25 for t in uv_step.times], uv_step.rss_mb, uv_step.n_errors)
+        add(f"installer door {mode} (process) within 1.25x of uv {mode}",
+            find("install-step", "door", mode, False, suffix="(process)"), uv_step, 1.0)
     for mode in ("hardlink", "clone", "copy"):
         add(f"install step, install_wheels {mode} (call) no slower than uv {mode}",
             find("install-step", "api", mode, False, suffix="(call)"),
@@ -566,6 +590,12 @@ def targets(rows: Sequence[Row]) -> list[str]:
     return [*lines, ""]
 
 
+def rows_native(rows: Sequence[Row]) -> str:
+    """The filesystem of the first table: where every configuration ran (not the clone image)."""
+    found = {r.fs for r in rows if r.tool == "pip"} or {r.fs for r in rows if r.mode == "hardlink"}
+    return sorted(found)[0] if found else ""
+
+
 def chart(rows: Sequence[Row], path: Path) -> None:
     try:
         import matplotlib
@@ -576,10 +606,12 @@ def chart(rows: Sequence[Row], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    native = rows_native(rows)
+    rows = [r for r in rows if r.fs == native and not r.label.endswith("(call)")]  # the report's first table
     scenarios = [s for s in SCENARIOS if any(r.scenario == s and r.times for r in rows)]
     if not scenarios:
         return
-    colors = {"pip": "#888888", "uv": "#de5fe9", "pip-linkmode": "#2b7bba", "api": "#2b7bba"}
+    colors = {"pip": "#888888", "uv": "#de5fe9", "pip-linkmode": "#2b7bba", "api": "#2b7bba", "door": "#5aa0d8"}
     heights = [sum(1 for r in rows if r.scenario == s and r.times) for s in scenarios]
     fig, axes = plt.subplots(len(scenarios), 1, figsize=(10, 0.32 * sum(heights) + 2.0 * len(scenarios)),
                              gridspec_kw={"height_ratios": heights}, squeeze=False)
@@ -594,7 +626,7 @@ def chart(rows: Sequence[Row], path: Path) -> None:
             ax.text(m, y, f" {m:.2f}s", va="center", fontsize=7)
         ax.set_xscale("log")
         ax.set_xlabel("seconds (median, min/max bars, log scale)")
-        ax.set_title(scenario)
+        ax.set_title(f"{scenario}: whole processes on {native}")
         ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -716,6 +748,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     slow_runs = args.runs if args.slow_runs is None else min(args.slow_runs, args.runs)
 
     work: Path = args.work.resolve()
+    global WORK
+    WORK = work
+    work.mkdir(parents=True, exist_ok=True)
     wheel_dir = work / "wheels"
     wheels = prepare_corpus(args.corpus, wheel_dir)
     uv_bin = ensure_uv()
@@ -750,6 +785,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "runs": args.runs,
         "slow_runs": slow_runs,
     }
+    meta["native"] = native.label
     md = markdown(rows, meta)
     print(md)
     (args.results / "latest.md").write_text(md)

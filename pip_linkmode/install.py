@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import sysconfig
 from collections.abc import Iterable, Mapping
@@ -109,6 +108,8 @@ def target_for_python(python: str | os.PathLike[str] | None = None) -> Target:
     """The environment of an interpreter (default: the running one)."""
     if python is None or os.path.abspath(python) == os.path.abspath(sys.executable):
         return _target_from_info(_running_info())
+    import subprocess  # (a venv's own interpreter is read without it)
+
     try:
         out = subprocess.run(
             [os.fspath(python), "-I", "-c", _PROBE],

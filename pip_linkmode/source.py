@@ -17,24 +17,44 @@ from .cache import CachedFile, CachedWheel, WheelCache
 __all__ = ["CachedFileStream", "CachedWheelSource", "raise_as_installer_would"]
 
 
-class CachedFileStream(io.RawIOBase):
-    """A read-only stream over a cached file that also says where it lives.
+class CachedFileStream:
+    """A read-only binary stream over a cached file that also says where it lives.
 
     ``LinkingDestination`` reads ``cache_path`` and ``cached`` and links the
     file instead of reading it; the file is only opened if someone reads.
+    The reading half of a binary file's interface (``read``, ``readinto``,
+    ``readline``, iteration, ``seek``, ``tell``, ``close``, a context
+    manager), on a plain object: an install makes one per file, and an
+    ``io`` object costs several times as much to make and to close.
     """
 
+    __slots__ = ("_closed", "_f", "cache_path", "cached", "source")
+
     def __init__(self, cache_path: str, cached: CachedFile, source: CachedWheelSource | None = None) -> None:
-        super().__init__()
         self.cache_path = cache_path
         self.cached = cached
         self.source = source
-        self._f: BinaryIO | None = None
+        self._f: io.BufferedReader | None = None
+        self._closed = False
 
-    def _file(self) -> BinaryIO:
+    def _file(self) -> io.BufferedReader:
         if self._f is None:
-            self._f = cast(BinaryIO, open(self.cache_path, "rb"))  # noqa: SIM115
+            if self._closed:
+                raise ValueError("I/O operation on closed file.")
+            self._f = open(self.cache_path, "rb")  # noqa: SIM115 - closed by close()
         return self._f
+
+    @property
+    def name(self) -> str:
+        return self.cache_path
+
+    @property
+    def mode(self) -> str:
+        return "rb"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def readable(self) -> bool:
         return True
@@ -42,26 +62,56 @@ class CachedFileStream(io.RawIOBase):
     def seekable(self) -> bool:
         return True
 
-    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-        return self._file().readinto(b)  # type: ignore[attr-defined, no-any-return]
+    def writable(self) -> bool:
+        return False
 
-    def read(self, size: int = -1) -> bytes:
-        return self._file().read(size)
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self._file().fileno()
+
+    def flush(self) -> None:
+        pass
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._file().read(-1 if size is None else size)
+
+    def read1(self, size: int = -1) -> bytes:
+        return self._file().read1(size)
+
+    def readall(self) -> bytes:
+        return self._file().read()
+
+    def readinto(self, b: bytearray | memoryview) -> int:
+        return self._file().readinto(b)
 
     def readline(self, size: int | None = -1) -> bytes:
         return self._file().readline(-1 if size is None else size)
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        return self._file().readlines(hint)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._file())
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         return self._file().seek(offset, whence)
 
     def tell(self) -> int:
-        return self._file().tell() if self._f else 0
+        return self._file().tell() if self._f is not None else 0
 
     def close(self) -> None:
+        self._closed = True
         if self._f is not None:
             self._f.close()
             self._f = None
-        super().close()
+
+    def __enter__(self) -> CachedFileStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class CachedWheelSource(WheelSource):

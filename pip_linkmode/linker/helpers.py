@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import subprocess
 import sys
 import threading
 import weakref
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING
 from .jobs import LinkError, Task
 
 if TYPE_CHECKING:
+    import subprocess
     from concurrent.futures import Future
 
     from .executor import Linker
@@ -73,6 +73,8 @@ class Helpers:
 
         package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(placer.__file__))))
         code = f"import sys; sys.path.append({package_parent!r}); from {placer.__name__} import main; main()"
+        import subprocess  # (only an install this large needs it)
+
         procs: list[subprocess.Popen[bytes]] = []
         try:
             for _ in range(count):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import functools
 import io
 import os
 import stat
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
@@ -19,7 +19,8 @@ from installer.utils import Scheme, parse_entrypoints
 
 from .bytecode import CachedPyc, ensure_bytecode, pyc_path
 from .cache import CachedFile, record_digest
-from .linker import DirJob, Linker, LinkJob, LinkReport, write_beside
+from .laidout import LayoutTarget, install_layout, may_exist, record_prefix
+from .linker import DirJob, Linker, LinkJob, LinkReport
 from .linker.files import TEMP_SUFFIX, beside
 from .modes import LinkMode, parse_link_mode
 from .placement import (
@@ -215,14 +216,8 @@ class LinkingDestination(SchemeDictionaryDestination):
         return _WholeEntry(source, placement, len(layout.groups), report, pyc_rows)
 
     def _may_exist(self, target: str) -> bool:
-        """Whether ``target`` exists; a directory that did not exist when
-        this destination first looked holds no file yet (its files are
-        queued, not placed), which spares a stat per file."""
-        parent = os.path.dirname(target)
-        there = self._dirs_there.get(parent)
-        if there is None:
-            there = self._dirs_there[parent] = os.path.isdir(parent)
-        return there and os.path.lexists(target)
+        """``laidout.may_exist`` with this destination's view of its directories."""
+        return may_exist(self._dirs_there, target)
 
     def _through_subclass(self, scheme: Scheme, path: str, stream: CachedFileStream, is_executable: bool) -> RecordEntry:
         """A cached file, for a subclass that writes files its own way.
@@ -256,21 +251,16 @@ class LinkingDestination(SchemeDictionaryDestination):
                         self._users.append((stream.source.cache, stream.source.entry.key, self._env_dir()))
         return record
 
-    def _refuse_existing(self, groups: Iterable[DirJob]) -> None:
-        """FileExistsError (installer's) for the first file of ``groups``
-        whose target exists, before anything is placed (``_may_exist``: a
-        directory that does not exist costs one stat for all its files)."""
-        there = self._dirs_there
-        for _, ddir, names, _, _ in groups:
-            if not names:
-                continue
-            target = os.path.join(ddir, names[0])
-            if not self._may_exist(target) and there[os.path.dirname(target)] is False:
-                continue  # a directory that was not there: none of its files is
-            for name in names:
-                target = os.path.join(ddir, name)
-                if self._may_exist(target):
-                    raise FileExistsError(f"File already exists: {os.path.normpath(target)}")
+    def _refuse_existing(self, groups: Sequence[DirJob]) -> None:
+        """``LayoutTarget.refuse_existing`` with this destination's view of its directories."""
+        self._layout_target().refuse_existing(groups)
+
+    def _layout_target(self) -> LayoutTarget:
+        assert self.linker is not None
+        return LayoutTarget(
+            self.scheme_dict, self.interpreter, self.linker, overwrite=self.overwrite_existing,
+            levels=self._levels, hash_algorithm=self.hash_algorithm, dirs_there=self._dirs_there,
+        )
 
     def _unshare(self, target: str) -> None:
         """Make ``target`` a private copy if it is a link (into the cache,
@@ -418,71 +408,32 @@ class LinkingDestination(SchemeDictionaryDestination):
     def _install_laid_out(
         self, source: CachedWheelSource, layout: Layout, additional_metadata: Mapping[str, bytes]
     ) -> None:
-        """``install_cached`` from the entry's precomputed layout.
+        """``install_cached`` from the entry's precomputed layout
+        (``laidout.install_layout``). Entry-point scripts come from the
+        layout for POSIX, through ``write_script`` (installer's, or a
+        subclass's) otherwise."""
+        scripts = None
+        if self.script_kind != "posix" or layout.scripts is None or (
+            type(self).write_script is not LinkingDestination.write_script
+        ):
 
-        The same files, modes and RECORD bytes as the general path (a test
-        compares them on real wheels), with the per-file work done once per
-        entry: a file costs its link call and its precomputed RECORD line.
-        """
-        assert self.linker is not None
-        root_scheme = Scheme(layout.root)
-        prefixes: dict[str, str | None] = {root_scheme: None}
+            def scripts() -> list[tuple[str, str, str]]:
+                text = source.read_dist_info("entry_points.txt")
+                written = []
+                for name, module, attr, section in parse_entrypoints(text):
+                    record = self.write_script(name, module, attr, section)
+                    size = "" if record.size is None else str(record.size)
+                    written.append((record.path, str(record.hash_ or ""), size))
+                return written
 
-        def line(scheme: str, path: str, hash_: str, size: str) -> str:
-            prefix = prefixes.get(scheme, "")
-            if prefix == "":
-                prefix = prefixes[scheme] = self._record_prefix(scheme, root_scheme)
-            return record_line(path if prefix is None else prefix + path, hash_, size)
-
-        def row(scheme: str, record: RecordEntry) -> tuple[str, str]:
-            hash_ = str(record.hash_ or "")
-            size = str(record.size) if record.size is not None else ""
-            return record.path, line(scheme, record.path, hash_, size)
-
-        rows: list[tuple[str, str]] = []
-        if layout.entry_points:
-            text = source.read_dist_info("entry_points.txt")
-            for name, module, attr, section in parse_entrypoints(text):
-                rows.append(row("scripts", self.write_script(name, module, attr, section)))
-        lines = list(layout.lines)
-        tree = str(source.entry.tree)
-        for index, kind, scheme, path, a, b in layout.special:
-            if kind == "write":  # a script whose #!python shebang is rewritten
-                cached = CachedFile(a, "", 0, bool(b), True)
-                with CachedFileStream(f"{tree}/{a}", cached, source) as stream:
-                    record = self.write_file(Scheme(scheme), path, cast(BinaryIO, stream), bool(b))
-                lines[index] = row(scheme, record)[1]
-            else:  # linked, in a scheme other than the root one
-                lines[index] = line(scheme, path, a, str(b))
-        rows.extend(zip(layout.keys, lines, strict=True))
-        placement = Placement(link_groups(layout, tree, self._dir_of), source_root=tree)
-        placement.users.append((source.cache, source.entry.key, self._env_dir()))
-        if self.bytecode_optimization_levels:
-            placement.groups.extend(self._cached_pyc_groups(source, layout, rows, line))
-        if not self.overwrite_existing:
-            self._refuse_existing(placement.groups)
-        self.report.merge(execute(placement, self.linker, wait=self.wait_for_links))
-        if not self.wait_for_links:
-            self.pending_users.extend(placement.users)
-        dist_info = source.dist_info_dir
-        for filename, contents in additional_metadata.items():
-            with io.BytesIO(contents) as other:
-                rows.append(row(root_scheme, self.write_file(root_scheme, f"{dist_info}/{filename}", other, False)))
-        record_path = f"{dist_info}/RECORD"
-        rows.append((record_path, line(root_scheme, record_path, "", "")))
-        rows.sort(key=_first)  # stable, as installer's sorted(key=path)
-        content = "".join([r[1] for r in rows]).encode("utf-8")
-        with io.BytesIO(content) as record_stream:
-            self.write_to_fs(root_scheme, record_path, record_stream, is_executable=False)
+        users = install_layout(
+            source.entry, source.cache, layout, self._layout_target(), additional_metadata,
+            report=self.report, wait=self.wait_for_links, scripts=scripts,
+        )
+        self.pending_users.extend(users)
 
     def _record_prefix(self, scheme: str, root_scheme: str) -> str:
-        """What RECORD puts before the path of a file in another scheme than
-        the root one, as installer's ``finalize_installation`` does: the
-        scheme's directory relative to the root scheme's, or on Windows its
-        absolute path (installer's choice there), then "/"."""
-        if sys.platform == "win32":
-            return os.path.abspath(self.scheme_dict[scheme]).replace("\\", "/") + "/"
-        return os.path.relpath(self.scheme_dict[scheme], start=self.scheme_dict[root_scheme]) + "/"
+        return record_prefix(self.scheme_dict, scheme, root_scheme)
 
     def _env_dir(self) -> str:
         """Where the environment is on disk (its data scheme), for registering users."""
@@ -494,24 +445,6 @@ class LinkingDestination(SchemeDictionaryDestination):
     def _dir_of(self, scheme: str, rel: str) -> str:
         root = self._scheme_root(scheme)
         return f"{root}/{rel}" if rel else root
-
-    def _cached_pyc_groups(
-        self,
-        source: CachedWheelSource,
-        layout: Layout,
-        rows: list[tuple[str, str]],
-        line: Callable[[str, str, str, str], str],
-    ) -> list[DirJob]:
-        """Link groups for the entry's cached .pyc files; their RECORD rows
-        (no hash, as pip lists them) go into ``rows``."""
-        jobs: list[DirJob] = []
-        levels = self._levels
-        for pycs in pyc_dirs(source.cache, source.entry, levels, layout.root, self._dir_of):
-            for pyc in pycs.group[2]:
-                record_path = f"{pycs.rel_dir}/{pyc}"
-                rows.append((record_path, line(pycs.scheme, record_path, "", "")))
-            jobs.append(pycs.group)
-        return jobs
 
     def write_to_fs(
         self,
@@ -538,30 +471,13 @@ class LinkingDestination(SchemeDictionaryDestination):
                 self._queued_by_base = True
                 return self._queue(scheme, path, cached, stream.cache_path, stream.source)
         target = self._target(scheme, path)
-        self.linker.settle(target)  # a file of this path still being placed
-        existed = os.path.lexists(target)
-        if not self.overwrite_existing and existed:
-            raise FileExistsError(f"File already exists: {target!s}")
-        parent = os.path.dirname(target)
-        self.linker.ensure_dir(parent)
-        self.linker.sweep_temps(parent)
-        hasher = hashlib.new(self.hash_algorithm)
-        size = 0
-
-        def chunks() -> Iterator[bytes]:
-            nonlocal size
-            while chunk := stream.read(_CHUNK):
-                hasher.update(chunk)
-                size += len(chunk)
-                yield chunk
-
-        mode = (0o777 & ~self.linker.umask) | 0o111 if is_executable else None
-        write_beside(target, chunks(), mode, self.linker.platform.replace, fresh=not existed)
-        if not existed:
-            self.linker.created.append(target)
+        chunks = iter(functools.partial(stream.read, _CHUNK), b"")
+        digest, size = self.linker.write(
+            target, chunks, executable=is_executable, exclusive=not self.overwrite_existing,
+            algorithm=self.hash_algorithm,
+        )
         self.report.written += 1
-        digest = Hash(self.hash_algorithm, record_digest(hasher.digest()))
-        return RecordEntry(path, digest, size)
+        return RecordEntry(path, Hash(self.hash_algorithm, record_digest(digest)), size)
 
     def link_pending(self) -> None:
         """Place every queued file now (``finalize_installation`` calls this)."""
@@ -687,10 +603,6 @@ class LinkingDestination(SchemeDictionaryDestination):
         if not full.startswith(root if root.endswith(os.sep) else root + os.sep) and full != root:
             raise ValueError(f"Attempting to write {path} outside of the target directory")
         return full
-
-
-def _first(row: tuple[str, str]) -> str:
-    return row[0]
 
 
 def _record_path(item: tuple[Scheme, RecordEntry]) -> str:

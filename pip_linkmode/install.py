@@ -234,14 +234,12 @@ def install_wheels(
     ``journal``, a list, receives (cache path, target path, size) of every
     file placed from the cache (what ``plan.record`` needs).
     """
-    # Imported here: replaying a recorded plan (``plan``) needs none of them.
-    from installer.utils import get_launcher_kind
-
+    # Imported here: replaying a recorded plan (``plan``) needs none of them;
+    # installer only where an entry is not installed from its layout alone.
     from . import bytecode
     from .cache import WheelCache
-    from .destination import LinkingDestination
-    from .placement import register_symlink_users
-    from .source import CachedWheelSource
+    from .laidout import LayoutTarget, install_layout
+    from .placement import Layout, register_symlink_users, stored_layout
 
     if sum(x is not None for x in (target, venv, python)) > 1:
         raise TypeError("give at most one of target, venv and python")
@@ -259,14 +257,26 @@ def install_wheels(
     linker.source_mtimes = compile_bytecode  # only linked .pyc files need them
     linker.placed_log = journal
     report = InstallReport(links=LinkReport(requested=mode))
-    kind = get_launcher_kind() if os.name == "nt" else "posix"
+    if os.name == "nt":
+        from installer.utils import get_launcher_kind
+
+        kind = get_launcher_kind()
+    else:
+        kind = "posix"
     before = len(wheel_cache.unpacked)
     levels = (0,) if compile_bytecode else ()
     # First every entry, unpacked and compiled where missing (compiling
     # overlaps unpacking), taking no lock while waiting for another.
     wheel_list = list(wheels)
     entries = bytecode.prepare(wheel_cache, wheel_list, levels)
-    done: list[LinkingDestination] = []
+    cached_bytecode = bool(levels) and target.cache_tag == sys.implementation.cache_tag
+    # An entry with its layout kept goes in without installer (see
+    # ``laidout``), as LinkingDestination's laid-out path would place it
+    # (``_fast_path_applies``): POSIX scripts, bytecode from the cache.
+    lean = kind == "posix" and not linker.platform.clones_directories and (
+        not levels or (cached_bytecode and sys.pycache_prefix is None and sys.implementation.cache_tag is not None)
+    )
+    done: list[tuple[LinkReport, list[tuple[WheelCache | str, str, str]]]] = []
     # Each wheel's files are handed to the linker's worker threads, which
     # place them while this thread does the next wheel's bookkeeping (with
     # an entry's layout, that bookkeeping is per wheel, not per file, so the
@@ -282,6 +292,22 @@ def install_wheels(
                 entries[i] = wheel_cache.get(wheel_list[i])
         try:
             for entry in entries:
+                name, _, version = entry.dist_info[: -len(".dist-info")].rpartition("-")
+                metadata = _additional_metadata(installer_name, requested, direct_url)
+                layout = stored_layout(entry) if lean else None
+                if isinstance(layout, Layout) and (not layout.entry_points or layout.scripts is not None):
+                    wheel_report = LinkReport(requested=mode)
+                    place = LayoutTarget(
+                        target.scheme_for(name), target.interpreter, linker,
+                        overwrite=overwrite_existing, levels=levels,
+                    )
+                    users = install_layout(entry, wheel_cache, layout, place, metadata, report=wheel_report, wait=False)
+                    done.append((wheel_report, users))
+                    report.installed.append(f"{name}-{version}")
+                    continue
+                from .destination import LinkingDestination
+                from .source import CachedWheelSource
+
                 source = CachedWheelSource(entry, wheel_cache)
                 destination = LinkingDestination(
                     scheme_dict=target.scheme_for(source.distribution),
@@ -292,13 +318,11 @@ def install_wheels(
                     link_mode=mode,
                     linker=linker,
                     # compile_bytecode checked above that the target's Python is ours
-                    cached_bytecode=bool(levels) and target.cache_tag == sys.implementation.cache_tag,
+                    cached_bytecode=cached_bytecode,
                     wait_for_links=False,  # the linker's threads go on during the next wheel
                 )
-                destination.install_cached(
-                    source, _additional_metadata(installer_name, requested, direct_url)
-                )
-                done.append(destination)
+                destination.install_cached(source, metadata)
+                done.append((destination.report, destination.pending_users))
                 report.installed.append(f"{source.distribution}-{source.version}")
             linker.finish()
         except BaseException:
@@ -306,9 +330,9 @@ def install_wheels(
             raise
         finally:
             linker.close()  # its helper processes, if any
-    for destination in done:
-        register_symlink_users(destination.report, destination.pending_users)
-        report.links.merge(destination.report)
+    for wheel_report, users in done:
+        register_symlink_users(wheel_report, users)
+        report.links.merge(wheel_report)
     report.unpacked = len(wheel_cache.unpacked) - before
     return report
 

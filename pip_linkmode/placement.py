@@ -115,22 +115,43 @@ class Layout(NamedTuple):
     #: for a script whose shebang is rewritten per environment
     special: list[tuple[int, str, str, str, Any, Any]]
     entry_points: bool
+    #: with entry points, per script in installer's order: (name, section,
+    #: the POSIX script installer generates after its shebang line), so
+    #: that a POSIX install writes them without importing installer; None
+    #: where that does not apply (no entry points, or a name that is not a
+    #: plain file name)
+    scripts: list[tuple[str, str, str]] | None = None
 
 
 _LAYOUT_FILE = "layout.json"
-_LAYOUT_VERSION = 3  # 1: files of .data/<root scheme>/ were looked for at the root; 2: no executable bits
+#: 1: files of .data/<root scheme>/ were looked for at the root; 2: no
+#: executable bits; 3: no scripts
+_LAYOUT_VERSION = 4
+#: the interpreter the scripts of a layout are generated for: a plain path
+#: (installer writes ``#!`` and the path, then a newline)
+_PLACEHOLDER = "/pip-linkmode-interpreter"
+
+
+def stored_layout(entry: CachedWheel) -> Layout | None | bool:
+    """The layout kept beside the entry; None: installer must route this
+    wheel itself; False: none usable is kept (missing, damaged, older or
+    tampered with: ``load_layout`` computes it again)."""
+    try:
+        data = json.loads((entry.root / _LAYOUT_FILE).read_bytes())
+        if data.get("v") == _LAYOUT_VERSION:
+            return None if data.get("none") else _checked_layout(Layout(*data["layout"]))
+    except (OSError, ValueError, TypeError, KeyError):
+        pass
+    return False
 
 
 def load_layout(source: CachedWheelSource) -> Layout | None:
     """The entry's layout (None: installer must route this wheel itself),
     read from beside the entry or computed and kept there."""
     path = source.entry.root / _LAYOUT_FILE
-    try:
-        data = json.loads(path.read_bytes())
-        if data.get("v") == _LAYOUT_VERSION:
-            return None if data.get("none") else _checked_layout(Layout(*data["layout"]))
-    except (OSError, ValueError, TypeError, KeyError):
-        pass  # missing, damaged, older or tampered with: computed again
+    stored = stored_layout(source.entry)
+    if stored is not False:
+        return stored  # type: ignore[return-value]
     layout = _build_layout(source)
     data = {"v": _LAYOUT_VERSION, "none": layout is None, "layout": layout}
     payload = json.dumps(data).encode("utf-8")
@@ -150,6 +171,12 @@ def _checked_layout(layout: Layout) -> Layout:
     pass over them all: well under a microsecond a file."""
     if layout.root not in ("purelib", "platlib") or not isinstance(layout.entry_points, bool):
         raise ValueError("root scheme")
+    if layout.scripts is not None:
+        if not layout.entry_points or not all(
+            type(name) is str and _plain_name(name) and section in ("console", "gui") and type(code) is str
+            for name, section, code in layout.scripts
+        ):
+            raise ValueError("scripts")
     schemes = set(_SCHEME_NAMES)
     paths: list[str] = []
     names: list[str] = []
@@ -244,7 +271,30 @@ def _build_layout(source: CachedWheelSource) -> Layout | None:
         names.append(name)
         sizes.append(cached.size)
     entry_points = "entry_points.txt" in source.dist_info_filenames
-    return Layout(root, list(groups.values()), keys, lines, special, entry_points)
+    scripts = _posix_scripts(source.read_dist_info("entry_points.txt")) if entry_points else None
+    return Layout(root, list(groups.values()), keys, lines, special, entry_points, scripts)
+
+
+def _posix_scripts(entry_points: str) -> list[tuple[str, str, str]] | None:
+    """(name, section, script after its shebang line) per console or gui
+    script, as installer generates them for POSIX; None if a name is not a
+    plain file name (installer then writes it itself)."""
+    from installer.scripts import Script
+    from installer.utils import parse_entrypoints
+
+    head = f"#!{_PLACEHOLDER}\n".encode()
+    scripts: list[tuple[str, str, str]] = []
+    for name, module, attr, section in parse_entrypoints(entry_points):
+        script_name, data = Script(name, module, attr, section).generate(_PLACEHOLDER, "posix")
+        if script_name != name or not _plain_name(name) or not data.startswith(head):
+            return None
+        scripts.append((name, section, data[len(head):].decode("utf-8")))
+    return scripts
+
+
+def _plain_name(name: str) -> bool:
+    """A file name of one component, the same on every system."""
+    return all_safe_relpaths([name]) and "/" not in name and ":" not in name
 
 
 @dataclass

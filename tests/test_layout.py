@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -286,3 +287,53 @@ def test_a_warm_lookup_reads_no_manifest(tmp_path: Path, demo_wheel: Path) -> No
     assert again is not None and again._file_rows is None  # nothing read yet
     assert (again.key, again.dist_info, again.name, again.version) == (first.key, first.dist_info, first.name, first.version)
     assert again.files == first.files and again == first
+
+
+_WARM = """
+import json, sys
+from pip_linkmode import install_wheels
+report = install_wheels(sys.argv[3:], venv=sys.argv[1], cache=sys.argv[2], link_mode="hardlink",
+                        compile_bytecode=True)
+print(json.dumps({"installer": "installer" in sys.modules, "email": "email" in sys.modules,
+                  "summary": report.summary()}))
+"""
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the warm path without installer is POSIX's (Windows scripts are launchers installer makes)")
+def test_a_warm_install_imports_no_installer_and_leaves_installers_tree(real_wheels: list[Path], tmp_path: Path) -> None:
+    """The first install of an entry goes through LinkingDestination (which
+    keeps the layout); a later one, with every layout kept, through
+    ``laidout.install_layout`` alone: no installer or email imported, and
+    the same environment (scripts with their shebangs, #!python scripts,
+    RECORD, cached bytecode), byte for byte and mode for mode."""
+    wheels = [str(w) for w in (*real_wheels, build_wheel(tmp_path / "w", _corner_spec()))]
+    cache = tmp_path / "cache"
+    trees = []
+    for name in ("cold", "warm"):  # the same path: scripts and their RECORD hashes name it
+        shutil.rmtree(tmp_path / "env", ignore_errors=True)
+        venv = make_venv(tmp_path / "env")
+        proc = subprocess.run(
+            [sys.executable, "-c", _WARM, str(venv), str(cache), *wheels], capture_output=True, text=True, check=True
+        )
+        seen = json.loads(proc.stdout)
+        trees.append(_tree(venv))
+        if name == "warm":
+            assert seen["installer"] is False and seen["email"] is False, seen
+            assert "hardlinked" in seen["summary"]
+    assert trees[0] == trees[1]
+    scripts = [k for k in trees[1] if k.startswith("bin/") and k != "bin/python" and not k.startswith("bin/python3")]
+    assert "bin/pyflakes" in scripts and "bin/corner-hello" in scripts and "bin/corner-shebang" in scripts
+    assert trees[1]["bin/pyflakes"][0].startswith(b"#!ROOT/bin/python\n")  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("where", ["/usr/bin/python3", "/opt/my python/bin/python", "/x" * 70 + "/python"])
+def test_the_shebang_is_installers(where: str) -> None:
+    """The shebang written without installer is the one installer writes:
+    the plain path, or for a path with a space or too long for a kernel's
+    shebang, the /bin/sh line that runs it."""
+    from installer.scripts import Script
+
+    from pip_linkmode.laidout import posix_shebang
+
+    _, data = Script("tool", "mod", "main", "console").generate(where, "posix")
+    assert data.startswith(posix_shebang(where) + b"\n# -*- coding: utf-8 -*-\n")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import logging
 import os
 import signal
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING
 from .. import _platform
 from .._platform import Cause, Platform
 from ..modes import LinkMode, parse_link_mode
-from .files import TEMP_SUFFIX, beside
+from .files import TEMP_SUFFIX, beside, write_beside
 from .helpers import Helpers
 from .jobs import DirJob, LinkError, LinkJob, LinkReport, Task
 from .journal import Journal
@@ -669,6 +670,44 @@ class Linker:
             self._create_dir(path)  # (a worker may be about to: either may)
             self._unmade.discard(path)
         return dev
+
+    def write(
+        self,
+        target: str,
+        data: bytes | Iterable[bytes],
+        *,
+        executable: bool,
+        exclusive: bool,
+        algorithm: str = "sha256",
+    ) -> tuple[bytes, int]:
+        """Write a file an install generates (a script, RECORD, INSTALLER):
+        where nothing is, straight to its name (created exclusively, and
+        journalled); over an existing file, to a temp name beside it that is
+        renamed over it. ``executable``: every execute bit, the rest by the
+        umask; ``exclusive``: FileExistsError if ``target`` exists. Returns
+        the content's digest (by ``algorithm``) and size."""
+        self.settle(target)  # a file of this path still being placed
+        existed = os.path.lexists(target)
+        if exclusive and existed:
+            raise FileExistsError(f"File already exists: {target!s}")
+        parent = os.path.dirname(target)
+        self.ensure_dir(parent)
+        self.sweep_temps(parent)
+        hasher = hashlib.new(algorithm)
+        size = 0
+
+        def chunks() -> Iterator[bytes]:
+            nonlocal size
+            for chunk in (data,) if isinstance(data, bytes) else data:
+                hasher.update(chunk)
+                size += len(chunk)
+                yield chunk
+
+        mode = (0o777 & ~self.umask) | 0o111 if executable else None
+        write_beside(target, chunks(), mode, self.platform.replace, fresh=not existed)
+        if not existed:
+            self.journal.created.append(target)
+        return hasher.digest(), size
 
     def sweep_temps(self, directory: str) -> None:
         """``Journal.sweep_temps``: leftovers of a killed install in ``directory``."""

@@ -11,7 +11,6 @@ Not part of the test suite; it imports pip_linkmode from the repository.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
@@ -39,7 +38,9 @@ PHASES: tuple[tuple[str, str, str | None, str], ...] = (
     ("link: place files", "pip_linkmode.linker", "Linker", "run"),
     ("link: directories and files (run_dirs)", "pip_linkmode.linker", "Linker", "run_dirs"),
     ("entry layout (load_layout)", "pip_linkmode.placement", None, "load_layout"),
-    ("laid-out install (RECORD rows, specials)", "pip_linkmode.destination", "LinkingDestination", "_install_laid_out"),
+    ("laid-out install (RECORD rows, specials)", "pip_linkmode.laidout", None, "install_layout"),
+    ("generated files (Linker.write)", "pip_linkmode.linker", "Linker", "write"),
+    ("stored layout", "pip_linkmode.placement", None, "stored_layout"),
     ("prepare entries (index, entry.json)", "pip_linkmode.bytecode", None, "prepare"),
     ("entry locks", "pip_linkmode.cache", "WheelCache", "lock"),
     ("compile: cached bytecode", "pip_linkmode.bytecode", None, "ensure_bytecode"),
@@ -121,7 +122,7 @@ def installer_door(wheels: list[str], *, venv: str, link_mode: str, cache: str, 
     target = target_for_venv(venv)
     wheel_cache = WheelCache(cache)
     report = DoorReport()
-    kind = "win-amd64" if os.name == "nt" else "posix"
+    kind: Any = "win-amd64" if os.name == "nt" else "posix"
     for wheel in wheels:
         with wheel_cache.open(wheel) as source:
             destination = LinkingDestination(
@@ -134,29 +135,50 @@ def installer_door(wheels: list[str], *, venv: str, link_mode: str, cache: str, 
     return report
 
 
+class Args:
+    """The command line (parsed without argparse: its 9 ms of imports are
+    no part of the install a library user runs)."""
+
+    def __init__(self) -> None:
+        self.venv = self.mode = self.cache = self.wheel_dir = ""
+        self.compile = self.phases = False
+        self.cprofile: str | None = None
+        self.door = "install_wheels"
+
+
+def parse_args(argv: list[str]) -> Args:
+    """``VENV MODE CACHE WHEEL_DIR [--compile] [--phases] [--cprofile FILE]
+    [--door install_wheels|installer]``"""
+    args, rest = Args(), list(argv)
+    positional = []
+    while rest:
+        arg = rest.pop(0)
+        if arg in ("--compile", "--phases"):
+            setattr(args, arg[2:], True)
+        elif arg in ("--cprofile", "--door") and rest:
+            setattr(args, arg[2:], rest.pop(0))
+        elif arg.startswith("-"):
+            raise SystemExit(f"lib_install.py: unknown option {arg}\n{parse_args.__doc__}")
+        else:
+            positional.append(arg)
+    if len(positional) != 4 or args.door not in ("install_wheels", "installer"):
+        raise SystemExit(f"usage: lib_install.py {parse_args.__doc__}")
+    args.venv, args.mode, args.cache, args.wheel_dir = positional
+    return args
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("venv")
-    parser.add_argument("mode")
-    parser.add_argument("cache")
-    parser.add_argument("wheel_dir")
-    parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--phases", action="store_true")
-    parser.add_argument("--cprofile", metavar="FILE")
-    parser.add_argument(
-        "--door", choices=("install_wheels", "installer"), default="install_wheels",
-        help="installer: installer.install(WheelCache.open(w), LinkingDestination(...)) per wheel",
-    )
-    args = parser.parse_args()
+    args = parse_args(sys.argv[1:])
     wheels = sorted(
         os.path.join(args.wheel_dir, n) for n in os.listdir(args.wheel_dir) if n.endswith(".whl")
     )
 
     t0 = time.perf_counter()
-    if args.door == "installer":
-        install = installer_door
-    else:
-        from pip_linkmode import install_wheels as install
+    install: Callable[..., Any] = installer_door
+    if args.door == "install_wheels":
+        from pip_linkmode import install_wheels
+
+        install = install_wheels
 
     t1 = time.perf_counter()
     timer = PhaseTimer() if args.phases else None
@@ -179,7 +201,7 @@ def main() -> int:
     if profiler is not None:
         profiler.disable()
     t3 = time.perf_counter()
-    if profiler is not None:
+    if profiler is not None and args.cprofile:
         profiler.dump_stats(args.cprofile)
     out: dict[str, Any] = {
         "import_s": t1 - t0,

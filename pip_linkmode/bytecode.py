@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from ._cachecore import check_path, check_tree, make_dirs
 from .cache import CachedWheel, WheelCache, remove_tree
-from .cache_admin import hash_regular, read_regular, record_produced
 from .linker import write_beside
 
 if TYPE_CHECKING:
@@ -224,6 +223,8 @@ def _changed(tree: str, rows: list[_Row]) -> list[str]:
 
 def _write_marker(marker: Path, compiled: list[_Row]) -> None:
     data = json.dumps(compiled).encode("utf-8")
+    from .cache_admin import record_produced
+
     record_produced(marker, data)  # its hash first, for `cache verify`
     write_beside(os.fspath(marker), data)
 
@@ -428,6 +429,8 @@ def _compiling_pool(workers: int | None = None) -> Iterator[ProcessPoolExecutor 
 
 def _read_marker(marker: Path) -> list[_Row] | None:
     try:
+        from .cache_admin import read_regular
+
         rows = json.loads(read_regular(marker))
         return [
             (str(rel), int(level), int(size), int(mtime_ns), str(digest))
@@ -475,6 +478,8 @@ def _compiled_rows(tree: str, done: Iterable[tuple[str, int]]) -> list[_Row]:
     """The marker's rows: [archive path of the .py, level, then the size,
     mtime and hash of its .pyc]. A .pyc that is not a regular file by now
     is left out (not linked: the environment compiles its own)."""
+    from .cache_admin import hash_regular
+
     prefix = len(tree) + 1
     rows = []
     for path, level in done:

@@ -27,7 +27,6 @@ import io
 import json
 import os
 import posixpath
-import secrets
 import shutil
 import stat
 import sys
@@ -741,7 +740,7 @@ class WheelCache:
         check_path(self.root, self.tmp_dir)
         for stale in self.tmp_dir.glob(f"{key}-*"):
             remove_tree(stale, inside=self.root)
-        tmp = self.tmp_dir / f"{key}-{os.getpid()}-{secrets.token_hex(4)}"
+        tmp = self.tmp_dir / f"{key}-{os.getpid()}-{os.urandom(4).hex()}"
         tree = tmp / "tree"
         umask = _platform.umask()
         try:

@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import stat
 import sys
 import time
@@ -666,7 +665,7 @@ def _link_token(cache: WheelCache, key: str, env: str, token: str) -> bool:
         for found in glob.glob(os.path.join(glob.escape(env), pattern, glob.escape(entry.dist_info), "METADATA")):
             if not os.path.islink(found) or not os.path.realpath(found).startswith(inside):
                 continue
-            tmp = f"{token}.{secrets.token_hex(4)}.tmp"
+            tmp = f"{token}.{os.urandom(4).hex()}.tmp"
             try:
                 os.link(found, tmp, follow_symlinks=False)
                 os.replace(tmp, token)
@@ -803,7 +802,7 @@ def _remove_key(cache: WheelCache, key: str, forget_users: bool = True) -> None:
     with cache.lock(key):
         if not os.path.lexists(root):
             return
-        doomed = cache.tmp_dir / f"removing-{key}-{secrets.token_hex(4)}"
+        doomed = cache.tmp_dir / f"removing-{key}-{os.urandom(4).hex()}"
         _cachecore.rename(cache.root, root, doomed)  # gone from entries/ at once (through no link)
     remove_tree(doomed)
     if forget_users:

@@ -72,7 +72,7 @@ def _layout_install(cache: WheelCache, wheel: Path, venv: Path) -> None:
     install_wheel(wheel, venv=venv, cache=cache, link_mode="hardlink", compile_bytecode=False)
 
 
-@pytest.mark.parametrize("where", ["key", "dir", "name", "record-line", "script-source"])
+@pytest.mark.parametrize("where", ["key", "dir", "name", "record-line", "script-source", "entry-point-name"])
 def test_a_tampered_layout_is_computed_again(where: str, tmp_path: Path, venv: Path) -> None:
     cache = WheelCache(tmp_path / "cache")
     wheel = build_wheel(tmp_path / "w", demo_spec())
@@ -82,7 +82,7 @@ def test_a_tampered_layout_is_computed_again(where: str, tmp_path: Path, venv: P
     layout_file = entry.root / "layout.json"
     good = json.loads(layout_file.read_bytes())
     data = json.loads(layout_file.read_bytes())
-    root, groups, keys, lines, special, entry_points = data["layout"]
+    root, groups, keys, lines, special, entry_points, entry_scripts = data["layout"]
     index = next(i for i, line in enumerate(lines) if line)
     if where == "key":
         keys[index] = "../../../../escaped.py"
@@ -93,6 +93,9 @@ def test_a_tampered_layout_is_computed_again(where: str, tmp_path: Path, venv: P
     elif where == "record-line":
         # RECORD is what pip uninstall deletes by: a line naming another file
         lines[index] = "../../../../victim.txt,,\n"
+    elif where == "entry-point-name":
+        # a console script the layout keeps, written where its name says
+        entry_scripts[0][0] = "../../../../escaped-script"
     else:
         scripts = [s for s in special if s[1] == "write"]
         assert scripts, "the demo wheel has a #!python script"

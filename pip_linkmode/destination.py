@@ -530,8 +530,9 @@ class LinkingDestination(SchemeDictionaryDestination):
         # reading them where they land: those must be in place first.
         self.link_pending()
         self._write_record(scheme, record_file_path, records)
-        for file_scheme, record in records:
-            self._compile_bytecode(file_scheme, record)
+        if self.bytecode_optimization_levels or type(self)._compile_bytecode is not LinkingDestination._compile_bytecode:
+            for file_scheme, record in records:  # (installer's own compiles nothing without levels)
+                self._compile_bytecode(file_scheme, record)
 
     def _write_record(self, scheme: Scheme, record_file_path: str, records: list[tuple[Scheme, RecordEntry]]) -> None:
         """What installer's ``finalize_installation`` writes, byte for byte

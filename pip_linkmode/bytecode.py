@@ -418,6 +418,10 @@ def _compiling_pool(workers: int | None = None) -> Iterator[ProcessPoolExecutor 
     from concurrent.futures import ProcessPoolExecutor
 
     n = workers or os.cpu_count() or 1
+    if sys.platform != "win32":
+        from .linker.executor import stop_idle_threads
+
+        stop_idle_threads()  # (the pool forks its workers)
     pool = _StreamPool(n) if sys.platform == "win32" else ProcessPoolExecutor(n)
     try:
         yield pool

@@ -514,6 +514,8 @@ class LinkingDestination(SchemeDictionaryDestination):
             self._abandon()
             raise
         self._mark = None
+        self._handled.clear()  # (this install's: a later one on this destination starts afresh)
+        self._sources.clear()
 
     def _finalize(
         self,

@@ -113,7 +113,10 @@ class LayoutTarget:
 
     def write(self, scheme: str, path: str, data: bytes, executable: bool) -> Written:
         """Write a generated file (see ``Linker.write``); its RECORD fields."""
-        target = os.path.normpath(os.path.join(self.root(scheme), path))
+        root = self.root(scheme)
+        target = os.path.normpath(os.path.join(root, path))
+        if not target.startswith(root if root.endswith(os.sep) else root + os.sep):
+            raise ValueError(f"Attempting to write {path} outside of the target directory")
         digest, size = self.linker.write(
             target, data, executable=executable, exclusive=not self.overwrite, algorithm=self.hash_algorithm
         )

@@ -284,11 +284,14 @@ def _posix_scripts(entry_points: str) -> list[tuple[str, str, str]] | None:
 
     head = f"#!{_PLACEHOLDER}\n".encode()
     scripts: list[tuple[str, str, str]] = []
-    for name, module, attr, section in parse_entrypoints(entry_points):
-        script_name, data = Script(name, module, attr, section).generate(_PLACEHOLDER, "posix")
-        if script_name != name or not _plain_name(name) or not data.startswith(head):
-            return None
-        scripts.append((name, section, data[len(head):].decode("utf-8")))
+    try:
+        for name, module, attr, section in parse_entrypoints(entry_points):
+            script_name, data = Script(name, module, attr, section).generate(_PLACEHOLDER, "posix")
+            if script_name != name or not _plain_name(name) or not data.startswith(head):
+                return None
+            scripts.append((name, section, data[len(head):].decode("utf-8")))
+    except Exception:  # noqa: BLE001 - a file installer cannot parse: its own path raises its error
+        return None
     return scripts
 
 

@@ -337,3 +337,50 @@ def test_the_shebang_is_installers(where: str) -> None:
 
     _, data = Script("tool", "mod", "main", "console").generate(where, "posix")
     assert data.startswith(posix_shebang(where) + b"\n# -*- coding: utf-8 -*-\n")
+
+
+def test_a_layout_is_made_for_entry_points_installer_cannot_parse(tmp_path: Path) -> None:
+    """entry_points.txt with a duplicate key (real wheels ship such files):
+    the layout keeps no script text (installer's own path then raises its
+    own error where it parses them), and making it does not fail, so the
+    pip door, which writes scripts with pip's parser, still links."""
+    spec = demo_spec(name="dupes", long_paths=False)
+    spec.entry_points = "[pytest11]\nplugin = dupes.core\nplugin = dupes.core\n[console_scripts]\ndupes-hello = dupes.core:main\n"
+    wheel = build_wheel(tmp_path / "w", spec)
+    cache = WheelCache(tmp_path / "cache")
+    with cache.open(wheel) as source:
+        layout = placement.load_layout(source)
+    assert layout is not None and layout.entry_points and layout.scripts is None
+    assert placement._posix_scripts("[console_scripts]\nx = a:b\nx = a:c\n") is None
+
+
+def test_a_directory_that_is_there_is_looked_at_not_assumed_new(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group's directory that exists already (a mount point, a link to
+    another filesystem) is stat'ed for its own device, not given its
+    parent's: the worker-made-directory shortcut is for new ones only."""
+    lk = linker.Linker("hardlink", max_workers=2)
+    src = tmp_path / "src"
+    (src / "pkg").mkdir(parents=True)
+    (src / "pkg" / "a.txt").write_bytes(b"a")
+    (src / "b.txt").write_bytes(b"b")
+    dst = tmp_path / "dst"
+    (dst / "pkg").mkdir(parents=True)  # there already
+    new = dst / "new"
+    groups = [
+        (str(src), str(dst), ["b.txt"], [1], False),
+        (str(src / "pkg"), str(dst / "pkg"), ["a.txt"], [1], False),
+        (str(src / "pkg"), str(new), ["a.txt"], [1], False),
+    ]
+    deferred: dict[str, object] = {}
+    real = lk._later_dir
+
+    def later_dir(ddir: str, sdev: int) -> int | None:
+        deferred[ddir] = result = real(ddir, sdev)
+        return result
+
+    monkeypatch.setattr(lk, "_later_dir", later_dir)
+    lk.run_dirs(groups)
+    assert deferred[str(dst / "pkg")] is None  # there: its own device is read
+    assert deferred[str(new)] == os.stat(dst).st_dev  # new: left to the worker, on its parent's device
+    assert (dst / "pkg" / "a.txt").read_bytes() == b"a"
+    assert (new / "a.txt").read_bytes() == b"a" and str(new) in lk.created_dirs

@@ -90,6 +90,8 @@ _parent = os.path.dirname if os.altsep else _posix_parent
 
 _pools: dict[int, tuple[int, ThreadPoolExecutor]] = {}
 _pools_lock = threading.Lock()
+#: linkers with tasks in the shared pools now
+_pool_users = 0
 
 
 def _shared_pool(workers: int) -> ThreadPoolExecutor:
@@ -98,13 +100,41 @@ def _shared_pool(workers: int) -> ThreadPoolExecutor:
     destination and linker, starts its threads once (a thread start waits
     about a millisecond for a busy interpreter). Idle threads end with the
     interpreter; a forked child makes its own."""
+    global _pool_users
     with _pools_lock:
         known = _pools.get(workers)
         if known is None or known[0] != os.getpid():
             from concurrent.futures import ThreadPoolExecutor
 
             known = _pools[workers] = (os.getpid(), ThreadPoolExecutor(workers, thread_name_prefix="pip-linkmode"))
+        _pool_users += 1
         return known[1]
+
+
+def _release_pool() -> None:
+    global _pool_users
+    with _pools_lock:
+        _pool_users -= 1
+
+
+def stop_idle_threads() -> None:
+    """End the shared placing threads if no linker has tasks in them: a
+    process about to fork (a pool of compiling processes) then has no
+    threads of ours (Python 3.12+ warns that forking a threaded process
+    may deadlock the child)."""
+    with _pools_lock:
+        if _pool_users:
+            return
+        pools = [pool for pid, pool in _pools.values() if pid == os.getpid()]
+        _pools.clear()
+    for pool in pools:
+        pool.shutdown(wait=True)
+
+
+def _key(path: str) -> str:
+    """A path in one spelling for the tasks-in-flight table (Windows paths
+    come with both separators)."""
+    return path.replace(os.sep, "/") if os.altsep else path
 
 
 def _count_files(path: str) -> int:
@@ -304,6 +334,13 @@ class Linker:
         known = self.policy.known(sdev, pdev)
         if known is None or known.mode is LinkMode.COPY:
             return None
+        try:
+            os.lstat(self.platform.fspath(ddir))
+            return None  # there already (perhaps a mount point): looked at now
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return None
         self._dir_devs[ddir] = pdev
         self._unmade.add(ddir)
         return pdev
@@ -356,11 +393,11 @@ class Linker:
         after that still leaves it known to ``finish``)."""
         self._futures.append(future)
         for _, _, dp, names, _ in task:
-            self._inflight.setdefault(dp, []).append((future, names))
+            self._inflight.setdefault(_key(dp), []).append((future, names))
 
     def _settle_dir(self, dp: str, names: Sequence[str]) -> None:
         """Wait for tasks in flight that place any of ``names`` in ``dp``."""
-        inflight = self._inflight.get(dp)
+        inflight = self._inflight.get(_key(dp))
         if not inflight:
             return
         wanted = None
@@ -378,7 +415,7 @@ class Linker:
         if self._queued:
             self._flush()
         if self._inflight:
-            head, _, name = path.rpartition("/")
+            head, _, name = _key(path).rpartition("/")
             self._settle_dir(head + "/", (name,))
 
     def finish(self) -> None:
@@ -408,6 +445,9 @@ class Linker:
                 if first is None:
                     self._unmade.clear()  # every task made its directories
                 self._pooled.clear()
+                if self._pool is not None:
+                    self._pool = None
+                    _release_pool()
         if first is not None:
             raise first
 
@@ -639,8 +679,8 @@ class Linker:
                 os.mkdir(fs)
                 self.journal.made_dir(path)  # new: no temp files of a killed install in it
                 return parent_dev
-            except FileExistsError:
-                pass
+            except (FileExistsError, FileNotFoundError):
+                pass  # (not found: a parent a worker has yet to make; made below)
             except OSError as exc:
                 raise self.policy.error(exc, "create directory", path) from exc
         try:

@@ -8,7 +8,7 @@ import io
 import os
 import stat
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
@@ -19,8 +19,8 @@ from installer.utils import Scheme, parse_entrypoints
 
 from .bytecode import CachedPyc, ensure_bytecode, pyc_path
 from .cache import CachedFile, record_digest
-from .laidout import LayoutTarget, install_layout, may_exist, record_prefix
-from .linker import DirJob, Linker, LinkJob, LinkReport
+from .laidout import LayoutTarget, inside, install_layout, may_exist, record_prefix
+from .linker import Linker, LinkJob, LinkReport
 from .linker.files import TEMP_SUFFIX, beside
 from .modes import LinkMode, parse_link_mode
 from .placement import (
@@ -198,17 +198,18 @@ class LinkingDestination(SchemeDictionaryDestination):
         if layout is None:
             return False
         tree = str(source.entry.tree)
-        placement = Placement(link_groups(layout, tree, self._dir_of), source_root=tree)
+        place = self._layout_target()
+        placement = Placement(link_groups(layout, tree, place.dir_of), source_root=tree)
         pyc_rows: list[tuple[Scheme, RecordEntry]] = []
-        if self.bytecode_optimization_levels:
-            for pycs in pyc_dirs(source.cache, source.entry, self._levels, layout.root, self._dir_of):
+        if place.levels:
+            for pycs in pyc_dirs(source.cache, source.entry, place.levels, layout.root, place.dir_of):
                 placement.groups.append(pycs.group)
                 pyc_rows.extend(
                     (Scheme(pycs.scheme), RecordEntry(f"{pycs.rel_dir}/{pyc}", None, None)) for pyc in pycs.group[2]
                 )
         if not self.overwrite_existing:
             try:
-                self._refuse_existing(placement.groups)
+                place.refuse_existing(placement.groups)
             except FileExistsError:
                 return False  # one by one: raised at that file's call, as installer does
         report = execute(placement, self.linker, wait=False)
@@ -250,10 +251,6 @@ class LinkingDestination(SchemeDictionaryDestination):
                     if stream.source is not None:
                         self._users.append((stream.source.cache, stream.source.entry.key, self._env_dir()))
         return record
-
-    def _refuse_existing(self, groups: Sequence[DirJob]) -> None:
-        """``LayoutTarget.refuse_existing`` with this destination's view of its directories."""
-        self._layout_target().refuse_existing(groups)
 
     def _layout_target(self) -> LayoutTarget:
         assert self.linker is not None
@@ -399,12 +396,6 @@ class LinkingDestination(SchemeDictionaryDestination):
             return self.cached_bytecode
         return os.path.realpath(self.interpreter) == os.path.realpath(sys.executable)
 
-    def _scheme_root(self, scheme: str) -> str:
-        root = self._roots.get(scheme)
-        if root is None:
-            root = self._roots[scheme] = os.path.abspath(self.scheme_dict[scheme])
-        return root
-
     def _install_laid_out(
         self, source: CachedWheelSource, layout: Layout, additional_metadata: Mapping[str, bytes]
     ) -> None:
@@ -441,10 +432,6 @@ class LinkingDestination(SchemeDictionaryDestination):
         if self.destdir is None:
             return data
         return os.path.join(self.destdir, os.path.splitdrive(data)[1].lstrip("\\/"))
-
-    def _dir_of(self, scheme: str, rel: str) -> str:
-        root = self._scheme_root(scheme)
-        return f"{root}/{rel}" if rel else root
 
     def write_to_fs(
         self,
@@ -602,10 +589,7 @@ class LinkingDestination(SchemeDictionaryDestination):
         root = self._roots.get(scheme)
         if root is None:
             root = self._roots[scheme] = os.path.abspath(self.scheme_dict[scheme])
-        full = os.path.normpath(os.path.join(root, path))
-        if not full.startswith(root if root.endswith(os.sep) else root + os.sep) and full != root:
-            raise ValueError(f"Attempting to write {path} outside of the target directory")
-        return full
+        return inside(root, path)
 
 
 def _record_path(item: tuple[Scheme, RecordEntry]) -> str:

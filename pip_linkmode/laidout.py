@@ -27,7 +27,7 @@ from .placement import Layout, Placement, execute, link_groups, pyc_dirs, record
 if TYPE_CHECKING:
     from .cache import CachedWheel, WheelCache
 
-__all__ = ["LayoutTarget", "install_layout", "may_exist", "posix_shebang", "record_prefix"]
+__all__ = ["LayoutTarget", "inside", "install_layout", "may_exist", "posix_shebang", "record_prefix"]
 
 #: a generated file as RECORD lists it: (path in its scheme, hash field, size field)
 Written = tuple[str, str, str]
@@ -56,6 +56,15 @@ def may_exist(dirs_there: dict[str, bool], target: str) -> bool:
     if there is None:
         there = dirs_there[parent] = os.path.isdir(parent)
     return there and os.path.lexists(target)
+
+
+def inside(root: str, path: str) -> str:
+    """``path`` joined to the absolute ``root`` and normalised; installer's
+    ValueError if that leaves ``root``."""
+    full = os.path.normpath(os.path.join(root, path))
+    if not full.startswith(root if root.endswith(os.sep) else root + os.sep) and full != root:
+        raise ValueError(f"Attempting to write {path} outside of the target directory")
+    return full
 
 
 def record_prefix(scheme_dict: Mapping[str, str], scheme: str, root_scheme: str) -> str:
@@ -113,10 +122,7 @@ class LayoutTarget:
 
     def write(self, scheme: str, path: str, data: bytes, executable: bool) -> Written:
         """Write a generated file (see ``Linker.write``); its RECORD fields."""
-        root = self.root(scheme)
-        target = os.path.normpath(os.path.join(root, path))
-        if not target.startswith(root if root.endswith(os.sep) else root + os.sep):
-            raise ValueError(f"Attempting to write {path} outside of the target directory")
+        target = inside(self.root(scheme), path)
         digest, size = self.linker.write(
             target, data, executable=executable, exclusive=not self.overwrite, algorithm=self.hash_algorithm
         )

@@ -154,8 +154,9 @@ def prepare_corpus(corpus: Path, wheel_dir: Path) -> list[Path]:
 
 def tools_python(work: Path, pip_version: str) -> str:
     """An interpreter with the pip under test (the same one for plain pip and
-    for pip-linkmode's front end) and pip-linkmode's dependencies, importing
-    pip_linkmode from this repository through a .pth file."""
+    for pip-linkmode's front end) and pip-linkmode's dependencies with its
+    ``fast`` extra (zlib-ng), importing pip_linkmode from this repository
+    through a .pth file."""
     if not pip_version:
         return sys.executable
     venv = work / f"tools-pip-{pip_version}"
@@ -164,10 +165,12 @@ def tools_python(work: Path, pip_version: str) -> str:
         log(f"creating {venv} with pip {pip_version}")
         check_call([sys.executable, "-m", "venv", str(venv)])
         check_call([str(py), "-m", "pip", "install", "-q", f"pip=={pip_version}",
-                    "installer", "filelock", "packaging"])
+                    "installer", "filelock", "packaging", "zlib-ng"])
         site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                               capture_output=True, text=True, check=True).stdout.strip()
         Path(site, "pip_linkmode_repo.pth").write_text(str(REPO) + "\n")
+    elif subprocess.run([str(py), "-c", "import zlib_ng"], capture_output=True).returncode:
+        check_call([str(py), "-m", "pip", "install", "-q", "zlib-ng"])  # (made before the fast extra)
     return str(py)
 
 

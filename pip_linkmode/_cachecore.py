@@ -198,6 +198,9 @@ class UnsafeCachePath(CacheError, OSError):
             "never follows; remove it (someone may have tampered with the cache)"
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:  # (raised in a worker process, re-raised here)
+        return (type(self), (self.path,))
+
 
 class CacheNotWritable(CacheError, OSError):
     """A cache that this user must not write (or not use at all): one line

@@ -194,6 +194,8 @@ def _linked_run(run: Callable[[], int], argv: Sequence[str]) -> int:
     for line in heal_killed_installs(cache, _default_site_dirs(argv)):
         _warn(line)
     hook = _Hook(mode, cache)
+    if "--dry-run" in argv:
+        hook.early = None  # (nothing is installed: nothing to unpack ahead)
     with hook.attached():
         status = run()
     if hook.wheels:

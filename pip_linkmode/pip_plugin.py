@@ -453,6 +453,9 @@ class _Hook:
         self.refused: dict[str, InvalidWheel] = {}
         #: pip's InstallationError, once attached (pip 26.3 refuses imports mid-install)
         self.installation_error: type[Exception] = Exception
+        #: wheels unpacked while pip still resolves and downloads (None: not
+        #: for this run, a --dry-run, which installs nothing)
+        self.early: bytecode.EarlyUnpack | None = bytecode.EarlyUnpack(cache)
 
     def _active(self) -> _Active | None:
         return getattr(self.local, "active", None)
@@ -700,10 +703,26 @@ class _Hook:
             compiling = kwargs.get("pycompile", True)
             level = sys.flags.optimize
             with _ColdProgress(self.cache, wheels, bool(compiling), self.progress):
+                if self.early is not None:
+                    self.early.settle()  # (what it could not unpack, the pass below meets)
                 self._prepare(wheels, (level,) if compiling else ())
             return original(requirements, *args, **kwargs)
 
         return install_given_reqs
+
+    def wrap_prepare_linked(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        """Each wheel pip has found or downloaded, handed to the early
+        unpack as soon as pip has its file (pip resolves and downloads the
+        rest meanwhile)."""
+
+        def prepare_linked(preparer: Any, req: Any, *args: Any, **kwargs: Any) -> Any:
+            dist = original(preparer, req, *args, **kwargs)
+            path = getattr(req, "local_file_path", None)
+            if self.early is not None and isinstance(path, str) and path.endswith(".whl") and not getattr(req, "editable", False):
+                self.early.add(path)
+            return dist
+
+        return prepare_linked
 
     def _prepare(self, wheels: list[str], levels: tuple[int, ...]) -> None:
         """``bytecode.prepare`` for the wheels the cache takes; each wheel it
@@ -726,6 +745,7 @@ class _Hook:
     def attached(self) -> Iterator[None]:
         from pip._internal.commands import install as install_cmd
         from pip._internal.exceptions import InstallationError
+        from pip._internal.operations import prepare as prepare_mod
         from pip._internal.operations.install import wheel as wheel_mod
         from pip._internal.req import req_install
 
@@ -747,9 +767,14 @@ class _Hook:
         patch(compileall, "compile_file", self.wrap_compile_file(compileall.compile_file))
         if hasattr(wheel_mod, "replace"):  # how pip puts INSTALLER, RECORD... in place
             patch(wheel_mod, "replace", self.wrap_replace(wheel_mod.replace))
+        preparer = prepare_mod.RequirementPreparer
+        if hasattr(preparer, "_prepare_linked_requirement"):  # every pip we support: where a file arrives
+            patch(preparer, "_prepare_linked_requirement", self.wrap_prepare_linked(preparer._prepare_linked_requirement))
         try:
             yield
         finally:
+            if self.early is not None:
+                self.early.close()
             with contextlib.suppress(Exception):  # every wheel has finished or failed
                 self.linker.close()  # its helper processes, if any
             for owner, attr, old in reversed(saved):
@@ -1111,6 +1136,10 @@ def _reexec_with(python: str, argv: Sequence[str], into: str | None = None) -> i
         mod.__name__: os.path.dirname(os.path.abspath(mod.__file__ or ""))
         for mod in (pip_linkmode, installer, filelock, packaging, pip)
     }
+    with contextlib.suppress(ImportError):  # the faster inflater, where this environment has one
+        import zlib_ng  # (an interpreter its build does not fit falls back to zlib)
+
+        dirs["zlib_ng"] = os.path.dirname(os.path.abspath(zlib_ng.__file__ or ""))
     env = dict(os.environ)
     env.pop("PIP_PYTHON", None)  # followed here: pip there must not run itself elsewhere again
     return subprocess.call([found, "-c", _REEXEC_CODE, json.dumps(dirs), into or "", *argv], env=env)
@@ -1204,6 +1233,7 @@ class _PipView:
     no_cache: bool  # --no-cache-dir / PIP_NO_CACHE_DIR
     wants_help: bool
     progress: str = "lines"  # a cold install's progress: "bar" on a terminal (pip's --progress-bar permitting)
+    dry_run: bool = False
 
 
 def _pip_view(pip_args: Sequence[str]) -> _PipView:
@@ -1220,10 +1250,10 @@ def _pip_view(pip_args: Sequence[str]) -> _PipView:
             options, _ = command.parser.parse_args(args)
         bar = getattr(options, "progress_bar", "on") != "off" and sys.stderr.isatty()
         return _PipView(int(options.verbose) - int(options.quiet), options.cache_dir is False, wants_help,
-                        "bar" if bar else "lines")
+                        "bar" if bar else "lines", bool(getattr(options, "dry_run", False)))
     except (Exception, SystemExit):  # noqa: BLE001 - pip says what is wrong when it runs
         verbosity = _count_flag(args, "v", "--verbose") - _count_flag(args, "q", "--quiet")
-        return _PipView(verbosity, "--no-cache-dir" in args, wants_help)
+        return _PipView(verbosity, "--no-cache-dir" in args, wants_help, dry_run="--dry-run" in args)
 
 
 def _count_flag(args: Sequence[str], short: str, long: str) -> int:
@@ -1332,6 +1362,8 @@ def main_install(argv: Sequence[str], *, follow_virtual_env: bool = False, into:
             print(f"pip-linkmode: {line}", file=sys.stderr)
         hook = _Hook(opts.mode, cache)
         hook.progress = "off" if view.verbosity < 0 else view.progress
+        if view.dry_run:
+            hook.early = None
         if hook.progress == "bar":  # now: pip 26.3 refuses imports while it installs
             import pip._vendor.rich.console
             import pip._vendor.rich.progress  # noqa: F401

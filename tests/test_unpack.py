@@ -1,0 +1,290 @@
+"""Unpacking into the cache: large members read by the cache's own reader
+(with zlib-ng's inflater and with the stdlib's), and large first installs
+unpacked by worker processes."""
+
+from __future__ import annotations
+
+import functools
+import os
+import pickle
+import sys
+import zipfile
+import zlib
+from pathlib import Path
+
+import pytest
+from wheelmaker import WheelSpec, build_wheel
+
+from pip_linkmode import InvalidWheel, WheelCache, bytecode
+from pip_linkmode import cache as cache_mod
+from pip_linkmode._cachecore import UnsafeCachePath
+
+try:
+    from zlib_ng import zlib_ng
+except ImportError:  # pragma: no cover - where zlib-ng publishes no wheel
+    zlib_ng = None
+
+INFLATERS = [pytest.param(zlib, id="stdlib-zlib"), pytest.param(
+    zlib_ng, id="zlib-ng", marks=pytest.mark.skipif(zlib_ng is None, reason="zlib-ng has no wheel for this platform"))]
+LARGE = cache_mod._WHOLE + 1
+
+
+def _low_entropy(size: int) -> bytes:
+    """About one bit per byte: deflate shrinks it about 6 times, so a large
+    member's compressed chunk inflates to more than one output chunk."""
+    return os.urandom(size).translate(bytes(97 + (i & 1) for i in range(256)))
+
+
+def _members() -> dict[str, bytes]:
+    return {
+        "big/random.bin": os.urandom(cache_mod._CHUNK * 2 + 12345),  # stays large compressed: several reads
+        "big/expands.txt": _low_entropy(cache_mod._CHUNK * 5),  # one read inflates to several chunks
+        "big/tool.py": (b"#!python\n" + os.urandom(LARGE)),
+        "big/__init__.py": b"",
+    }
+
+
+def _stored(wheel: Path, names: set[str]) -> Path:
+    """The wheel rewritten with ``names`` stored, not deflated."""
+    with zipfile.ZipFile(wheel) as zf:
+        members = [(info, zf.read(info)) for info in zf.infolist()]
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for info, data in members:
+            info.compress_type = zipfile.ZIP_STORED if info.filename in names else zipfile.ZIP_DEFLATED
+            zf.writestr(info, data)
+    return wheel
+
+
+def _central(raw: bytearray, name: str) -> int:
+    """The offset of ``name``'s central directory record."""
+    at = raw.find(b"PK\x01\x02")
+    while at != -1:
+        name_len = int.from_bytes(raw[at + 28 : at + 30], "little")
+        if raw[at + 46 : at + 46 + name_len] == name.encode():
+            return at
+        at = raw.find(b"PK\x01\x02", at + 4)
+    raise AssertionError(f"{name} not in the central directory")
+
+
+@pytest.mark.parametrize("inflater", INFLATERS)
+@pytest.mark.parametrize("stored", [False, True], ids=["deflated", "stored"])
+def test_large_members_unpack_to_what_zipfile_reads(
+    inflater: object, stored: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache_mod, "_inflater", inflater)
+    files = _members()
+    wheel = build_wheel(tmp_path / "w", WheelSpec(name="big", files=files))
+    if stored:
+        _stored(wheel, set(files))
+    with zipfile.ZipFile(wheel) as zf:
+        large = [i.filename for i in zf.infolist() if i.compress_size > cache_mod._WHOLE]
+    assert set(large) == {"big/random.bin", "big/expands.txt", "big/tool.py"}  # the chunked reader's
+    entry = WheelCache(tmp_path / "cache").get(wheel)
+    for name, data in files.items():
+        assert (entry.tree / name).read_bytes() == data, name
+    shebangs = {f.path for f in entry.files if f.python_shebang}
+    assert shebangs == {"big/tool.py"}  # the first bytes of a chunked member are seen
+
+
+@pytest.mark.parametrize("inflater", INFLATERS)
+@pytest.mark.parametrize("stored", [False, True], ids=["deflated", "stored"])
+def test_a_large_member_with_a_flipped_byte_is_refused(
+    inflater: object, stored: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache_mod, "_inflater", inflater)
+    body = os.urandom(cache_mod._CHUNK + LARGE)
+    wheel = build_wheel(tmp_path / "w", WheelSpec(name="flip", files={"flip/data.bin": body}))
+    if stored:
+        _stored(wheel, {"flip/data.bin"})
+    raw = bytearray(wheel.read_bytes())
+    with zipfile.ZipFile(wheel) as zf:
+        info = zf.getinfo("flip/data.bin")
+    at = info.header_offset + 30 + len(info.filename) + cache_mod._CHUNK + 100  # in its second chunk
+    raw[at] ^= 0xFF
+    wheel.write_bytes(bytes(raw))
+    with pytest.raises(InvalidWheel) as caught:
+        WheelCache(tmp_path / "cache").get(wheel)
+    assert caught.value.member == "flip/data.bin"
+    assert "cannot be read" in caught.value.reason
+    assert not list((tmp_path / "cache" / "entries").iterdir())
+
+
+@pytest.mark.parametrize("inflater", INFLATERS)
+def test_a_large_member_whose_data_ends_early_is_refused(
+    inflater: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The zip and RECORD both declare more bytes than the deflate stream holds."""
+    monkeypatch.setattr(cache_mod, "_inflater", inflater)
+    body = os.urandom(LARGE * 2)
+    declared = len(body) + 1000
+
+    def bigger(rows: list[list[str]]) -> list[list[str]]:
+        for row in rows:
+            if row[0] == "short/data.bin":
+                row[2] = str(declared)
+        return rows
+
+    wheel = build_wheel(tmp_path / "w", WheelSpec(name="short", files={"short/data.bin": body}, record_hook=bigger))
+    raw = bytearray(wheel.read_bytes())
+    at = _central(raw, "short/data.bin")
+    raw[at + 24 : at + 28] = declared.to_bytes(4, "little")
+    wheel.write_bytes(bytes(raw))
+    with pytest.raises(InvalidWheel) as caught:
+        WheelCache(tmp_path / "cache").get(wheel)
+    assert caught.value.member == "short/data.bin"
+    assert "ended before the declared size" in caught.value.reason
+
+
+@pytest.mark.parametrize("inflater", INFLATERS)
+def test_a_large_member_is_read_up_to_its_declared_size_as_zipfile_does(
+    inflater: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Data past the declared size is not read (zipfile stops there too):
+    the member is its declared bytes, held to the CRC and RECORD of those."""
+    monkeypatch.setattr(cache_mod, "_inflater", inflater)
+    body = os.urandom(LARGE * 2)
+    declared = body[: LARGE + 7]
+    from wheelmaker import record_hash
+
+    def smaller(rows: list[list[str]]) -> list[list[str]]:
+        for row in rows:
+            if row[0] == "long/data.bin":
+                row[1], row[2] = record_hash(declared), str(len(declared))
+        return rows
+
+    wheel = build_wheel(tmp_path / "w", WheelSpec(name="long", files={"long/data.bin": body}, record_hook=smaller))
+    raw = bytearray(wheel.read_bytes())
+    at = _central(raw, "long/data.bin")
+    raw[at + 16 : at + 20] = zlib.crc32(declared).to_bytes(4, "little")
+    raw[at + 24 : at + 28] = len(declared).to_bytes(4, "little")
+    wheel.write_bytes(bytes(raw))
+    with zipfile.ZipFile(wheel) as zf:
+        assert zf.read("long/data.bin") == declared
+    entry = WheelCache(tmp_path / "cache").get(wheel)
+    assert (entry.tree / "long/data.bin").read_bytes() == declared
+
+
+def test_errors_raised_in_a_worker_process_keep_their_fields() -> None:
+    bad = pickle.loads(pickle.dumps(InvalidWheel("/w/x-1.0-py3-none-any.whl", "x/a.py", "hash contradicts RECORD")))
+    assert (bad.wheel, bad.member, bad.reason) == ("/w/x-1.0-py3-none-any.whl", "x/a.py", "hash contradicts RECORD")
+    assert str(bad) == "invalid wheel x-1.0-py3-none-any.whl, member 'x/a.py': hash contradicts RECORD"
+    unsafe = pickle.loads(pickle.dumps(UnsafeCachePath("/c/entries/k")))
+    assert unsafe.path == "/c/entries/k" and str(unsafe) == str(UnsafeCachePath("/c/entries/k"))
+
+
+def _wheels(directory: Path, n: int) -> list[Path]:
+    return [
+        build_wheel(directory, WheelSpec(name=f"p{i}", files={f"p{i}/__init__.py": f"N = {i}\n".encode(),
+                                                               f"p{i}/blob.bin": os.urandom(20_000)}))
+        for i in range(n)
+    ]
+
+
+def _recording_pids(monkeypatch: pytest.MonkeyPatch, log: Path, die_on: str | None = None) -> None:
+    """``_unpack_here`` noting the process it runs in (and, for ``die_on``,
+    a worker that dies), inherited by the forked workers."""
+    original = bytecode._unpack_here
+
+    @functools.wraps(original)
+    def unpack_here(root: str, wheel: str) -> tuple[object, bool]:
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()} {os.path.basename(wheel)}\n")
+        if die_on is not None and os.path.basename(wheel).startswith(die_on):
+            os._exit(9)
+        return original(root, wheel)
+
+    monkeypatch.setattr(bytecode, "_unpack_here", unpack_here)
+
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="worker processes unpack on Linux only (fork)")
+
+
+@linux_only
+def test_a_large_first_install_unpacks_in_worker_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wheels = _wheels(tmp_path / "w", 4)
+    log = tmp_path / "pids"
+    _recording_pids(monkeypatch, log)
+    monkeypatch.setattr(bytecode, "_PROCESSES_FROM", 0)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    cache = WheelCache(tmp_path / "c1")
+    entries = bytecode.prepare(cache, [*wheels, wheels[0]])
+    pids = {line.split()[0] for line in log.read_text().splitlines()}
+    assert pids and str(os.getpid()) not in pids  # every wheel went to a worker
+    assert len(log.read_text().splitlines()) == 4  # the repeated wheel once
+    assert sorted(cache.unpacked) == sorted(e.key for e in entries[:4])
+    threaded = WheelCache(tmp_path / "c2")
+    monkeypatch.setattr(bytecode, "_PROCESSES_FROM", 1 << 60)
+    same = bytecode.prepare(threaded, wheels)
+    assert [e.key for e in entries] == [e.key for e in [*same, same[0]]]
+    for a, b in zip(entries, same, strict=False):
+        assert [f[:3] for f in a.files] == [f[:3] for f in b.files]
+        assert (a.tree / f"{a.name}/blob.bin").read_bytes() == (b.tree / f"{b.name}/blob.bin").read_bytes()
+
+
+@linux_only
+def test_a_wheel_refused_in_a_worker_is_refused_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wheels = _wheels(tmp_path / "w", 3)
+    bad = build_wheel(tmp_path / "w", WheelSpec(name="bad", files={"bad/a.py": b"a"}, record_hook=lambda rows: [
+        [r[0], "sha256=AAAA", r[2]] if r[0] == "bad/a.py" else r for r in rows]))
+    monkeypatch.setattr(bytecode, "_PROCESSES_FROM", 0)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    cache = WheelCache(tmp_path / "c")
+    with pytest.raises(InvalidWheel) as caught:
+        bytecode.prepare(cache, [*wheels, bad])
+    assert (caught.value.wheel, caught.value.member) == (str(bad), "bad/a.py")
+    assert "hash contradicts RECORD" in caught.value.reason
+    assert not list(cache.tmp_dir.iterdir())  # the worker cleaned up after itself
+
+
+@linux_only
+def test_a_worker_that_dies_leaves_its_wheels_to_the_installing_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wheels = _wheels(tmp_path / "w", 3)
+    log = tmp_path / "pids"
+    _recording_pids(monkeypatch, log, die_on="p1")
+    monkeypatch.setattr(bytecode, "_PROCESSES_FROM", 0)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    cache = WheelCache(tmp_path / "c")
+    entries = bytecode.prepare(cache, wheels)
+    assert [e.name for e in entries] == ["p0", "p1", "p2"]
+    for e in entries:
+        assert (e.tree / f"{e.name}/__init__.py").read_text() == f"N = {e.name[1:]}\n"
+    assert any(line.endswith("p1-1.0-py3-none-any.whl") for line in log.read_text().splitlines())
+
+
+@linux_only
+def test_the_pip_door_unpacks_each_wheel_as_pip_prepares_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hook on pip's preparer hands each prepared wheel file to worker
+    processes while pip goes on; the install's own pass then finds them."""
+    from pip_linkmode.modes import LinkMode
+    from pip_linkmode.pip_plugin import _Hook
+
+    wheels = _wheels(tmp_path / "w", 3)
+    log = tmp_path / "pids"
+    _recording_pids(monkeypatch, log)
+    monkeypatch.setattr(bytecode, "_PROCESSES_FROM", 0)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    cache = WheelCache(tmp_path / "c")
+    hook = _Hook(LinkMode.HARDLINK, cache)
+    assert hook.early is not None
+
+    class Req:
+        def __init__(self, path: str | None, editable: bool = False) -> None:
+            self.local_file_path, self.editable = path, editable
+
+    prepared: list[str | None] = []
+    prepare = hook.wrap_prepare_linked(lambda preparer, req, *a, **k: prepared.append(req.local_file_path) or "dist")
+    try:
+        for req in (Req(str(wheels[0])), Req(None), Req(str(tmp_path / "x.tar.gz")), Req(str(wheels[1])),
+                    Req(str(wheels[2]), editable=True), Req(str(wheels[0]))):
+            assert prepare(object(), req) == "dist"  # pip's result, passed on
+        assert len(prepared) == 6
+        hook.early.settle()
+    finally:
+        hook.early.close()
+    done = [line.split()[1] for line in log.read_text().splitlines()]
+    assert sorted(done) == sorted(w.name for w in wheels[:2])  # each wheel file once, editable and sdists not
+    assert str(os.getpid()) not in {line.split()[0] for line in log.read_text().splitlines()}
+    assert len(cache.unpacked) == 2
+    assert all(cache.get_indexed(w) is not None for w in wheels[:2])

@@ -55,7 +55,9 @@ def _value_options() -> set[str]:
 
 def _split_command(args: Sequence[str]) -> tuple[list[str], str | None, list[str]]:
     """(general options, command, the command's arguments), as pip splits them."""
-    takes_value = _value_options()
+    # pip's table costs importing pip's option parser (urllib3, ssl, rich:
+    # 0.3 s): only where general options come first
+    takes_value = _value_options() if args and args[0].startswith("-") else set()
     i = 0
     while i < len(args) and args[i].startswith("-") and args[i] not in ("-", "--"):
         arg = args[i]
@@ -164,7 +166,7 @@ def _ours(general: Sequence[str], known: Sequence[str]) -> list[str]:
     knows (``-q`` too); pip's others mean nothing to it."""
     out: list[str] = []
     i = 0
-    takes_value = _value_options()
+    takes_value = _value_options() if general else set()
     while i < len(general):
         arg = general[i]
         name = arg.partition("=")[0]

@@ -191,6 +191,29 @@ def test_cache_info_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     assert proc.stderr == ""
 
 
+_NO_PIP = """
+import sys
+from pip_linkmode.cli import main
+status = main(sys.argv[1:])
+imported = sorted(m for m in sys.modules if m == "pip" or m.startswith("pip."))
+print("pip modules:", imported[:5])
+sys.exit(status)
+"""
+
+
+@pytest.mark.parametrize("command", [["venv", "-q", "--without-pip", "{dir}/env"], ["cache", "info"],
+                                     ["-q", "venv", "-q", "--without-pip", "{dir}/env2"]])
+def test_our_own_commands_do_not_import_pip(command: list[str], tmp_path: Path) -> None:
+    """Finding the command among pip's general options takes pip's option
+    table (0.3 s of imports): only where general options come first."""
+    argv = [a.replace("{dir}", str(tmp_path)) for a in command]
+    proc = subprocess.run([sys.executable, "-c", _NO_PIP, *argv, "--cache-dir", str(tmp_path / "c")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    expect = "pip modules: []" if not command[0].startswith("-") else "pip modules: ['pip', "
+    assert expect in proc.stdout, proc.stdout
+
+
 # -- pip's commands, ours, and help -------------------------------------------------
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import hashlib
 import io
 import json
 import os
@@ -589,12 +588,14 @@ def _pack_wheel(out_dir: Path, dist: Any, files: dict[str, Path]) -> Path:
         b"Wheel-Version: 1.0\nGenerator: pip-linkmode (repacked installed copy)\n"
         b"Root-Is-Purelib: true\nTag: py3-none-any\n"
     )
+    from hashlib import sha256  # (only here: a seeded venv imports no hashlib)
+
     record_path = f"{dist_info}/RECORD"
     buf = io.StringIO()
     writer = csv.writer(buf, delimiter=",", quotechar='"', lineterminator="\n")
     for arc in sorted(members):
         data = members[arc]
-        writer.writerow([arc, "sha256=" + record_digest(hashlib.sha256(data).digest()), str(len(data))])
+        writer.writerow([arc, "sha256=" + record_digest(sha256(data).digest()), str(len(data))])
     writer.writerow([record_path, "", ""])
     members[record_path] = buf.getvalue().encode("utf-8")
     out = out_dir / f"{name}-{version}-py3-none-any.whl"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import logging
 import os
 import signal
@@ -733,7 +732,9 @@ class Linker:
         parent = os.path.dirname(target)
         self.ensure_dir(parent)
         self.sweep_temps(parent)
-        hasher = hashlib.new(algorithm)
+        from hashlib import new  # (a replayed plan writes nothing: imports none)
+
+        hasher = new(algorithm)
         size = 0
 
         def chunks() -> Iterator[bytes]:

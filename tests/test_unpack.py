@@ -288,3 +288,31 @@ def test_the_pip_door_unpacks_each_wheel_as_pip_prepares_it(tmp_path: Path, monk
     assert str(os.getpid()) not in {line.split()[0] for line in log.read_text().splitlines()}
     assert len(cache.unpacked) == 2
     assert all(cache.get_indexed(w) is not None for w in wheels[:2])
+
+
+@linux_only
+def test_a_worker_killed_mid_unpack_leaves_nothing_half_done(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that dies between two members of a wheel: the installing
+    process unpacks that wheel itself (its lock died with the worker), the
+    half-filled temporary tree is swept, and every entry is whole."""
+    wheels = _wheels(tmp_path / "w", 3)
+    parent = os.getpid()
+    original = cache_mod._Unpacker._write
+
+    def dying_write(self: cache_mod._Unpacker, info: zipfile.ZipInfo, *args: object, **kwargs: object) -> bool:
+        if os.getpid() != parent and info.filename == "p1/blob.bin":
+            (tmp_path / "died").write_text(str(os.getpid()))
+            os._exit(9)  # after p1/__init__.py, before its blob
+        return original(self, info, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cache_mod._Unpacker, "_write", dying_write)
+    monkeypatch.setattr(bytecode, "_PROCESSES_FROM", 0)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    cache = WheelCache(tmp_path / "c")
+    entries = bytecode.prepare(cache, wheels)
+    assert (tmp_path / "died").is_file()  # a worker did die mid-unpack
+    assert [e.name for e in entries] == ["p0", "p1", "p2"]
+    blob = zipfile.ZipFile(wheels[1]).read("p1/blob.bin")
+    assert (entries[1].tree / "p1/blob.bin").read_bytes() == blob
+    assert not list(cache.tmp_dir.iterdir())  # the dead worker's tree is gone
+    assert sorted(p.name for p in cache.entries_dir.iterdir()) == sorted(e.key for e in entries)

@@ -35,7 +35,6 @@ import logging
 import os
 import py_compile
 import stat
-import subprocess
 import sys
 import threading
 import zipfile
@@ -48,6 +47,16 @@ from pathlib import Path
 from typing import Any
 
 from . import bytecode
+from ._reexec import (  # noqa: F401 - also reached here by name (tests)
+    UsageError,
+    _interpreter,
+    _Options,
+    _reexec_with,
+    _same_interpreter,
+    _split_options,
+    _without_python_option,
+    elsewhere,
+)
 from .cache import (
     _SIGNATURES,
     ENV_CACHE_DIR,
@@ -60,7 +69,7 @@ from .cache import (
 from .cache_admin import record_user
 from .install import SCHEME_KEYS
 from .linker import Linker, LinkJob, LinkReport, write_beside
-from .modes import CHOICES, ENV_LINK_MODE, LinkMode, link_mode_from_env, parse_link_mode
+from .modes import CHOICES, ENV_LINK_MODE, LinkMode
 from .placement import Placement, execute, link_groups, load_layout, pyc_dirs
 from .source import CachedWheelSource
 
@@ -878,18 +887,6 @@ class _ColdProgress:
                 progress.update(task, completed=len(self.seen), description=self._phase())
 
 
-@dataclass
-class _Options:
-    mode: LinkMode
-    cache_dir: str | None
-    python: str | None
-    pip_args: list[str]
-
-
-class UsageError(Exception):
-    pass
-
-
 def _remove_placed(paths: Sequence[str], scheme: Any) -> None:
     roots = {os.path.abspath(getattr(scheme, k)) for k in SCHEME_KEYS
              if scheme is not None and getattr(scheme, k, None)}
@@ -1026,54 +1023,6 @@ def _remove_empty_dist_info(scheme: Any, dist_info: str) -> None:
                 os.rmdir(os.path.join(root, dist_info))  # only if empty
 
 
-def _split_options(argv: Sequence[str]) -> _Options:
-    """Take out our options; everything else goes to ``pip install`` unchanged.
-
-    ``--cache-dir`` is both ours and pip's: pip keeps its HTTP and wheel
-    caches there, we keep the unpacked entries beside them.
-    """
-    mode: LinkMode | None = None
-    cache_dir: str | None = None
-    python: str | None = None
-    rest: list[str] = []
-    args = list(argv)
-    i = 0
-
-    def value(opt: str) -> str:
-        nonlocal i
-        if i + 1 >= len(args):
-            raise UsageError(f"{opt} needs a value")
-        i += 1
-        return args[i]
-
-    while i < len(args):
-        arg = args[i]
-        if arg == "--":
-            rest.extend(args[i:])
-            break
-        name, eq, inline = arg.partition("=")
-        if name == "--link-mode":
-            raw = inline if eq else value(name)
-            try:
-                mode = parse_link_mode(raw)
-            except ValueError as exc:
-                raise UsageError(str(exc)) from None
-        elif name == "--cache-dir":
-            cache_dir = inline if eq else value(name)
-            rest.extend(["--cache-dir", cache_dir])
-        elif name == "--python":
-            python = inline if eq else value(name)
-        else:
-            rest.append(arg)
-        i += 1
-    if mode is None:
-        try:
-            mode = link_mode_from_env()
-        except ValueError as exc:
-            raise UsageError(f"{ENV_LINK_MODE}: {exc}") from None
-    return _Options(mode, cache_dir, python, rest)
-
-
 def _run_pip(args: Sequence[str]) -> int:
     from pip._internal.cli.main import main as pip_main
 
@@ -1090,94 +1039,6 @@ def _run_pip(args: Sequence[str]) -> int:
 #: environment. A finder on ``sys.meta_path`` needs no link of any kind (a
 #: directory symlink needs privilege on Windows, and a junction would be one
 #: more thing to clean up).
-_REEXEC_CODE = """\
-import sys
-if sys.version_info < (3, 10):
-    sys.stderr.write("pip-linkmode: %s is Python %d.%d; pip-linkmode installs into Python 3.10 to 3.13 "
-                     "(use plain pip there: python -m pip install ...)\\n"
-                     % (sys.executable, sys.version_info[0], sys.version_info[1]))
-    sys.exit(2)
-import importlib.util, json, os
-_dirs = json.loads(sys.argv[1])
-class _Ours:
-    @staticmethod
-    def find_spec(name, path=None, target=None):
-        where = _dirs.get(name)
-        if where is None:
-            return None
-        init = os.path.join(where, "__init__.py")
-        return importlib.util.spec_from_file_location(name, init, submodule_search_locations=[where])
-sys.meta_path.insert(0, _Ours)
-from pip_linkmode.pip_plugin import main_install
-sys.exit(main_install(sys.argv[3:], into=sys.argv[2] or None))
-"""
-
-
-def _reexec_with(python: str, argv: Sequence[str], into: str | None = None) -> int:
-    """Run ``pip-linkmode install`` inside another interpreter, as pip's
-    ``--python`` runs pip there, so it installs into that interpreter's
-    environment. Only our code and its dependencies are importable there
-    (by name, from this environment's copies), not this environment's other
-    packages. ``into``: why that environment, for the summary."""
-    import json
-
-    import filelock
-    import installer
-    import packaging
-    import pip
-
-    import pip_linkmode
-
-    found = _interpreter(python)
-    if found is None:
-        print(f"pip-linkmode: no Python interpreter at {python}", file=sys.stderr)
-        return 2
-    dirs = {
-        mod.__name__: os.path.dirname(os.path.abspath(mod.__file__ or ""))
-        for mod in (pip_linkmode, installer, filelock, packaging, pip)
-    }
-    with contextlib.suppress(ImportError):  # the faster inflater, where this environment has one
-        import zlib_ng  # (an interpreter its build does not fit falls back to zlib)
-
-        dirs["zlib_ng"] = os.path.dirname(os.path.abspath(zlib_ng.__file__ or ""))
-    env = dict(os.environ)
-    env.pop("PIP_PYTHON", None)  # followed here: pip there must not run itself elsewhere again
-    return subprocess.call([found, "-c", _REEXEC_CODE, json.dumps(dirs), into or "", *argv], env=env)
-
-
-def _interpreter(python: str) -> str | None:
-    """What ``--python`` names, read as pip reads it: an interpreter, or a
-    virtual environment's directory (its ``bin/python`` or
-    ``Scripts/python.exe``); None where there is none."""
-    if os.path.isdir(python):
-        candidates = [os.path.join(python, exe) for exe in ("bin/python", "Scripts/python.exe")]
-        return next((exe for exe in candidates if os.path.isfile(exe)), None)
-    return python if os.path.exists(python) else None
-
-
-def _same_interpreter(python: str) -> bool:
-    """Is ``python`` this interpreter? A venv's python is a symlink to its
-    base interpreter (POSIX) or a launcher that starts it (Windows):
-    compare the paths as given, not resolved, or the venv would be ignored;
-    on Windows in any case."""
-    found = _interpreter(python)
-    here = os.path.normcase(os.path.abspath(sys.executable))
-    return found is not None and os.path.normcase(os.path.abspath(found)) == here
-
-
-def _without_python_option(argv: Sequence[str]) -> list[str]:
-    out: list[str] = []
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--python":
-            skip = True
-        elif not arg.startswith("--python="):
-            out.append(arg)
-    return out
-
-
 def _preload() -> None:
     """Import now what the hook may need mid-install: pip 26.3 refuses new
     imports while it installs (it guards against half-replaced packages)."""
@@ -1262,13 +1123,6 @@ def _count_flag(args: Sequence[str], short: str, long: str) -> int:
                if a == long or (a[:1] == "-" and a[1:2] != "-" and set(a[1:]) == {short}))
 
 
-def _is_this_environment(prefix: str) -> bool:
-    try:
-        return os.path.samefile(prefix, sys.prefix)
-    except OSError:
-        return False
-
-
 def _temporary_cache_dir() -> str:
     """A cache for one ``--no-cache-dir`` run: in the temporary directory
     where that is on the environment's filesystem (so files can still be
@@ -1324,13 +1178,9 @@ def main_install(argv: Sequence[str], *, follow_virtual_env: bool = False, into:
     except UsageError as exc:
         print(f"pip-linkmode install: error: {exc} (link modes: {', '.join(CHOICES)})", file=sys.stderr)
         return 2
-    python = opts.python or os.environ.get("PIP_PYTHON") or None
-    if python is None and follow_virtual_env:
-        active = os.environ.get("VIRTUAL_ENV")
-        if active and not _is_this_environment(active):
-            python, into = active, f"the active virtual environment {active} (VIRTUAL_ENV)"
-    if python and not _same_interpreter(python):
-        return _reexec_with(python, _without_python_option(argv), into)
+    there = elsewhere(argv, follow_virtual_env)
+    if there is not None:
+        return _reexec_with(there[0], _without_python_option(argv), there[1] or into)
     os.environ.pop("PIP_PYTHON", None)  # this interpreter: pip must not run itself elsewhere
     view = _pip_view(opts.pip_args)
     if view.wants_help:

@@ -107,6 +107,30 @@ def test_python_and_pip_python_before_the_command(six_wheels: Path, tmp_path: Pa
     assert _six(venv).stat().st_nlink == 3 and SHORT.search(proc.stderr), proc.stderr
 
 
+_OUTER = """
+import sys
+from pip_linkmode.cli import main
+status = main(sys.argv[1:])
+heavy = sorted(m for m in ("pip_linkmode.pip_plugin", "filelock", "installer", "pip._internal") if m in sys.modules)
+print("outer imported:", heavy)
+sys.exit(status)
+"""
+
+
+def test_installing_into_another_interpreter_starts_it_without_our_install_imports(
+    six_wheels: Path, tmp_path: Path
+) -> None:
+    """The process that only re-runs the install in ``--python``'s
+    interpreter imports none of what installing needs (0.15 s)."""
+    venv = make_venv(tmp_path / "v")
+    links = ["--no-index", "--find-links", str(six_wheels), "--cache-dir", str(tmp_path / "cache")]
+    proc = subprocess.run([sys.executable, "-c", _OUTER, "install", "--python", str(venv), *links, "six==1.16.0"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "outer imported: []" in proc.stdout, proc.stdout
+    assert _six(venv).stat().st_nlink == 2 and SHORT.search(proc.stderr), proc.stderr
+
+
 @pytest.mark.skipif(os.name == "nt", reason="the interpreters older than 3.10 here are pyenv's Linux builds")
 def test_an_interpreter_older_than_3_10_is_one_line(tmp_path: Path) -> None:
     old = sorted((_pyenv_root() / "versions").glob("3.[6-9].*/bin/python"))

@@ -346,21 +346,30 @@ def _by_processes(wheels: Sequence[str]) -> bool:
 def _unpack_in_processes(cache: WheelCache, wheels: list[str], workers: int) -> dict[str, CachedWheel | None]:
     """Each wheel unpacked by a forked worker process (``_unpack_here``):
     its entry, or None where another process holds it. A worker that dies
-    leaves its wheels to this process."""
+    leaves its wheels to this process. (Each worker checks the free space
+    for its own wheel, as separate installs do: the bytes promised to
+    unpacks in flight are counted per process. Two workers can then fill a
+    disk together; that ends as any full disk does, the unpack refused and
+    its temporary tree removed.)"""
     from concurrent.futures.process import BrokenProcessPool
 
     found: dict[str, CachedWheel | None] = {}
     root = os.fspath(cache.root)
-    with _unpacking_pool(workers) as pool:
+    pool = _unpacking_pool(workers)
+    try:
         futures = [(wheel, pool.submit(_unpack_here, root, wheel)) for wheel in wheels]
         for wheel, future in futures:
             try:
                 entry, fresh = future.result()
             except BrokenProcessPool:
                 entry, fresh = cache.get(wheel), False
-            if fresh and entry is not None:
-                cache.unpacked.append(entry.key)
+            if entry is not None:
+                if fresh:
+                    cache.unpacked.append(entry.key)
+                cache.answered(wheel, entry)
             found[wheel] = entry
+    finally:  # (on an error or Ctrl-C, what has not started never does)
+        pool.shutdown(wait=True, cancel_futures=True)
     return found
 
 
@@ -368,9 +377,10 @@ class EarlyUnpack:
     """Wheels handed over one at a time as they become known (the pip door:
     as pip finds or downloads each, while it resolves the rest), unpacked by
     worker processes meanwhile, once enough bytes wait to be worth them
-    (``_PROCESSES_FROM``). Where workers are not used (not Linux, one CPU)
-    ``add`` keeps nothing. A failure is left for the install to meet again:
-    it unpacks whatever is still missing, and reports a refused wheel itself.
+    (``_PROCESSES_FROM``). Where workers are not used (not Linux, one CPU, a
+    cache this user cannot write) ``add`` keeps nothing. A failure is left
+    for the install to meet again: it unpacks whatever is still missing,
+    and reports a refused wheel itself.
     """
 
     def __init__(self, cache: WheelCache) -> None:
@@ -379,10 +389,8 @@ class EarlyUnpack:
         self._waiting: list[str] = []
         self._bytes = 0
         self._pool: ProcessPoolExecutor | None = None
-        self._futures: list[Future[tuple[CachedWheel | None, bool]]] = []
-        self._off = (
-            not sys.platform.startswith("linux") or (os.cpu_count() or 1) < 2 or bool(cache.read_only)
-        )
+        self._futures: list[tuple[str, Future[tuple[CachedWheel | None, bool]]]] = []
+        self._off = not sys.platform.startswith("linux") or (os.cpu_count() or 1) < 2
 
     def add(self, wheel: str) -> None:
         if self._off:
@@ -397,19 +405,30 @@ class EarlyUnpack:
         if self._pool is None:
             if self._bytes < _PROCESSES_FROM or len(self._waiting) < 2:
                 return
+            if self.cache.read_only:  # (known once the cache has looked at itself)
+                self._off = True
+                return
             self._pool = _unpacking_pool(min(_UNPACKERS, os.cpu_count() or 1))
         root = os.fspath(self.cache.root)
-        self._futures.extend(self._pool.submit(_unpack_here, root, w) for w in self._waiting)
+        self._futures.extend((w, self._pool.submit(_unpack_here, root, w)) for w in self._waiting)
         self._waiting.clear()
 
     def settle(self) -> None:
-        """Wait for every unpack handed over (failures are the install's to meet)."""
-        for future in self._futures:
-            with contextlib.suppress(Exception):
-                entry, fresh = future.result()
-                if fresh and entry is not None:
-                    self.cache.unpacked.append(entry.key)
-        self._futures.clear()
+        """Wait for every unpack handed over (failures are the install's to
+        meet), then end the workers: nothing more comes once pip installs,
+        and no thread of theirs is left for bytecode's pool to fork."""
+        try:
+            for wheel, future in self._futures:
+                with contextlib.suppress(Exception):
+                    entry, fresh = future.result()
+                    if entry is not None:
+                        if fresh:
+                            self.cache.unpacked.append(entry.key)
+                        self.cache.answered(wheel, entry)
+        finally:
+            self._futures.clear()
+            self.close()
+            self._off = True
 
     def close(self) -> None:
         if self._pool is not None:
@@ -424,7 +443,16 @@ def _unpacking_pool(workers: int) -> ProcessPoolExecutor:
     from .linker.executor import stop_idle_threads
 
     stop_idle_threads()  # (no thread of ours is forked mid-task)
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_worker_start)
+
+
+def _worker_start() -> None:
+    """A worker leaves Ctrl-C to the installing process, which cancels
+    what has not started and waits for what has (each unpack cleans up
+    after itself): no traceback per worker on the terminal."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _unpack_here(root: str, wheel: str) -> tuple[CachedWheel | None, bool]:

@@ -464,8 +464,8 @@ class _Unpacker:
                     break
                 written += len(chunk)
                 crc = _inflater.crc32(chunk, crc)
-                if not head:
-                    head = chunk[:8]
+                if len(head) < 8:  # (a first chunk may be shorter)
+                    head = (head + chunk)[:8]
                 if hasher:
                     hasher.update(chunk)
                 view = memoryview(chunk)
@@ -705,6 +705,12 @@ class WheelCache:
         """As ``get``, but None at once where another process holds the
         entry's lock (it is unpacking it, compiling or removing it)."""
         return self._get(wheel_path, wait=False)
+
+    def answered(self, wheel_path: str | os.PathLike[str], entry: CachedWheel) -> CachedWheel:
+        """``entry`` is the wheel's, got for this cache by another process
+        (an unpacking worker): returned as it is. A progress display watches
+        this as it watches ``get`` (``pip_plugin._ColdProgress``)."""
+        return entry
 
     def get_indexed(self, wheel_path: str | os.PathLike[str]) -> CachedWheel | None:
         """The entry of a wheel file seen before and unchanged since, from the

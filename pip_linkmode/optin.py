@@ -193,20 +193,19 @@ def _linked_run(run: Callable[[], int], argv: Sequence[str]) -> int:
     cache = WheelCache(_cache_dir(argv) or os.environ.get(ENV_CACHE_DIR))
     for line in heal_killed_installs(cache, _default_site_dirs(argv)):
         _warn(line)
+    args = list(argv)
+    if "install" in args:
+        del args[args.index("install")]
+    view = _pip_view(args)  # (pip's own reading: --dry-run from PIP_DRY_RUN or a config file too)
     hook = _Hook(mode, cache)
-    if "--dry-run" in argv:
+    if view.dry_run:
         hook.early = None  # (nothing is installed: nothing to unpack ahead)
     with hook.attached():
         status = run()
-    if hook.wheels:
+    if hook.wheels and view.verbosity >= 0:
         # as ``pip-linkmode install`` says it: on stderr (stdout is pip's),
         # short, silenced by -q, the long form under -v or on a fallback
-        args = list(argv)
-        if "install" in args:
-            del args[args.index("install")]
-        view = _pip_view(args)
-        if view.verbosity >= 0:
-            _print_summary(hook, cache, view.verbosity, False, None)
+        _print_summary(hook, cache, view.verbosity, False, None)
     return status
 
 

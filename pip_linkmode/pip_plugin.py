@@ -816,7 +816,7 @@ class _ColdProgress:
         import time
 
         self.started = time.monotonic()
-        for name in ("get", "get_nowait", "get_indexed"):
+        for name in ("get", "get_nowait", "get_indexed", "answered"):
             original = getattr(self.cache, name)
             self.saved[name] = original
             setattr(self.cache, name, self._counting(original))
@@ -831,9 +831,9 @@ class _ColdProgress:
         for name in self.saved:
             delattr(self.cache, name)  # the class's methods again
 
-    def _counting(self, original: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        def lookup(wheel: Any) -> Any:
-            entry = original(wheel)
+    def _counting(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def lookup(wheel: Any, *rest: Any) -> Any:
+            entry = original(wheel, *rest)
             if entry is not None:
                 self.seen.add(os.fspath(wheel))
             return entry

@@ -280,7 +280,13 @@ def test_the_pip_door_unpacks_each_wheel_as_pip_prepares_it(tmp_path: Path, monk
                     Req(str(wheels[2]), editable=True), Req(str(wheels[0]))):
             assert prepare(object(), req) == "dist"  # pip's result, passed on
         assert len(prepared) == 6
+        answered: list[str] = []
+        cache.answered = lambda wheel, entry: answered.append(wheel) or entry  # type: ignore[method-assign]
         hook.early.settle()
+        assert sorted(answered) == sorted(str(w) for w in wheels[:2])  # what a progress display counts
+        assert hook.early._pool is None  # the workers end once pip installs
+        hook.early.add(str(tmp_path / "later.whl"))  # (nothing more is taken)
+        assert hook.early._futures == [] and hook.early._waiting == []
     finally:
         hook.early.close()
     done = [line.split()[1] for line in log.read_text().splitlines()]
@@ -316,3 +322,38 @@ def test_a_worker_killed_mid_unpack_leaves_nothing_half_done(tmp_path: Path, mon
     assert (entries[1].tree / "p1/blob.bin").read_bytes() == blob
     assert not list(cache.tmp_dir.iterdir())  # the dead worker's tree is gone
     assert sorted(p.name for p in cache.entries_dir.iterdir()) == sorted(e.key for e in entries)
+
+
+def test_the_first_bytes_of_a_large_member_are_seen_whatever_its_first_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deflate stream can give its first bytes a few at a time (empty
+    blocks between them): ``#!python`` is still seen, as zipfile reads it."""
+    original = cache_mod._Unpacker._chunks
+
+    def dribbling(self: cache_mod._Unpacker, info: zipfile.ZipInfo, start: int):  # type: ignore[no-untyped-def]
+        next_chunk = original(self, info, start)
+        calls = [0]
+
+        def first_ones_short(most: int) -> bytes:
+            calls[0] += 1
+            return next_chunk(3 if calls[0] < 4 else most)
+
+        return first_ones_short
+
+    monkeypatch.setattr(cache_mod._Unpacker, "_chunks", dribbling)
+    body = b"#!python\n" + os.urandom(LARGE)
+    wheel = build_wheel(tmp_path / "w", WheelSpec(name="sh", files={"sh-1.0.data/scripts/tool": (body, 0o755)}))
+    entry = WheelCache(tmp_path / "cache").get(wheel)
+    assert (entry.tree / "sh-1.0.data/scripts/tool").read_bytes() == body
+    assert [f.python_shebang for f in entry.files if f.path.endswith("/tool")] == [True]
+
+
+def test_dry_run_is_read_as_pip_reads_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--dry-run from pip's command line or its environment: no early unpack."""
+    from pip_linkmode.pip_plugin import _pip_view
+
+    assert _pip_view(["--dry-run", "six"]).dry_run
+    assert not _pip_view(["six"]).dry_run
+    monkeypatch.setenv("PIP_DRY_RUN", "1")
+    assert _pip_view(["six"]).dry_run

@@ -29,6 +29,13 @@ INFLATERS = [pytest.param(zlib, id="stdlib-zlib"), pytest.param(
 LARGE = cache_mod._WHOLE + 1
 
 
+@pytest.fixture(params=INFLATERS)
+def inflater(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> object:
+    """The cache's inflater for the test: zlib-ng's, then the stdlib's."""
+    monkeypatch.setattr(cache_mod, "_inflater", request.param)
+    return request.param
+
+
 def _low_entropy(size: int) -> bytes:
     """About one bit per byte: deflate shrinks it about 6 times, so a large
     member's compressed chunk inflates to more than one output chunk."""
@@ -66,12 +73,10 @@ def _central(raw: bytearray, name: str) -> int:
     raise AssertionError(f"{name} not in the central directory")
 
 
-@pytest.mark.parametrize("inflater", INFLATERS)
 @pytest.mark.parametrize("stored", [False, True], ids=["deflated", "stored"])
 def test_large_members_unpack_to_what_zipfile_reads(
-    inflater: object, stored: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    inflater: object, stored: bool, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(cache_mod, "_inflater", inflater)
     files = _members()
     wheel = build_wheel(tmp_path / "w", WheelSpec(name="big", files=files))
     if stored:
@@ -86,12 +91,10 @@ def test_large_members_unpack_to_what_zipfile_reads(
     assert shebangs == {"big/tool.py"}  # the first bytes of a chunked member are seen
 
 
-@pytest.mark.parametrize("inflater", INFLATERS)
 @pytest.mark.parametrize("stored", [False, True], ids=["deflated", "stored"])
 def test_a_large_member_with_a_flipped_byte_is_refused(
-    inflater: object, stored: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    inflater: object, stored: bool, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(cache_mod, "_inflater", inflater)
     body = os.urandom(cache_mod._CHUNK + LARGE)
     wheel = build_wheel(tmp_path / "w", WheelSpec(name="flip", files={"flip/data.bin": body}))
     if stored:
@@ -109,12 +112,10 @@ def test_a_large_member_with_a_flipped_byte_is_refused(
     assert not list((tmp_path / "cache" / "entries").iterdir())
 
 
-@pytest.mark.parametrize("inflater", INFLATERS)
 def test_a_large_member_whose_data_ends_early_is_refused(
-    inflater: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    inflater: object, tmp_path: Path
 ) -> None:
     """The zip and RECORD both declare more bytes than the deflate stream holds."""
-    monkeypatch.setattr(cache_mod, "_inflater", inflater)
     body = os.urandom(LARGE * 2)
     declared = len(body) + 1000
 
@@ -135,13 +136,11 @@ def test_a_large_member_whose_data_ends_early_is_refused(
     assert "ended before the declared size" in caught.value.reason
 
 
-@pytest.mark.parametrize("inflater", INFLATERS)
 def test_a_large_member_is_read_up_to_its_declared_size_as_zipfile_does(
-    inflater: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    inflater: object, tmp_path: Path
 ) -> None:
     """Data past the declared size is not read (zipfile stops there too):
     the member is its declared bytes, held to the CRC and RECORD of those."""
-    monkeypatch.setattr(cache_mod, "_inflater", inflater)
     body = os.urandom(LARGE * 2)
     declared = body[: LARGE + 7]
     from wheelmaker import record_hash

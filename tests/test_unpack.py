@@ -195,6 +195,12 @@ def _recording_pids(monkeypatch: pytest.MonkeyPatch, log: Path, die_on: str | No
     monkeypatch.setattr(bytecode, "_unpack_here", unpack_here)
 
 
+def _any_install_by_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Worker processes for any first install, on two of them."""
+    monkeypatch.setattr(bytecode, "_PROCESSES_FROM", 0)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+
+
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="worker processes unpack on Linux only (fork)")
 
 
@@ -203,8 +209,7 @@ def test_a_large_first_install_unpacks_in_worker_processes(tmp_path: Path, monke
     wheels = _wheels(tmp_path / "w", 4)
     log = tmp_path / "pids"
     _recording_pids(monkeypatch, log)
-    monkeypatch.setattr(bytecode, "_PROCESSES_FROM", 0)
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    _any_install_by_workers(monkeypatch)
     cache = WheelCache(tmp_path / "c1")
     entries = bytecode.prepare(cache, [*wheels, wheels[0]])
     pids = {line.split()[0] for line in log.read_text().splitlines()}
@@ -225,8 +230,7 @@ def test_a_wheel_refused_in_a_worker_is_refused_here(tmp_path: Path, monkeypatch
     wheels = _wheels(tmp_path / "w", 3)
     bad = build_wheel(tmp_path / "w", WheelSpec(name="bad", files={"bad/a.py": b"a"}, record_hook=lambda rows: [
         [r[0], "sha256=AAAA", r[2]] if r[0] == "bad/a.py" else r for r in rows]))
-    monkeypatch.setattr(bytecode, "_PROCESSES_FROM", 0)
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    _any_install_by_workers(monkeypatch)
     cache = WheelCache(tmp_path / "c")
     with pytest.raises(InvalidWheel) as caught:
         bytecode.prepare(cache, [*wheels, bad])
@@ -242,8 +246,7 @@ def test_a_worker_that_dies_leaves_its_wheels_to_the_installing_process(
     wheels = _wheels(tmp_path / "w", 3)
     log = tmp_path / "pids"
     _recording_pids(monkeypatch, log, die_on="p1")
-    monkeypatch.setattr(bytecode, "_PROCESSES_FROM", 0)
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    _any_install_by_workers(monkeypatch)
     cache = WheelCache(tmp_path / "c")
     entries = bytecode.prepare(cache, wheels)
     assert [e.name for e in entries] == ["p0", "p1", "p2"]
@@ -262,8 +265,7 @@ def test_the_pip_door_unpacks_each_wheel_as_pip_prepares_it(tmp_path: Path, monk
     wheels = _wheels(tmp_path / "w", 3)
     log = tmp_path / "pids"
     _recording_pids(monkeypatch, log)
-    monkeypatch.setattr(bytecode, "_PROCESSES_FROM", 0)
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    _any_install_by_workers(monkeypatch)
     cache = WheelCache(tmp_path / "c")
     hook = _Hook(LinkMode.HARDLINK, cache)
     assert hook.early is not None
@@ -311,8 +313,7 @@ def test_a_worker_killed_mid_unpack_leaves_nothing_half_done(tmp_path: Path, mon
         return original(self, info, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(cache_mod._Unpacker, "_write", dying_write)
-    monkeypatch.setattr(bytecode, "_PROCESSES_FROM", 0)
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    _any_install_by_workers(monkeypatch)
     cache = WheelCache(tmp_path / "c")
     entries = bytecode.prepare(cache, wheels)
     assert (tmp_path / "died").is_file()  # a worker did die mid-unpack

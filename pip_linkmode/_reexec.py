@@ -85,23 +85,24 @@ def _is_this_environment(prefix: str) -> bool:
         return False
 
 
-def elsewhere(argv: Sequence[str], follow_virtual_env: bool) -> tuple[str, str | None] | None:
-    """The interpreter to re-run the install in, and why it was chosen (for
-    the summary), or None: this one (or a usage error, which
-    ``main_install`` reports)."""
+def run_elsewhere(argv: Sequence[str], follow_virtual_env: bool, into: str | None = None) -> int | None:
+    """The install re-run in the interpreter it names (``--python``,
+    ``PIP_PYTHON``, or with ``follow_virtual_env`` the active venv when it
+    is not this one): its exit status. None: it runs here (a usage error
+    too, which the install reports). ``into``: why that environment, for
+    the summary, where the caller chose it."""
     try:
         opts = _split_options(argv)
     except UsageError:
         return None
     python = opts.python or os.environ.get("PIP_PYTHON") or None
-    into = None
     if python is None and follow_virtual_env:
         active = os.environ.get("VIRTUAL_ENV")
         if active and not _is_this_environment(active):
             python, into = active, f"the active virtual environment {active} (VIRTUAL_ENV)"
-    if python and not _same_interpreter(python):
-        return python, into
-    return None
+    if not python or _same_interpreter(python):
+        return None
+    return _reexec_with(python, _without_python_option(argv), into)
 
 
 _REEXEC_CODE = """\
@@ -122,8 +123,8 @@ class _Ours:
         init = os.path.join(where, "__init__.py")
         return importlib.util.spec_from_file_location(name, init, submodule_search_locations=[where])
 sys.meta_path.insert(0, _Ours)
-from pip_linkmode.pip_plugin import main_install
-sys.exit(main_install(sys.argv[3:], into=sys.argv[2] or None))
+from pip_linkmode.pip_plugin import install_here
+sys.exit(install_here(sys.argv[3:], into=sys.argv[2] or None))
 """
 
 

@@ -360,14 +360,10 @@ def _unpack_in_processes(cache: WheelCache, wheels: list[str], workers: int) -> 
         futures = [(wheel, pool.submit(_unpack_here, root, wheel)) for wheel in wheels]
         for wheel, future in futures:
             try:
-                entry, fresh = future.result()
+                result = future.result()
             except BrokenProcessPool:
-                entry, fresh = cache.get(wheel), False
-            if entry is not None:
-                if fresh:
-                    cache.unpacked.append(entry.key)
-                cache.answered(wheel, entry)
-            found[wheel] = entry
+                result = cache.get(wheel), False
+            found[wheel] = _received(cache, wheel, *result)
     finally:  # (on an error or Ctrl-C, what has not started never does)
         pool.shutdown(wait=True, cancel_futures=True)
     return found
@@ -420,11 +416,7 @@ class EarlyUnpack:
         try:
             for wheel, future in self._futures:
                 with contextlib.suppress(Exception):
-                    entry, fresh = future.result()
-                    if entry is not None:
-                        if fresh:
-                            self.cache.unpacked.append(entry.key)
-                        self.cache.answered(wheel, entry)
+                    _received(self.cache, wheel, *future.result())
         finally:
             self._futures.clear()
             self.close()
@@ -453,6 +445,16 @@ def _worker_start() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _received(cache: WheelCache, wheel: str, entry: CachedWheel | None, fresh: bool) -> CachedWheel | None:
+    """A worker's answer for ``wheel`` (``_unpack_here``), told to ``cache``:
+    an entry it unpacked counts among the cache's fresh ones."""
+    if entry is not None:
+        if fresh:
+            cache.unpacked.append(entry.key)
+        cache.answered(wheel, entry)
+    return entry
 
 
 def _unpack_here(root: str, wheel: str) -> tuple[CachedWheel | None, bool]:

@@ -381,7 +381,7 @@ class _Unpacker:
                 hasher.update(whole)
             write_fd(self._open(name), target, whole, None)
         else:
-            written, head = self._inflate_into(info, start, hasher)
+            written, head = self._inflate_into(info, start, target, hasher)
         if expected_size is not None and written != expected_size:
             raise InvalidWheel(
                 self.wheel, name, f"size {written} contradicts RECORD's {expected_size}"
@@ -449,30 +449,29 @@ class _Unpacker:
             raise self._unreadable(info, exc) from None
         return data
 
-    def _inflate_into(self, info: zipfile.ZipInfo, start: int, hasher: Any) -> tuple[int, bytes]:
+    def _inflate_into(self, info: zipfile.ZipInfo, start: int, target: str, hasher: Any) -> tuple[int, bytes]:
         """A large member, read and inflated a chunk at a time into its new
         file: (size, first bytes). At most the declared size is taken (as
         zipfile), then its CRC-32 is checked."""
         want = info.file_size
         next_chunk = self._chunks(info, start)
         written, crc, head = 0, 0, b""
-        fd = self._open(info.filename)
-        try:
+
+        def chunks() -> Iterator[bytes]:
+            nonlocal written, crc, head
             while written < want:
                 chunk = next_chunk(min(_CHUNK, want - written))
                 if not chunk:
-                    break
+                    return
                 written += len(chunk)
                 crc = _inflater.crc32(chunk, crc)
                 if len(head) < 8:  # (a first chunk may be shorter)
                     head = (head + chunk)[:8]
                 if hasher:
                     hasher.update(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
+                yield chunk
+
+        write_fd(self._open(info.filename), target, chunks(), None)
         if written < want:
             raise self._unreadable(info, EOFError("compressed data ended before the declared size"))
         if crc != info.CRC:

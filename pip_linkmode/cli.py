@@ -125,15 +125,15 @@ def _dispatch(args: list[str], follow_virtual_env: bool) -> int:
     if command == "help":
         return _help(rest[:1])
     if command == "install":
-        from ._reexec import _reexec_with, _without_python_option, elsewhere
+        from ._reexec import run_elsewhere
 
         argv = [*general, *rest]
-        there = elsewhere(argv, follow_virtual_env)
-        if there is not None:  # (without importing what installing here would need)
-            return _reexec_with(there[0], _without_python_option(argv), there[1])
-        from .pip_plugin import main_install
+        status = run_elsewhere(argv, follow_virtual_env)  # (importing nothing an install needs)
+        if status is not None:
+            return status
+        from .pip_plugin import install_here
 
-        return main_install(argv, follow_virtual_env=follow_virtual_env)
+        return install_here(argv)
     if command == "cache":
         return main_cache([*_ours(general, ("--cache-dir",)), *rest])
     if command == "pip-cache":

@@ -47,16 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from . import bytecode
-from ._reexec import (  # noqa: F401 - also reached here by name (tests)
-    UsageError,
-    _interpreter,
-    _Options,
-    _reexec_with,
-    _same_interpreter,
-    _split_options,
-    _without_python_option,
-    elsewhere,
-)
+from ._reexec import UsageError, _split_options, run_elsewhere
 from .cache import (
     _SIGNATURES,
     ENV_CACHE_DIR,
@@ -1173,14 +1164,18 @@ def main_install(argv: Sequence[str], *, follow_virtual_env: bool = False, into:
     installs into the active virtual environment when that is not its own;
     ``into``: the summary says where it installed, when that was chosen so.
     """
+    status = run_elsewhere(argv, follow_virtual_env, into)
+    return install_here(argv, into=into) if status is None else status
+
+
+def install_here(argv: Sequence[str], *, into: str | None = None) -> int:
+    """``main_install`` in this interpreter, once ``_reexec`` has found
+    that it is the one to install into."""
     try:
         opts = _split_options(argv)
     except UsageError as exc:
         print(f"pip-linkmode install: error: {exc} (link modes: {', '.join(CHOICES)})", file=sys.stderr)
         return 2
-    there = elsewhere(argv, follow_virtual_env)
-    if there is not None:
-        return _reexec_with(there[0], _without_python_option(argv), there[1] or into)
     os.environ.pop("PIP_PYTHON", None)  # this interpreter: pip must not run itself elsewhere
     view = _pip_view(opts.pip_args)
     if view.wants_help:

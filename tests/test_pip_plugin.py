@@ -531,7 +531,7 @@ def test_python_reexec_needs_no_directory_link(tmp_path: Path, monkeypatch: pyte
     """The --python re-exec makes our packages importable in the other
     interpreter with no link at all: with symlinks and junctions refused
     outright (Windows without privilege), it still installs."""
-    from pip_linkmode import pip_plugin
+    from pip_linkmode import _reexec
 
     def refused(*args: object, **kwargs: object) -> None:
         raise OSError(None, "directory links are refused in this test", None, 1314)
@@ -543,7 +543,7 @@ def test_python_reexec_needs_no_directory_link(tmp_path: Path, monkeypatch: pyte
         monkeypatch.setattr(_winapi, "CreateJunction", refused, raising=False)
     wheel = build_wheel(tmp_path / "w", demo_spec())
     venv = make_venv(tmp_path / "v")
-    status = pip_plugin._reexec_with(
+    status = _reexec._reexec_with(
         venv_python(venv),
         ["--link-mode", "hardlink", "--cache-dir", str(tmp_path / "c"), "--no-index", "--disable-pip-version-check", str(wheel)],
     )

@@ -1,9 +1,9 @@
 """Benchmark: seeded venv creation, pip-linkmode against the usual tools, side by side.
 
-    python benchmarks/bench_venv.py [--runs 7] [--python PY] [--workdir DIR] [--out FILE] [--same-fs]
+    python benchmarks/bench_venv.py [--runs 7] [--python PY] [--workdir DIR] [--out FILE] [--same-fs] [--recreate]
 
 Every timed command creates a fresh environment with pip in it for the same
-interpreter (created directory removed outside the timing):
+interpreter (created directories removed outside the timing):
 
 * ``python -m venv DIR`` (ensurepip: pip, plus setuptools up to 3.11, compiled)
 * ``virtualenv DIR`` (app-data, copies) and ``virtualenv --symlink-app-data DIR``
@@ -17,7 +17,14 @@ every cache (pip-linkmode's and uv's in the work directory, virtualenv's
 app-data there too; pip-linkmode's second warm-up replays the plan recorded
 by its first); then ``--runs`` interleaved rounds, the order rotating
 between rounds, each command started after ``sync`` so no run pays for the
-previous one's writes or removal. The table gives median, min and max, and each median as a
+previous one's writes. Each run makes its environment in a new directory,
+and all are removed at the end: this machine's root filesystem is ext4
+without a journal, where ext4 skips inodes freed in the last minute or so
+when it allocates one (``recently_deleted`` in fs/ext4/ialloc.c), so a tool
+that makes hundreds of directories right after another tool's environment
+was removed paid for that removal (seen: ``mkdir`` at 160-240 us instead of
+10). ``--recreate`` measures that case instead (one directory, removed
+before each run, as ``tox -r`` does). The table gives median, min and max, and each median as a
 ratio to the fastest competitor's. The commands run with bytecode writing on
 (``PYTHONDONTWRITEBYTECODE`` removed) and without user pip/uv configuration.
 
@@ -114,9 +121,9 @@ def _remove(path: Path) -> None:
 
 def run_once(tool: Tool, target: Path, env: dict[str, str]) -> float:
     _remove(target)
-    # Flush the removal (and the previous run's writes) before timing: with
-    # the ``discard`` mount option, a removed tree's journal commit otherwise
-    # lands in the next command's time (seen: mkdir at 195 us instead of 9).
+    # Flush the removal (with --recreate) and the previous run's writes
+    # before timing: with the ``discard`` mount option, a removed tree's
+    # commit otherwise lands in the next command's time.
     os.sync()
     argv = [str(target) if a == "{dir}" else a for a in tool.argv]
     start = time.perf_counter()
@@ -153,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="also write the Markdown here")
     ap.add_argument("--same-fs", action="store_true",
                     help="run in --workdir as it is, not on a fresh loop-mounted ext4 (the default as root)")
+    ap.add_argument("--recreate", action="store_true",
+                    help="one environment directory, removed (and synced) before each run")
     args = ap.parse_args(argv)
     python = os.path.realpath(args.python or sys.executable)
     _ensure_tools(python)
@@ -194,17 +203,24 @@ def _fresh_ext4(mnt: Path) -> Iterator[Path]:
 def _run(args: argparse.Namespace, python: str, work: Path, where: str) -> int:
     env = _env(work)
     tools = build_tools(python, work)
-    target = work / "env"
+    envs = work / "envs"
+    _remove(envs)
+    envs.mkdir()
+    made = iter(range(1_000_000))
+
+    def target() -> Path:
+        return envs / ("env" if args.recreate else f"env{next(made)}")
+
     print(f"warming up {len(tools)} commands ...", file=sys.stderr)
     for tool in tools:
-        run_once(tool, target, env)
-        run_once(tool, target, env)
+        run_once(tool, target(), env)
+        run_once(tool, target(), env)
     for i in range(args.runs):
         order = tools[i % len(tools):] + tools[: i % len(tools)]
         for tool in order:
-            tool.times.append(run_once(tool, target, env))
+            tool.times.append(run_once(tool, target(), env))
         print(f"round {i + 1}/{args.runs} done", file=sys.stderr)
-    _remove(target)
+    _remove(envs)
     version = subprocess.run([python, "-c", "import sys; print(sys.version.split()[0])"],
                              capture_output=True, text=True, check=True).stdout.strip()
     uv_version = subprocess.run([_uv_bin(), "--version"], capture_output=True, text=True).stdout.strip()
@@ -213,7 +229,9 @@ def _run(args: argparse.Namespace, python: str, work: Path, where: str) -> int:
     report = (
         f"Seeded venv creation, Python {version} ({python}), {args.runs} interleaved rounds, warm caches; "
         f"{platform.platform()}, {os.cpu_count()} CPUs; {uv_version}, virtualenv {venv_version}; "
-        f"caches and environments on {where} ({work})\n\n{table(tools)}\n"
+        f"caches and environments on {where} ({work}), "
+        f"{'one environment directory removed before each run' if args.recreate else 'each run in a new directory'}"
+        f"\n\n{table(tools)}\n"
     )
     print(report)
     if args.out:

@@ -3,7 +3,8 @@
     python benchmarks/run.py [--runs 3] [--pip-runs N] [--only install-step,end-to-end]
                              [--profile] [--no-xfs]
 
-Scenarios (each run is round-robin over every configuration, fresh venvs):
+Scenarios (each run is round-robin over every configuration, fresh venvs,
+each set aside after its run and removed at the end: see ``_discard``):
 
 * ``end-to-end``: ``pip install`` (with and without ``--no-compile``),
   ``uv pip install`` (per link mode, with and without ``--compile-bytecode``)
@@ -412,7 +413,35 @@ def measure(cfg: Config, expected: int, tag: str) -> tuple[Sample | None, str | 
             sample.child_maxrss_kb = int(data["maxrss_kb"])
         return sample, None
     finally:
+        _discard(cfg.place, venv)
+
+
+#: a place's set-aside environments are removed when it has less free space
+_TRASH_FREE_BYTES = 4 * 1024**3
+
+
+def _discard(place: Place, venv: Path) -> None:
+    """Set a measured environment aside, removed at the end (``empty_trash``).
+
+    Removing it at once put the next run at a disadvantage: on ext4 without
+    a journal (this machine's root filesystem) an inode freed in the last
+    minute is skipped, one by one, when a new one is allocated
+    (``recently_deleted`` in fs/ext4/ialloc.c), so every ``mkdir`` of the
+    next install scanned past the thousands of directories just removed.
+    Where space runs short, the set-aside environments go at once.
+    """
+    trash = place.root / "trash"
+    trash.mkdir(exist_ok=True)
+    try:
+        venv.rename(trash / f"{venv.name}-{time.monotonic_ns()}")
+    except OSError:
         shutil.rmtree(venv, ignore_errors=True)
+    if shutil.disk_usage(place.root).free < _TRASH_FREE_BYTES:
+        empty_trash(place)
+
+
+def empty_trash(place: Place) -> None:
+    shutil.rmtree(place.root / "trash", ignore_errors=True)
 
 
 def run_all(configs: Sequence[Config], runs: int, expected: int) -> list[Result]:
@@ -441,6 +470,8 @@ def run_all(configs: Sequence[Config], runs: int, expected: int) -> list[Result]
             res.samples.append(sample)
             extra = f" (call {sample.call_s:.3f} s)" if sample.call_s is not None else ""
             log(f"run {i + 1}/{runs} {cfg.scenario} {cfg.name} [{cfg.place.label}]: {sample.wall_s:.3f} s{extra}")
+    for place in {id(c.place): c.place for c in configs}.values():
+        empty_trash(place)
     return list(results.values())
 
 

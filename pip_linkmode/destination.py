@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 import installer
 from installer.destinations import SchemeDictionaryDestination
 from installer.records import Hash, RecordEntry
-from installer.utils import Scheme, parse_entrypoints
+from installer.utils import SCHEME_NAMES, Scheme, parse_entrypoints
 
 from .bytecode import CachedPyc, ensure_bytecode, pyc_path
 from .cache import CachedFile, record_digest
@@ -214,7 +214,9 @@ class LinkingDestination(SchemeDictionaryDestination):
                 return False  # one by one: raised at that file's call, as installer does
         report = execute(placement, self.linker, wait=False)
         self._users.append((source.cache, source.entry.key, self._env_dir()))
-        return _WholeEntry(source, placement, len(layout.groups), report, pyc_rows)
+        whole = _WholeEntry(source, placement, len(layout.groups), report, pyc_rows)
+        source.placed = whole.skippable()  # installer's loop is not handed them any more
+        return whole
 
     def _may_exist(self, target: str) -> bool:
         """``laidout.may_exist`` with this destination's view of its directories."""
@@ -511,14 +513,23 @@ class LinkingDestination(SchemeDictionaryDestination):
         records: Iterable[tuple[Scheme, RecordEntry]],
     ) -> None:
         records = list(records)
-        if isinstance(self._whole, _WholeEntry):
-            records.extend(self._whole.pyc_rows)
+        whole = self._whole
+        if isinstance(whole, _WholeEntry):
+            records.extend(whole.unasked(scheme, self._handled))
+            records.extend(whole.pyc_rows)
         if self.bytecode_optimization_levels and self._sources:
             records.extend(self._queue_cached_bytecode())
+        # A whole entry's RECORD is written while the threads still link (a
+        # failure of theirs removes it with the rest); otherwise after, as
+        # installer does: a subclass's write_to_fs may look at the files.
+        early = isinstance(whole, _WholeEntry) and not self._jobs
+        if early:
+            self._write_record(scheme, record_file_path, records)
         # installer compiles the .py files whose pyc is not from the cache,
         # reading them where they land: those must be in place first.
         self.link_pending()
-        self._write_record(scheme, record_file_path, records)
+        if not early:
+            self._write_record(scheme, record_file_path, records)
         if self.bytecode_optimization_levels or type(self)._compile_bytecode is not LinkingDestination._compile_bytecode:
             for file_scheme, record in records:  # (installer's own compiles nothing without levels)
                 self._compile_bytecode(file_scheme, record)
@@ -626,6 +637,50 @@ class _WholeEntry:
             handled.add((scheme, path))
         algorithm, _, value = cached.hash.partition("=")
         return RecordEntry(path, Hash(algorithm, value), cached.size)
+
+    def skippable(self) -> frozenset[str]:
+        """The archive paths of the files placed here that ``installer.install``
+        would only hand over to be answered: every linked file but one in a
+        ``__pycache__`` directory (installer skips those with a warning) or
+        under the ``.data`` directory without a scheme installer knows
+        (installer raises there)."""
+        tree = self.placement.source_root
+        assert tree is not None
+        data = self.source.data_dir + "/"
+        paths: list[str] = []
+        for sdir, _, names, _, _ in self.own:
+            rel = sdir[len(tree) + 1 :]
+            if "__pycache__" in rel.split("/"):
+                continue
+            if not rel:
+                paths.extend(name for name in names if name != data[:-1])
+            elif not (rel + "/").startswith(data):
+                paths.extend(f"{rel}/{name}" for name in names)
+            elif rel[len(data) :].partition("/")[0] in SCHEME_NAMES:
+                paths.extend(f"{rel}/{name}" for name in names)
+        return frozenset(paths)
+
+    def unasked(self, root_scheme: Scheme, handled: set[tuple[str, str]]) -> list[tuple[Scheme, RecordEntry]]:
+        """RECORD entries of the files placed here that installer was not
+        handed (``skippable``), as ``answer`` would have given them."""
+        source = self.source
+        skipped, source.skipped, source.placed = source.skipped, [], None
+        data = source.data_dir + "/"
+        compiled = bool(self.pyc_rows)
+        rows: list[tuple[Scheme, RecordEntry]] = []
+        asked = self.asked
+        for cached in skipped:
+            path = cached.path
+            asked.add(path)
+            if path.startswith(data):
+                scheme, _, rel = path[len(data) :].partition("/")
+            else:
+                scheme, rel = root_scheme, path
+            if compiled and rel.endswith(".py") and scheme in ("purelib", "platlib"):
+                handled.add((scheme, rel))
+            algorithm, _, value = cached.hash.partition("=")
+            rows.append((Scheme(scheme), RecordEntry(rel, Hash(algorithm, value), cached.size)))
+        return rows
 
     def check(self, linker: Linker) -> None:
         """installer asks for every file of a wheel; a caller that skipped

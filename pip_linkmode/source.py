@@ -6,6 +6,7 @@ import contextlib
 import functools
 import io
 import os
+import sys
 from collections.abc import Iterator
 from typing import BinaryIO, cast
 
@@ -133,6 +134,11 @@ class CachedWheelSource(WheelSource):
         self.entry = entry
         self.cache = cache or WheelCache(entry.root.parent.parent)
         self._tree = str(entry.tree)
+        #: archive paths ``LinkingDestination`` has placed already, during
+        #: one ``get_contents`` (see there); None: every file is handed over
+        self.placed: frozenset[str] | None = None
+        #: the files of ``placed`` that ``get_contents`` did not hand over
+        self.skipped: list[CachedFile] = []
 
     @classmethod
     @contextlib.contextmanager
@@ -231,15 +237,43 @@ class CachedWheelSource(WheelSource):
     def get_contents(self) -> Iterator[WheelContentElement]:
         """Every file of the wheel, as ``WheelFile`` gives them, RECORD last
         (with no hash or size, as RECORD lists itself). Cached files come as
-        ``CachedFileStream``s; RECORD as a plain stream (it is never linked)."""
+        ``CachedFileStream``s; RECORD as a plain stream (it is never linked).
+
+        One exception, for ``installer.install`` alone: once a
+        ``LinkingDestination`` that writes files its own way (no subclass's
+        ``write_to_fs``) has placed the whole entry from its layout, at the
+        first file handed to it, it sets ``placed``, and installer is not
+        handed those files any more (they go to ``skipped``): that
+        destination's ``finalize_installation`` lists them in RECORD as
+        installer would have. Any other caller gets every file, and may
+        leave some out.
+        """
         tree = self._tree
+        self.placed = None
+        skipped = self.skipped = []
+        for_installer = _called_by_installer()
         for f in self.entry.files:
+            if for_installer:
+                placed = self.placed
+                if placed is not None and f.path in placed:
+                    skipped.append(f)
+                    continue
             stream = CachedFileStream(f"{tree}/{f.path}", f, self)
             with stream:
                 yield (f.path, f.hash, str(f.size)), cast(BinaryIO, stream), f.executable
         record = f"{self.entry.dist_info}/RECORD"
         with open(f"{tree}/{record}", "rb") as plain:
             yield (record, "", ""), cast(BinaryIO, plain), False
+
+
+def _called_by_installer() -> bool:
+    """Is the generator calling this being run by ``installer.install``
+    itself? (Its loop hands every file to the destination and keeps the
+    answers for ``finalize_installation``, nothing else.)"""
+    core = sys.modules.get("installer._core")
+    install = getattr(core, "install", None)
+    code = getattr(install, "__code__", None)
+    return code is not None and sys._getframe(2).f_code is code
 
 
 #: signature files of RECORD, which RECORD does not list

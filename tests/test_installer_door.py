@@ -393,3 +393,71 @@ def test_a_caller_that_skips_files_gets_only_the_files_it_asked_for(tmp_path: Pa
     assert not (base / "headers").exists() and not (base / "data").exists()
     listed = (base / "purelib" / record_path).read_text()
     assert "demo/sub/data.json" not in listed and "demo/core.py,sha256=" in listed
+
+
+def test_installer_is_handed_only_the_files_not_placed_whole(tmp_path: Path, make_wheel: Any) -> None:
+    """Once the entry is placed whole, ``installer.install``'s own loop is
+    not handed the files placed (only installer's loop: a caller of its own
+    gets every file, as above). RECORD still lists them, and the tree is
+    installer's own, byte for byte: ``.data`` schemes, a ``#!python``
+    script, entry points and the extra metadata."""
+    spec = demo_spec(long_paths=False)
+    files = dict(spec.files)
+    files["demo-1.0.data/purelib/demo_extra.py"] = b"X = 1\n"
+    files["demo-1.0.data/platlib/demo_native/__init__.py"] = b""
+    wheel = make_wheel(WheelSpec(name="demo", version="1.0", files=files, entry_points=spec.entry_points))
+    dest = _destination(tmp_path / "env")
+    handed: list[str] = []
+    real_write = dest.write_file
+
+    def write_file(scheme: Scheme, path: str, stream: BinaryIO, is_executable: bool) -> Any:
+        if hasattr(stream, "cached"):
+            handed.append(path)
+        return real_write(scheme, path, stream, is_executable)
+
+    dest.write_file = write_file
+    cache = WheelCache(tmp_path / "c")
+    with cache.open(wheel) as source:
+        installer.install(source, dest, META)
+        assert source.skipped == [] and source.placed is None  # (handed back at finalize)
+    entry = cache.get(wheel)
+    assert len(entry.files) >= 12
+    # the first file, and the #!python script installer rewrites
+    assert len(handed) <= 2 and "demo-shebang" in handed, handed
+    with WheelFile.open(wheel) as plain:
+        installer.install(plain, _destination(tmp_path / "ref", SchemeDictionaryDestination), META)
+    ours, ref = _tree(tmp_path / "env"), _tree(tmp_path / "ref")
+    assert ours == ref
+    assert any(k.replace(os.sep, "/").endswith("purelib/demo_extra.py") for k in ours)
+    # a second install from the same source, through a caller's own loop: every file again
+    with cache.open(wheel) as source:
+        listed = [path for (path, _, _), _, _ in source.get_contents()]
+    assert len(listed) == len(entry.files) + (0 if any(f.path.endswith("/RECORD") for f in entry.files) else 1)
+
+
+def test_a_link_failing_after_record_was_written_leaves_nothing(tmp_path: Path, make_wheel: Any) -> None:
+    """A whole entry's RECORD is written while the threads still link: when
+    one of those links then fails, the install raises and RECORD goes with
+    everything else it placed."""
+    files = {f"demo/m{i:03}.py": f"X = {i}\n".encode() for i in range(300)}
+    wheel = make_wheel(WheelSpec(name="demo", version="1.0", files=files))
+    base = tmp_path / "env"
+    (base / "purelib").mkdir(parents=True)
+    before = file_tree(base)
+    cache = WheelCache(tmp_path / "c")
+    entry = cache.get(wheel)
+    (entry.tree / "demo" / "m299.py").unlink()  # (a damaged entry: the last link fails)
+    dest = _destination(base)
+    written: list[str] = []
+    real_write_record = dest._write_record
+
+    def write_record(scheme: Scheme, path: str, records: Any) -> None:
+        real_write_record(scheme, path, records)
+        written.append(path)
+
+    dest._write_record = write_record
+    with cache.open(wheel) as source, pytest.raises(Exception) as caught:
+        installer.install(source, dest, META)
+    assert "m299.py" in str(caught.value)
+    assert written == ["demo-1.0.dist-info/RECORD"]  # (before the failure was known)
+    assert file_tree(base) == before

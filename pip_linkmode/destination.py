@@ -34,7 +34,7 @@ from .placement import (
     register_symlink_users,
     route,
 )
-from .source import CachedFileStream, CachedWheelSource
+from .source import CachedFileStream, CachedWheelSource, Handover
 
 if TYPE_CHECKING:
     from .cache import WheelCache
@@ -113,6 +113,8 @@ class LinkingDestination(SchemeDictionaryDestination):
         self._dirs_there: dict[str, bool] = {}
         #: the linker's mark when this install began (None: between installs)
         self._mark: tuple[int, int] | None = None
+        #: scripts this install wrote (installer lists them before the files)
+        self._script_rows = 0
         #: a subclass writes files its own way: every file, linked or not,
         #: goes through its ``write_to_fs`` / ``write_file`` (see ``write_to_fs``)
         cls = type(self)
@@ -133,6 +135,7 @@ class LinkingDestination(SchemeDictionaryDestination):
             assert self.linker is not None
             self._mark = self.linker.mark()
             self._dirs_there.clear()  # (an earlier install may have made them)
+            self._script_rows = 0
 
     def _abandon(self) -> None:
         """This install failed: drop what was queued and remove what it
@@ -176,7 +179,7 @@ class LinkingDestination(SchemeDictionaryDestination):
             if source is not None:
                 whole = self._whole
                 if whole is None or (whole is not False and whole.source is not source):  # type: ignore[union-attr]
-                    whole = self._whole = self._whole_entry(source)
+                    whole = self._whole = self._whole_entry(source, stream.handover)
                 if whole:
                     return whole.answer(scheme, os.fspath(path), cached, self._handled)  # type: ignore[union-attr]
             return self._queue(scheme, os.fspath(path), cached, stream.cache_path, source)
@@ -184,7 +187,7 @@ class LinkingDestination(SchemeDictionaryDestination):
             self._abandon()
             raise
 
-    def _whole_entry(self, source: CachedWheelSource) -> _WholeEntry | bool:
+    def _whole_entry(self, source: CachedWheelSource, handover: Handover | None = None) -> _WholeEntry | bool:
         """At the first file ``installer.install`` hands over from a cache
         entry, place the whole entry from its layout (as ``install_cached``
         does), so the links are made while installer goes through the rest;
@@ -215,7 +218,11 @@ class LinkingDestination(SchemeDictionaryDestination):
         report = execute(placement, self.linker, wait=False)
         self._users.append((source.cache, source.entry.key, self._env_dir()))
         whole = _WholeEntry(source, placement, len(layout.groups), report, pyc_rows)
-        source.placed = whole.skippable()  # installer's loop is not handed them any more
+        if handover is not None and handover.destination is self and "write_file" not in vars(self):
+            # installer walks the source for this very destination: it is
+            # not handed the files placed any more (``_WholeEntry.merge``)
+            handover.placed = whole.skippable()
+            whole.handover = handover
         return whole
 
     def _may_exist(self, target: str) -> bool:
@@ -288,10 +295,12 @@ class LinkingDestination(SchemeDictionaryDestination):
         """installer's ``write_script``; a failure undoes what this install created so far."""
         self._begin()
         try:
-            return super().write_script(name, module, attr, section)
+            record = super().write_script(name, module, attr, section)
         except BaseException:
             self._abandon()
             raise
+        self._script_rows += 1
+        return record
 
     def _queue(
         self,
@@ -515,14 +524,19 @@ class LinkingDestination(SchemeDictionaryDestination):
         records = list(records)
         whole = self._whole
         if isinstance(whole, _WholeEntry):
-            records.extend(whole.unasked(scheme, self._handled))
+            records = whole.merge(records, scheme, self._handled, self._script_rows)
             records.extend(whole.pyc_rows)
         if self.bytecode_optimization_levels and self._sources:
             records.extend(self._queue_cached_bytecode())
-        # A whole entry's RECORD is written while the threads still link (a
-        # failure of theirs removes it with the rest); otherwise after, as
-        # installer does: a subclass's write_to_fs may look at the files.
-        early = isinstance(whole, _WholeEntry) and not self._jobs
+        # A whole entry's new RECORD is written while the threads still link
+        # (a failure of theirs removes it with the rest); otherwise after, as
+        # installer does: a subclass's write_to_fs may look at the files, and
+        # an existing RECORD must stay as it was if a link fails.
+        early = (
+            isinstance(whole, _WholeEntry)
+            and not self._jobs
+            and not os.path.lexists(self._target(scheme, record_file_path))
+        )
         if early:
             self._write_record(scheme, record_file_path, records)
         # installer compiles the .py files whose pyc is not from the cache,
@@ -628,6 +642,8 @@ class _WholeEntry:
         self.report = report
         self.pyc_rows = pyc_rows
         self.asked: set[str] = set()  # archive paths of the files asked for
+        #: installer's walk of the source, when it skips the files placed here
+        self.handover: Handover | None = None
 
     def answer(self, scheme: str, path: str, cached: CachedFile, handled: set[tuple[str, str]]) -> RecordEntry:
         """The RECORD entry of a file already placed (its pyc, if any,
@@ -660,18 +676,28 @@ class _WholeEntry:
                 paths.extend(f"{rel}/{name}" for name in names)
         return frozenset(paths)
 
-    def unasked(self, root_scheme: Scheme, handled: set[tuple[str, str]]) -> list[tuple[Scheme, RecordEntry]]:
-        """RECORD entries of the files placed here that installer was not
-        handed (``skippable``), as ``answer`` would have given them."""
-        source = self.source
-        skipped, source.skipped, source.placed = source.skipped, [], None
-        data = source.data_dir + "/"
+    def merge(
+        self,
+        records: list[tuple[Scheme, RecordEntry]],
+        root_scheme: Scheme,
+        handled: set[tuple[str, str]],
+        scripts: int,
+    ) -> list[tuple[Scheme, RecordEntry]]:
+        """installer's ``records`` with the RECORD entries of the files it
+        was not handed (``Handover.skipped``), each where installer would
+        have put it (after the ``scripts`` rows, among the files in the
+        wheel's order: rows of one path in two schemes keep installer's
+        order), as ``answer`` would have given them."""
+        handover = self.handover
+        if handover is None or not handover.skipped:
+            return records
+        skipped, handover.skipped, handover.placed = handover.skipped, [], None
+        data = self.source.data_dir + "/"
         compiled = bool(self.pyc_rows)
         rows: list[tuple[Scheme, RecordEntry]] = []
-        asked = self.asked
-        for cached in skipped:
+        for _, cached in skipped:
             path = cached.path
-            asked.add(path)
+            self.asked.add(path)
             if path.startswith(data):
                 scheme, _, rel = path[len(data) :].partition("/")
             else:
@@ -680,7 +706,18 @@ class _WholeEntry:
                 handled.add((scheme, rel))
             algorithm, _, value = cached.hash.partition("=")
             rows.append((Scheme(scheme), RecordEntry(rel, Hash(algorithm, value), cached.size)))
-        return rows
+        end = scripts + handover.handed
+        if end > len(records):
+            return records + rows  # (not installer's usual calls: the order is RECORD's sort alone)
+        handed = records[scripts:end]
+        merged: list[tuple[Scheme, RecordEntry]] = []
+        taken = 0
+        for (before, _), row in zip(skipped, rows, strict=True):
+            merged.extend(handed[taken:before])
+            taken = max(taken, before)
+            merged.append(row)
+        merged.extend(handed[taken:])
+        return [*records[:scripts], *merged, *records[end:]]
 
     def check(self, linker: Linker) -> None:
         """installer asks for every file of a wheel; a caller that skipped

@@ -29,12 +29,20 @@ class CachedFileStream:
     ``io`` object costs several times as much to make and to close.
     """
 
-    __slots__ = ("_closed", "_f", "cache_path", "cached", "source")
+    __slots__ = ("_closed", "_f", "cache_path", "cached", "handover", "source")
 
-    def __init__(self, cache_path: str, cached: CachedFile, source: CachedWheelSource | None = None) -> None:
+    def __init__(
+        self,
+        cache_path: str,
+        cached: CachedFile,
+        source: CachedWheelSource | None = None,
+        handover: Handover | None = None,
+    ) -> None:
         self.cache_path = cache_path
         self.cached = cached
         self.source = source
+        #: the walk of ``installer.install`` this stream comes from (``get_contents``)
+        self.handover = handover
         self._f: io.BufferedReader | None = None
         self._closed = False
 
@@ -134,11 +142,6 @@ class CachedWheelSource(WheelSource):
         self.entry = entry
         self.cache = cache or WheelCache(entry.root.parent.parent)
         self._tree = str(entry.tree)
-        #: archive paths ``LinkingDestination`` has placed already, during
-        #: one ``get_contents`` (see there); None: every file is handed over
-        self.placed: frozenset[str] | None = None
-        #: the files of ``placed`` that ``get_contents`` did not hand over
-        self.skipped: list[CachedFile] = []
 
     @classmethod
     @contextlib.contextmanager
@@ -239,26 +242,27 @@ class CachedWheelSource(WheelSource):
         (with no hash or size, as RECORD lists itself). Cached files come as
         ``CachedFileStream``s; RECORD as a plain stream (it is never linked).
 
-        One exception, for ``installer.install`` alone: once a
-        ``LinkingDestination`` that writes files its own way (no subclass's
-        ``write_to_fs``) has placed the whole entry from its layout, at the
-        first file handed to it, it sets ``placed``, and installer is not
-        handed those files any more (they go to ``skipped``): that
-        destination's ``finalize_installation`` lists them in RECORD as
-        installer would have. Any other caller gets every file, and may
-        leave some out.
+        One exception, for ``installer.install`` alone: when it walks this
+        very generator (not one wrapping it) for its own destination, each
+        stream carries a ``Handover``. A ``LinkingDestination`` that is that
+        destination and writes files its own way (no subclass's
+        ``write_to_fs``, no ``write_file`` of the instance's own) may place
+        the whole entry from its layout at the first file and set the
+        handover's ``placed``: the files placed are then not handed to
+        installer any more (they go to ``skipped``), and that destination's
+        ``finalize_installation`` lists them in RECORD where installer would
+        have. Any other caller gets every file, and may leave some out.
         """
         tree = self._tree
-        self.placed = None
-        skipped = self.skipped = []
-        for_installer = _called_by_installer()
+        handover = _installers_handover(self)
         for f in self.entry.files:
-            if for_installer:
-                placed = self.placed
+            if handover is not None:
+                placed = handover.placed
                 if placed is not None and f.path in placed:
-                    skipped.append(f)
+                    handover.skipped.append((handover.handed, f))
                     continue
-            stream = CachedFileStream(f"{tree}/{f.path}", f, self)
+                handover.handed += 1
+            stream = CachedFileStream(f"{tree}/{f.path}", f, self, handover)
             with stream:
                 yield (f.path, f.hash, str(f.size)), cast(BinaryIO, stream), f.executable
         record = f"{self.entry.dist_info}/RECORD"
@@ -266,14 +270,44 @@ class CachedWheelSource(WheelSource):
             yield (record, "", ""), cast(BinaryIO, plain), False
 
 
-def _called_by_installer() -> bool:
-    """Is the generator calling this being run by ``installer.install``
-    itself? (Its loop hands every file to the destination and keeps the
-    answers for ``finalize_installation``, nothing else.)"""
+class Handover:
+    """One walk of a ``CachedWheelSource``'s files by ``installer.install``
+    (``get_contents``): its destination, what that destination has placed
+    already, and what was therefore not handed over."""
+
+    __slots__ = ("destination", "handed", "placed", "skipped")
+
+    def __init__(self, destination: object) -> None:
+        #: installer's destination for this install
+        self.destination = destination
+        #: archive paths placed by ``destination``; None: hand over every file
+        self.placed: frozenset[str] | None = None
+        #: the files not handed over, each after how many files were
+        self.skipped: list[tuple[int, CachedFile]] = []
+        #: files handed over so far (RECORD, handed last, not counted)
+        self.handed = 0
+
+
+def _installers_handover(source: CachedWheelSource) -> Handover | None:
+    """A ``Handover`` if ``installer.install`` itself is walking this
+    source's own ``get_contents`` (called from the generator, before its
+    first file); None for any other caller."""
+    if type(source).get_contents is not CachedWheelSource.get_contents:
+        return None  # (a subclass may filter what it hands over)
     core = sys.modules.get("installer._core")
-    install = getattr(core, "install", None)
-    code = getattr(install, "__code__", None)
-    return code is not None and sys._getframe(2).f_code is code
+    code = getattr(getattr(core, "install", None), "__code__", None)
+    if code is None:
+        return None
+    try:
+        caller = sys._getframe(2)  # 0: here, 1: the generator, 2: what resumed it
+    except ValueError:  # driven from C code with no Python frame above
+        return None
+    if caller.f_code is not code:
+        return None
+    names = caller.f_locals
+    if names.get("source") is not source:
+        return None
+    return Handover(names.get("destination"))
 
 
 #: signature files of RECORD, which RECORD does not list

@@ -395,7 +395,26 @@ def test_a_caller_that_skips_files_gets_only_the_files_it_asked_for(tmp_path: Pa
     assert "demo/sub/data.json" not in listed and "demo/core.py,sha256=" in listed
 
 
-def test_installer_is_handed_only_the_files_not_placed_whole(tmp_path: Path, make_wheel: Any) -> None:
+def _count_handed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The archive paths of the cached files ``get_contents`` hands over from now on."""
+    from pip_linkmode import source as source_mod
+
+    handed: list[str] = []
+
+    class Counted(source_mod.CachedFileStream):
+        __slots__ = ()
+
+        def __init__(self, cache_path: str, cached: Any, *args: Any) -> None:
+            handed.append(cached.path)
+            super().__init__(cache_path, cached, *args)
+
+    monkeypatch.setattr(source_mod, "CachedFileStream", Counted)
+    return handed
+
+
+def test_installer_is_handed_only_the_files_not_placed_whole(
+    tmp_path: Path, make_wheel: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Once the entry is placed whole, ``installer.install``'s own loop is
     not handed the files placed (only installer's loop: a caller of its own
     gets every file, as above). RECORD still lists them, and the tree is
@@ -406,33 +425,197 @@ def test_installer_is_handed_only_the_files_not_placed_whole(tmp_path: Path, mak
     files["demo-1.0.data/purelib/demo_extra.py"] = b"X = 1\n"
     files["demo-1.0.data/platlib/demo_native/__init__.py"] = b""
     wheel = make_wheel(WheelSpec(name="demo", version="1.0", files=files, entry_points=spec.entry_points))
-    dest = _destination(tmp_path / "env")
-    handed: list[str] = []
-    real_write = dest.write_file
-
-    def write_file(scheme: Scheme, path: str, stream: BinaryIO, is_executable: bool) -> Any:
-        if hasattr(stream, "cached"):
-            handed.append(path)
-        return real_write(scheme, path, stream, is_executable)
-
-    dest.write_file = write_file
     cache = WheelCache(tmp_path / "c")
-    with cache.open(wheel) as source:
-        installer.install(source, dest, META)
-        assert source.skipped == [] and source.placed is None  # (handed back at finalize)
     entry = cache.get(wheel)
     assert len(entry.files) >= 12
+    handed = _count_handed(monkeypatch)
+    with cache.open(wheel) as source:
+        installer.install(source, _destination(tmp_path / "env"), META)
     # the first file, and the #!python script installer rewrites
-    assert len(handed) <= 2 and "demo-shebang" in handed, handed
+    assert len(handed) <= 2 and "demo-1.0.data/scripts/demo-shebang" in handed, handed
     with WheelFile.open(wheel) as plain:
         installer.install(plain, _destination(tmp_path / "ref", SchemeDictionaryDestination), META)
-    ours, ref = _tree(tmp_path / "env"), _tree(tmp_path / "ref")
-    assert ours == ref
+    ours = _tree(tmp_path / "env")
+    assert ours == _tree(tmp_path / "ref")
     assert any(k.replace(os.sep, "/").endswith("purelib/demo_extra.py") for k in ours)
-    # a second install from the same source, through a caller's own loop: every file again
+    # the same source walked by a caller of its own: every file again
+    handed.clear()
     with cache.open(wheel) as source:
         listed = [path for (path, _, _), _, _ in source.get_contents()]
-    assert len(listed) == len(entry.files) + (0 if any(f.path.endswith("/RECORD") for f in entry.files) else 1)
+    assert len(handed) == len(entry.files) and len(listed) == len(entry.files) + 1  # (RECORD last)
+
+
+def test_files_are_skipped_only_for_installers_walk_into_this_destination(tmp_path: Path, demo_wheel: Path) -> None:
+    """installer's own loop is spared the placed files only when it walks the
+    source's own ``get_contents`` for the very destination that placed
+    them: a source subclass that filters its files, a destination wrapping
+    ours that leaves files out, and one feeding two of ours (a tee) each get
+    installer's own result."""
+    from installer.destinations import WheelDestination
+
+    def plain_json(element: Any) -> bool:
+        return not element[0][0].endswith(".json")
+
+    class FilteredCached(CachedWheelSource):
+        def get_contents(self) -> Any:
+            return filter(plain_json, super().get_contents())
+
+    class FilteredPlain(WheelFile):
+        def get_contents(self) -> Any:
+            return filter(plain_json, super().get_contents())
+
+    class Without(WheelDestination):
+        """Leaves the .json files out (and their rows)."""
+
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def write_script(self, **kwargs: Any) -> Any:
+            return self.inner.write_script(**kwargs)
+
+        def write_file(self, scheme: Scheme, path: str, stream: BinaryIO, is_executable: bool) -> Any:
+            if str(path).endswith(".json"):
+                return RecordEntry(str(path), None, None)
+            return self.inner.write_file(scheme, path, stream, is_executable)
+
+        def finalize_installation(self, scheme: Scheme, record_file_path: str, records: Any) -> None:
+            kept = [r for r in records if not r[1].path.endswith(".json")]
+            self.inner.finalize_installation(scheme, record_file_path, kept)
+
+    class Tee(WheelDestination):
+        def __init__(self, *inner: Any) -> None:
+            self.inner = inner
+
+        def write_script(self, **kwargs: Any) -> Any:
+            return [d.write_script(**kwargs) for d in self.inner][0]
+
+        def write_file(self, scheme: Scheme, path: str, stream: BinaryIO, is_executable: bool) -> Any:
+            answers = []
+            for d in self.inner:
+                stream.seek(0)
+                answers.append(d.write_file(scheme, path, stream, is_executable))
+            return answers[0]
+
+        def finalize_installation(self, scheme: Scheme, record_file_path: str, records: Any) -> None:
+            records = list(records)
+            for d in self.inner:
+                d.finalize_installation(scheme, record_file_path, records)
+
+    cache = WheelCache(tmp_path / "c")
+    with cache.open(demo_wheel) as source:
+        installer.install(FilteredCached(source.entry, cache), _destination(tmp_path / "filtered"), META)
+        installer.install(source, Without(_destination(tmp_path / "without")), META)
+        installer.install(source, Tee(_destination(tmp_path / "tee1"), _destination(tmp_path / "tee2")), META)
+    reference = SchemeDictionaryDestination
+    with FilteredPlain.open(demo_wheel) as plain:
+        installer.install(plain, _destination(tmp_path / "ref-filtered", reference), META)
+    with WheelFile.open(demo_wheel) as plain:
+        installer.install(plain, Without(_destination(tmp_path / "ref-without", reference)), META)
+    with WheelFile.open(demo_wheel) as plain:
+        installer.install(plain, _destination(tmp_path / "ref", reference), META)
+    assert _tree(tmp_path / "filtered") == _tree(tmp_path / "ref-filtered")
+    assert _tree(tmp_path / "without") == _tree(tmp_path / "ref-without")
+    assert not any(name.endswith(".json") for name in _tree(tmp_path / "without"))
+    assert _tree(tmp_path / "tee1") == _tree(tmp_path / "tee2") == _tree(tmp_path / "ref")
+
+
+def test_two_threads_installing_one_source_each_skip_their_own(
+    tmp_path: Path, demo_wheel: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What installer is not handed is kept per walk, not on the source:
+    two installs of one source on two threads, the second starting its walk
+    while the first has placed its entry and not finished, both give
+    installer's tree, and both skip."""
+    import threading
+
+    first_placed, second_walking = threading.Event(), threading.Event()
+    real_whole = LinkingDestination._whole_entry
+    dest_a, dest_b = _destination(tmp_path / "a"), _destination(tmp_path / "b")
+
+    def whole_entry(self: Any, *args: Any) -> Any:
+        whole = real_whole(self, *args)
+        if self is dest_a:
+            first_placed.set()
+            assert second_walking.wait(10)
+        else:
+            second_walking.set()
+        return whole
+
+    monkeypatch.setattr(LinkingDestination, "_whole_entry", whole_entry)
+    handed = _count_handed(monkeypatch)
+    cache = WheelCache(tmp_path / "c")
+    entry = cache.get(demo_wheel)
+    with cache.open(demo_wheel) as source:
+
+        def second() -> None:
+            assert first_placed.wait(10)
+            installer.install(source, dest_b, META)
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        installer.install(source, dest_a, META)
+        thread.join(30)
+    monkeypatch.undo()
+    with WheelFile.open(demo_wheel) as plain:
+        installer.install(plain, _destination(tmp_path / "ref", SchemeDictionaryDestination), META)
+    reference = _tree(tmp_path / "ref")
+    assert _tree(tmp_path / "a") == reference and _tree(tmp_path / "b") == reference
+    assert len(handed) < len(entry.files)  # (both walks skipped)
+
+
+def test_an_existing_record_stays_when_a_link_fails(tmp_path: Path, make_wheel: Any) -> None:
+    """Over an installed version (``overwrite_existing``), RECORD is written
+    only once every link is in: a link failing leaves the old RECORD, which
+    still lists the old files."""
+    old = make_wheel(WheelSpec(files={"demo/__init__.py": b"", "demo/old.py": b"OLD = 1\n"}))
+    files = {f"demo/m{i:03}.py": f"X = {i}\n".encode() for i in range(300)}
+    files["demo/__init__.py"] = b""
+    new = make_wheel(WheelSpec(files=files))
+    base = tmp_path / "env"
+    with WheelFile.open(old) as plain:
+        installer.install(plain, _destination(base, SchemeDictionaryDestination), META)
+    record = base / "purelib/demo-1.0.dist-info/RECORD"
+    before = record.read_bytes()
+    cache = WheelCache(tmp_path / "c")
+    (cache.get(new).tree / "demo" / "m299.py").unlink()  # (a damaged entry: the last link fails)
+    with cache.open(new) as source, pytest.raises(Exception, match="m299.py"):
+        installer.install(source, _destination(base, overwrite_existing=True), META)
+    assert record.read_bytes() == before
+    assert (base / "purelib/demo/old.py").is_file()
+
+
+def test_rows_of_one_path_in_two_schemes_keep_installers_order(tmp_path: Path, make_wheel: Any) -> None:
+    """RECORD sorts by the path within its scheme, and keeps installer's
+    order for equal ones: the files not handed to installer are listed where
+    it would have listed them."""
+    files = {
+        "demo/__init__.py": b"",
+        "demo-1.0.data/data/tool": b"data\n",
+        "demo-1.0.data/scripts/tool": (b"#!python\nprint(1)\n", 0o755),
+    }
+    wheel = make_wheel(WheelSpec(files=files))
+    with WheelCache(tmp_path / "c").open(wheel) as source:
+        installer.install(source, _destination(tmp_path / "env"), META)
+    with WheelFile.open(wheel) as plain:
+        installer.install(plain, _destination(tmp_path / "ref", SchemeDictionaryDestination), META)
+    assert _tree(tmp_path / "env") == _tree(tmp_path / "ref")
+
+
+def test_a_walk_driven_from_c_gets_every_file(tmp_path: Path, demo_wheel: Path) -> None:
+    """``get_contents`` consumed by C code with no Python frame above it (a
+    new thread running ``list.extend`` over a chain that sets an event when
+    the walk is over) still hands over every file."""
+    import _thread
+    import itertools
+    import threading
+
+    done = threading.Event()
+    out: list[Any] = []
+    with WheelCache(tmp_path / "c").open(demo_wheel) as source:
+        walk = itertools.chain(source.get_contents(), iter(done.set, None))
+        _thread.start_new_thread(out.extend, (walk,))
+        assert done.wait(10)
+        assert len(out) == len(source.entry.files) + 1  # (RECORD last)
 
 
 def test_a_link_failing_after_record_was_written_leaves_nothing(tmp_path: Path, make_wheel: Any) -> None:

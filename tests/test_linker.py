@@ -131,6 +131,25 @@ def test_auto_across_filesystems_copies_without_warning(mounts: Mounts, tmp_path
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
+def test_an_empty_first_file_does_not_decide_auto(tmp_path: Path) -> None:
+    """auto probes the modes with the first file it places. An empty one
+    (an empty ``__init__.py`` starts many wheels) has nothing to clone: on
+    Windows, where cloning an empty file needs no block-cloning call, it
+    passed for a clone on a volume that cannot clone, and the next file
+    failed the install ("Request not supported"). Now the volume is asked."""
+    files: dict[str, Any] = {"pkg/__init__.py": b""}
+    files.update({f"pkg/m{i}.py": b"x = 1\n" * 1000 for i in range(3)})
+    cache = WheelCache(tmp_path / "cache")
+    wheel = build_wheel(tmp_path / "w", WheelSpec(files=files))
+    jobs = sorted(_entry_jobs(cache, wheel, tmp_path / "t"), key=lambda job: job.size)
+    assert jobs[0].size == 0
+    report = Linker(LinkMode.AUTO).run(jobs)
+    assert sum(report.counts.values()) == len(jobs)
+    (mode,) = report.modes_used
+    for job in jobs:
+        _check_relation(mode, Path(job.src), Path(job.dst))
+
+
 @pytest.mark.parametrize("mode", link_modes(LinkMode.HARDLINK, LinkMode.SYMLINK, LinkMode.COPY))
 def test_existing_targets_replaced_never_written_through(mode: LinkMode, tmp_path: Path) -> None:
     cache = WheelCache(tmp_path / "cache")

@@ -273,3 +273,15 @@ def test_macos_without_apfs_auto_falls_back(tmp_path: Path) -> None:
     calls = FakeDarwinCalls(refuse_all=True)
     dest = _install_demo(tmp_path, DarwinPlatform(calls), LinkMode.AUTO)
     assert dest.report.counts[LinkMode.HARDLINK] == 10
+
+
+def test_an_auto_install_failing_later_names_the_mode_it_chose(tmp_path: Path) -> None:
+    """auto resolved to clone, then a clone fails: the remedy is the one for
+    clones, not one for a mode called "auto" ("does not support autos")."""
+    from pip_linkmode.linker.policy import ModePolicy
+
+    error = ModePolicy(LinkMode.AUTO, WindowsPlatform(FakeWindowsCalls())).error(
+        win_error(50), "clone", str(tmp_path / "t" / "m.py"), str(tmp_path / "c" / "m.py")
+    )
+    assert "cannot clone blocks" in str(error) and "autos" not in str(error)
+    assert str(error).startswith("clone failed for ")

@@ -36,6 +36,8 @@ WINERROR = {
 
 _PREFIX = "\\\\?\\"
 _FSCTL_DUPLICATE_EXTENTS_TO_FILE = 0x00098344
+#: GetVolumeInformation's flag of a volume that can clone blocks (ReFS, Dev Drive)
+_FILE_SUPPORTS_BLOCK_REFCOUNTING = 0x08000000
 _FSCTL_GET_INTEGRITY_INFORMATION = 0x0009027C
 
 
@@ -114,7 +116,17 @@ class WindowsCalls:  # pragma: no cover - runs on Windows only
             check(hd != invalid)
             ok = False
             try:
-                if size:
+                if not size:
+                    # Nothing to clone: say whether this volume could, or the
+                    # first file of an install, often an empty __init__.py,
+                    # would pass the link mode's probe on any volume.
+                    flags = wintypes.DWORD()
+                    if not k32.GetVolumeInformationByHandleW(
+                        hd, None, 0, None, None, ctypes.byref(flags), None, 0
+                    ) or not flags.value & _FILE_SUPPORTS_BLOCK_REFCOUNTING:
+                        err = WINERROR["NOT_SUPPORTED"]
+                        raise OSError(None, ctypes.FormatError(err), src, err, dst)  # type: ignore[attr-defined]
+                else:
                     # The clone range must be a multiple of the cluster size:
                     # extend the target to the rounded size, clone, then trim.
                     cluster = _cluster_size(k32, dst)

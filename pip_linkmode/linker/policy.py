@@ -44,6 +44,8 @@ class Resolution(NamedTuple):
 _resolved: dict[tuple[LinkMode, int, int], Resolution] = {}
 _warned: set[tuple[LinkMode, Cause]] = set()
 _state_lock = threading.Lock()
+#: the names of the link modes, as operations are named in errors
+_MODE_NAMES = frozenset(mode.value for mode in LinkMode)
 
 
 def reset_process_state() -> None:
@@ -134,13 +136,17 @@ class ModePolicy:
             hint,
         )
 
+    def _mode_of(self, op: str) -> str:
+        """The link mode an operation is (``auto`` resolves to one), else the requested one."""
+        return op if op in _MODE_NAMES else self.mode.value
+
     def error(self, exc: OSError, op: str, path: str, src: str | None = None) -> LinkError:
         """The error a user sees: the operation, the file, the cause, the remedy."""
         what = exc.strerror or str(exc)
         frm = f" from {os.path.normpath(src)}" if src else ""
         err = LinkError(
             exc.errno,
-            f"{op} failed for {os.path.normpath(path)}{frm}: {what}; {self.platform.remedy(exc, self.mode.value)}",
+            f"{op} failed for {os.path.normpath(path)}{frm}: {what}; {self.platform.remedy(exc, self._mode_of(op))}",
         )
         err.filename = path
         return err

@@ -693,19 +693,14 @@ class _WholeEntry:
             return records
         skipped, handover.skipped, handover.placed = handover.skipped, [], None
         data = self.source.data_dir + "/"
-        compiled = bool(self.pyc_rows)
         rows: list[tuple[Scheme, RecordEntry]] = []
         for _, cached in skipped:
             path = cached.path
-            self.asked.add(path)
-            if path.startswith(data):
+            if path.startswith(data):  # (``skippable``: a scheme installer knows)
                 scheme, _, rel = path[len(data) :].partition("/")
             else:
                 scheme, rel = root_scheme, path
-            if compiled and rel.endswith(".py") and scheme in ("purelib", "platlib"):
-                handled.add((scheme, rel))
-            algorithm, _, value = cached.hash.partition("=")
-            rows.append((Scheme(scheme), RecordEntry(rel, Hash(algorithm, value), cached.size)))
+            rows.append((Scheme(scheme), self.answer(scheme, rel, cached, handled)))
         end = scripts + handover.handed
         if end > len(records):
             return records + rows  # (not installer's usual calls: the order is RECORD's sort alone)
@@ -713,8 +708,8 @@ class _WholeEntry:
         merged: list[tuple[Scheme, RecordEntry]] = []
         taken = 0
         for (before, _), row in zip(skipped, rows, strict=True):
-            merged.extend(handed[taken:before])
-            taken = max(taken, before)
+            merged.extend(handed[taken:before])  # (``before`` never decreases)
+            taken = before
             merged.append(row)
         merged.extend(handed[taken:])
         return [*records[:scripts], *merged, *records[end:]]

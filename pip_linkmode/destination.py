@@ -8,7 +8,7 @@ import io
 import os
 import stat
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
@@ -654,18 +654,23 @@ class _WholeEntry:
         algorithm, _, value = cached.hash.partition("=")
         return RecordEntry(path, Hash(algorithm, value), cached.size)
 
+    def _own_dirs(self) -> Iterator[tuple[str, str, Sequence[str]]]:
+        """The layout's own groups as (archive directory, '' at the root;
+        target directory; file names)."""
+        tree = self.placement.source_root
+        assert tree is not None
+        for sdir, ddir, names, _, _ in self.own:
+            yield sdir[len(tree) + 1 :], ddir, names
+
     def skippable(self) -> frozenset[str]:
         """The archive paths of the files placed here that ``installer.install``
         would only hand over to be answered: every linked file but one in a
         ``__pycache__`` directory (installer skips those with a warning) or
         under the ``.data`` directory without a scheme installer knows
         (installer raises there)."""
-        tree = self.placement.source_root
-        assert tree is not None
         data = self.source.data_dir + "/"
         paths: list[str] = []
-        for sdir, _, names, _, _ in self.own:
-            rel = sdir[len(tree) + 1 :]
+        for rel, _, names in self._own_dirs():
             if "__pycache__" in rel.split("/"):
                 continue
             if not rel:
@@ -721,11 +726,8 @@ class _WholeEntry:
             return
         linker.finish()
         created = set(linker.created)
-        tree = self.placement.source_root
-        assert tree is not None
         emptied: set[str] = set()
-        for sdir, ddir, names, _, _ in self.own:
-            rel = sdir[len(tree) + 1 :]
+        for rel, ddir, names in self._own_dirs():
             for name in names:
                 target = f"{ddir}/{name}"
                 if (f"{rel}/{name}" if rel else name) not in self.asked and target in created:

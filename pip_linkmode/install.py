@@ -253,7 +253,7 @@ def install_wheels(
             "`pip-linkmode install --python`"
         )
     wheel_cache = cache if isinstance(cache, WheelCache) else WheelCache(cache)
-    linker = Linker(mode, overwrite=overwrite_existing)
+    linker = Linker(mode, overwrite=overwrite_existing, help_links=True)
     linker.source_mtimes = compile_bytecode  # only linked .pyc files need them
     linker.placed_log = journal
     report = InstallReport(links=LinkReport(requested=mode))

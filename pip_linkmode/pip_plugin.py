@@ -441,7 +441,7 @@ class _Hook:
     def __init__(self, mode: LinkMode, cache: WheelCache) -> None:
         self.mode = mode
         self.cache = cache
-        self.linker = Linker(mode)
+        self.linker = Linker(mode, help_links=True)  # pip prepares the next wheel meanwhile
         self.report = LinkReport(requested=mode)
         self.local = threading.local()
         self.wheels = 0

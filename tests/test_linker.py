@@ -408,6 +408,98 @@ def test_helper_processes_clone_a_big_wheel_like_threads_would(
         assert out.stdout.strip() == "1499"
 
 
+def test_install_wheels_hands_links_to_helpers_and_installers_door_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the first thousand files, ``install_wheels`` hands hardlinks to
+    helper processes too (while its thread prepares the next wheel, placing
+    threads would wait for the GIL), and the helpers make the directories:
+    the venv is the copy-mode venv file for file, each file the cache's own
+    inode, and the helpers are gone afterwards. installer's door waits for
+    each wheel's files, so it starts none for links."""
+    import installer
+
+    from pip_linkmode import LinkingDestination
+    from pip_linkmode.install import target_for_venv
+
+    started = _spy_on_helpers(monkeypatch)
+    wheel = build_wheel(tmp_path / "w", _many_spec())
+    cache = tmp_path / "cache"
+    linked = make_venv(tmp_path / "linked")
+    report = install_wheel(wheel, venv=linked, cache=cache, link_mode="hardlink")
+    assert len(started) == 1, "the hardlink install did not start its helpers"
+    assert started[0].answered > 0, "the helpers placed nothing"
+    assert all(proc.returncode == 0 for proc in started[0]._procs)  # ended by close
+    copied = make_venv(tmp_path / "copied")
+    install_wheel(wheel, venv=copied, cache=cache, link_mode="copy")
+    placed = _files(site_packages(linked))
+    assert placed == _files(site_packages(copied))
+    assert report.links.counts[LinkMode.HARDLINK] == len(placed) - 3, report.summary()  # all but RECORD, INSTALLER, REQUESTED
+    tree = WheelCache(cache).get(wheel).tree
+    for rel in ("many/__init__.py", "many/d29/m49.py", "many/d0/tool.sh"):
+        assert (site_packages(linked) / rel).stat().st_ino == (tree / rel).stat().st_ino, rel
+
+    door = make_venv(tmp_path / "door")
+    target = target_for_venv(door)
+    with WheelCache(cache).open(wheel) as source:
+        dest = LinkingDestination(target.scheme_for(source.distribution), target.interpreter, "posix", link_mode="hardlink")
+        installer.install(source, dest, {"INSTALLER": b"pip-linkmode\n"})
+    assert len(started) == 1, "installer's door started helpers for links"
+    by_door = _files(site_packages(door))
+    assert {k: v for k, v in by_door.items() if ".dist-info" not in k} == {
+        k: v for k, v in placed.items() if ".dist-info" not in k
+    }
+    assert (site_packages(door) / "many/d29/m49.py").stat().st_ino == (tree / "many/d29/m49.py").stat().st_ino
+
+
+@pytest.mark.parametrize("mode", [LinkMode.HARDLINK, LinkMode.SYMLINK])
+def test_helpers_make_the_directories_they_link_into_and_rollback_removes_them(
+    mode: LinkMode, tmp_path: Path
+) -> None:
+    """Directories left to the helpers are made there, nested ones too, and
+    written in the journal: a rollback leaves nothing."""
+    groups = _source_tree(tmp_path / "src", 6, 50)
+    target = tmp_path / "t"
+    linker = _helper_linker(mode, help_links=True)
+    # each directory's parent is known to the linker before it: all but the
+    # first are left to the task that places their files
+    d0 = target / "d0"
+    dirs = [d0, d0 / "d1", d0 / "d1" / "d2", d0 / "d1" / "d2" / "d3", d0 / "s4", d0 / "s4" / "s5"]
+    try:
+        report = linker.run_dirs([(s, str(dirs[d]), n, z, False) for d, (s, n, z) in enumerate(groups)])
+        assert linker._helpers is not None and linker._helpers.answered > 0  # they did the work
+    finally:
+        linker.close()
+    assert report.counts[mode] == 300
+    assert len(linker.created) == 300
+    assert {str(d) for d in dirs} <= set(linker.created_dirs)
+    placed = d0 / "s4" / "s5" / "f7.txt"
+    assert placed.read_bytes() == b"5/f7.txt\n"
+    assert placed.is_symlink() is (mode is LinkMode.SYMLINK)
+    linker.rollback()
+    assert not target.exists()
+    assert len(list((tmp_path / "src").rglob("*.txt"))) == 300  # the cache untouched
+
+
+def test_a_directory_a_helper_cannot_make_is_reported_as_the_linkers_own(tmp_path: Path) -> None:
+    """A helper that cannot make a directory of its task places none of its
+    files; the thread reading its answers makes and places them itself, and
+    so raises the error naming the directory, as a thread would have."""
+    groups = _source_tree(tmp_path / "src", 3, 20)
+    target = tmp_path / "t"
+    linker = _helper_linker(LinkMode.HARDLINK, help_links=True)
+    long = "x" * 300  # longer than a name may be (ENAMETOOLONG)
+    dirs = [target / "d0", target / "d0" / "a", target / "d0" / "a" / long]
+    try:
+        with pytest.raises(LinkError, match=r"create directory .*/d0/a/x{300}.*(too long|File name)"):
+            linker.run_dirs([(s, str(dirs[d]), n, z, False) for d, (s, n, z) in enumerate(groups)])
+        assert linker._helpers is not None and linker._helpers.answered > 0
+    finally:
+        linker.rollback()
+        linker.close()
+    assert not target.exists()
+
+
 def _source_tree(root: Path, dirs: int, per_dir: int) -> list[tuple[str, list[str], list[int]]]:
     groups = []
     for d in range(dirs):
@@ -420,8 +512,8 @@ def _source_tree(root: Path, dirs: int, per_dir: int) -> list[tuple[str, list[st
     return groups
 
 
-def _helper_linker(mode: LinkMode = LinkMode.CLONE) -> Linker:
-    linker = Linker(mode, max_workers=2)
+def _helper_linker(mode: LinkMode = LinkMode.CLONE, *, help_links: bool = False) -> Linker:
+    linker = Linker(mode, max_workers=2, help_links=help_links)
     assert linker.help_after is not None, "this platform starts no helpers"
     linker.help_after = 0  # every clone to the helpers
     return linker
@@ -478,10 +570,12 @@ def test_helpers_that_cannot_start_leave_their_clones_to_threads(
     assert (root / "t" / "d2" / "f299.txt").read_bytes() == b"2/f299.txt\n"
 
 
-def test_a_killed_helper_fails_the_install_naming_it(mounts: Mounts, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", [LinkMode.CLONE, LinkMode.HARDLINK])
+def test_a_killed_helper_fails_the_install_naming_it(mode: LinkMode, mounts: Mounts, tmp_path: Path) -> None:
+    """What killed helpers placed, directories they made included, is rolled back."""
     root = mounts.points["xfs"] / tmp_path.name
     groups = _source_tree(root / "src", 40, 200)
-    linker = _helper_linker()
+    linker = _helper_linker(mode, help_links=True)
     try:
         linker.run_dirs([(s, str(root / "first" / f"d{d}"), n, z, False) for d, (s, n, z) in enumerate(groups[:4])])
         assert linker._helpers is not None  # running, and ready: they placed those
@@ -496,6 +590,37 @@ def test_a_killed_helper_fails_the_install_naming_it(mounts: Mounts, tmp_path: P
         linker.rollback()
         assert not (root / "t").exists() and not (root / "first").exists()
         assert len(list((root / "src").rglob("*.txt"))) == 40 * 200  # the cache untouched
+    finally:
+        linker.close()
+
+
+def test_directories_a_killed_helper_made_mid_task_are_rolled_back(tmp_path: Path) -> None:
+    """A helper killed after it made its task's directories, while it links
+    the files, never answers: the directories and files it made there are
+    still rolled back."""
+    import time
+
+    groups = _source_tree(tmp_path / "src", 2, 1)
+    big = _source_tree(tmp_path / "big", 1, 20000)[0]
+    target = tmp_path / "t"
+    linker = _helper_linker(LinkMode.HARDLINK, help_links=True)
+    try:
+        linker.run_dirs([(s, str(target / f"d{d}"), n, z, False) for d, (s, n, z) in enumerate(groups)])
+        assert linker._helpers is not None  # running, and ready
+        deep = target / "d0" / "deep"  # left to the helper: its parent is known
+        linker.run_dirs([(big[0], str(deep), big[1], big[2], False)], wait=False)
+        deadline = time.monotonic() + 30
+        while not deep.exists():
+            assert time.monotonic() < deadline, "the helper never made its directory"
+        pending = dict(linker._helpers._pending)
+        for proc in linker._helpers._procs:
+            proc.kill()
+        assert pending, "the helper answered before the kill"
+        with pytest.raises(LinkError, match="a helper process placing files exited with status -9"):
+            linker.finish()
+        linker.rollback()
+        assert not target.exists()
+        assert len(os.listdir(tmp_path / "big" / "d0")) == 20000  # the cache untouched
     finally:
         linker.close()
 

@@ -35,8 +35,8 @@ class LinuxPlatform(PosixPlatform):
         return _clone_each(pairs, source_mtime, perm, placed)
 
     def helper_class(self) -> str | None:
-        # a clone is about 60 us of kernel work; only this exact class (a
-        # subclass may be a test's fault injection a helper would not have)
+        # only this exact class (a subclass may be a test's fault injection
+        # a helper would not have)
         return f"{__name__}:LinuxPlatform" if type(self) is LinuxPlatform else None
 
     def _copy_bytes(self, fsrc: object, fdst: object, size: int) -> None:

@@ -7,16 +7,22 @@ an interpreter each, so the calls of two helpers and the preparing thread
 run truly in parallel (a clone install on XFS is CPU-bound in the kernel).
 
 The parent sends frames (little-endian 4-byte length, then a ``marshal``
-body) on the helper's stdin: ``(task id, source mtimes, groups)``, each
-group ``(op, cache dir + "/", target dir + "/", names, perm)`` with ``op``
-one of ``clone``, ``hardlink``, ``symlink`` and ``perm`` the permission bits
-of its clones (None: the cache file's). For each task the helper answers on
-stdout ``(task id, failures)``: ``(group index, name index, errno,
-message)`` for every file whose call raised, after trying the rest. The
-parent handles those as it would a failure of its own (an existing target
-is replaced, a full disk is an error naming the file). The helper's first
-frame, once it has imported the platform, is ``"ready"``; end of input
-ends it.
+body) on the helper's stdin: ``(task id, source mtimes, groups, dirs)``,
+each group ``(op, cache dir + "/", target dir + "/", names, perm)`` with
+``op`` one of ``clone``, ``hardlink``, ``symlink`` and ``perm`` the
+permission bits of its clones (None: the cache file's); ``dirs`` are the
+target directories to make first, in order (a missing parent is made
+too: another helper's task may not have made it yet). For each task the
+helper answers on stdout ``(task id, failures, made, unmade)``: ``failures``
+are ``(group index, name index, errno, message)`` for every file whose
+call raised, after trying the rest; ``made`` the directories this helper
+created; ``unmade`` is False, or True where a directory could not be made,
+and then no file of the task was tried (the parent makes its directories
+and places its files itself, and so reports that error as its own). The
+parent handles a file's failure as it would one of its own (an existing
+target is replaced, a full disk is an error naming the file). The
+helper's first frame, once it has imported the platform, is ``"ready"``;
+end of input ends it.
 """
 
 from __future__ import annotations
@@ -59,6 +65,30 @@ def write_frame(stream: IO[bytes], value: Any) -> None:
     stream.flush()
 
 
+def make_dirs(platform: Platform, dirs: list[str], made: list[str]) -> bool:
+    """Make each of ``dirs`` that is missing (and its missing parents),
+    appending what this made to ``made``; False where one could not be made."""
+    for path in dirs:
+        todo = [path]
+        while todo:
+            try:
+                os.mkdir(platform.fspath(todo[-1]))
+            except FileExistsError:
+                pass
+            except FileNotFoundError:
+                parent = os.path.dirname(todo[-1])
+                if parent == todo[-1]:
+                    return False
+                todo.append(parent)
+                continue
+            except (OSError, ValueError):
+                return False
+            else:
+                made.append(todo[-1])
+            todo.pop()
+    return True
+
+
 def serve(platform: Platform, inp: IO[bytes], out: IO[bytes]) -> None:
     """Place the files of each task read from ``inp``; answer on ``out``."""
     ops: dict[str, Callable[[str, str], None]] = {"hardlink": platform.hardlink, "symlink": platform.symlink}
@@ -66,8 +96,12 @@ def serve(platform: Platform, inp: IO[bytes], out: IO[bytes]) -> None:
         frame = read_frame(inp)
         if frame is None:
             return
-        task_id, keep_mtimes, groups = frame
+        task_id, keep_mtimes, groups, dirs = frame
         failures: list[tuple[int, int, int, str]] = []
+        made: list[str] = []
+        if not make_dirs(platform, dirs, made):
+            write_frame(out, (task_id, failures, made, True))
+            continue
         for gi, (opname, sp, dp, names, perm) in enumerate(groups):
             if opname == "clone":
                 try:
@@ -84,7 +118,7 @@ def serve(platform: Platform, inp: IO[bytes], out: IO[bytes]) -> None:
                     failures.append((gi, ni, exc.errno or 0, exc.strerror or str(exc)))
                 except ValueError as exc:  # a name the system cannot take (a NUL byte)
                     failures.append((gi, ni, errno.EINVAL, str(exc)))
-        write_frame(out, (task_id, failures))
+        write_frame(out, (task_id, failures, made, False))
 
 
 def main() -> None:

@@ -4,7 +4,8 @@ A ``Linker`` takes files one by one (``run``, ``link_one``) or directory by
 directory (``run_dirs``, what a ``Placement`` hands it), asks its
 ``ModePolicy`` which mode each (cache device, target device) pair uses,
 and places them: worker threads for links and clones, helper processes
-for clones of large installs, copies last. A file is never placed before
+for the clones of large installs (and their links, for a caller that
+prepares the next wheel meanwhile), copies last. A file is never placed before
 an earlier file of the same path; a target that exists is replaced by a
 rename, never written through. What it creates goes into its ``Journal``,
 which ``rollback`` undoes.
@@ -43,7 +44,7 @@ _BATCH = 256
 #: release the GIL, and with no per-file Python work left between them two
 #: threads nearly halve a link or clone install (measured on 2 CPUs)
 _LINKERS = 4
-#: clones a linker hands to threads before it starts helper processes for
+#: files a linker hands to threads before it starts helper processes for
 #: them (see ``Helpers``): an install this small does not pay their start
 _HELP_AFTER = 1024
 
@@ -158,6 +159,7 @@ class Linker:
         *,
         overwrite: bool = True,
         max_workers: int | None = None,
+        help_links: bool = False,
     ) -> None:
         self.mode = parse_link_mode(mode)
         self.platform = platform or _platform.current()
@@ -201,11 +203,18 @@ class Linker:
         self._inflight: dict[str, list[tuple[Future[None], Sequence[str]]]] = {}
         self._queued: list[tuple[LinkMode, str, str, list[str], None]] = []  # by link_one(later=True)
         self._n_queued = 0
-        #: clones handed to threads before helper processes take them over
+        #: files handed to threads before helper processes take them over
         #: (None: never); only where a helper can build the same platform
         #: for itself (not a test's platform with injected calls)
         self.help_after: int | None = _HELP_AFTER if self.platform.helper_class() else None
-        self._cloned = 0
+        #: links and symlinks go to helper processes too, not only clones:
+        #: for a caller that goes on preparing the next wheel while files are
+        #: placed (``install_wheels``, pip's install loop), whose work would
+        #: otherwise starve the placing threads of the GIL (see ``Helpers``).
+        #: A caller that waits for each wheel's files (installer's door)
+        #: leaves the GIL to them, and would only pay the helpers' start.
+        self.help_links = help_links
+        self._threaded = 0
         self._helpers: Helpers | None = None
 
     # -- public -----------------------------------------------------------
@@ -326,20 +335,25 @@ class Linker:
         ``ddir``'s creation to the worker that places its files (a
         ``mkdir`` costs about 0.1 ms on an aged ext4, twenty links' worth:
         done here they serialise the install); its device, the parent's (a
-        new directory is no mount point). None: create it now."""
-        pdev = self._dir_devs.get(_parent(ddir))
+        new directory is no mount point). None: create it now. A directory
+        whose parent is itself left to a worker was missing when that parent
+        was looked at, and is not looked at again (a look waits for the
+        parent's lock while a worker links there)."""
+        parent = _parent(ddir)
+        pdev = self._dir_devs.get(parent)
         if pdev is None:
             return None
         known = self.policy.known(sdev, pdev)
         if known is None or known.mode is LinkMode.COPY:
             return None
-        try:
-            os.lstat(self.platform.fspath(ddir))
-            return None  # there already (perhaps a mount point): looked at now
-        except FileNotFoundError:
-            pass
-        except OSError:
-            return None
+        if parent not in self._unmade:
+            try:
+                os.lstat(self.platform.fspath(ddir))
+                return None  # there already (perhaps a mount point): looked at now
+            except FileNotFoundError:
+                pass
+            except OSError:
+                return None
         self._dir_devs[ddir] = pdev
         self._unmade.add(ddir)
         return pdev
@@ -378,7 +392,9 @@ class Linker:
             return
         for _, _, dp, names, _ in task:
             self._settle_dir(dp, names)
-        if self.help_after is not None and any(group[0] is LinkMode.CLONE for group in task):
+        if self.help_after is not None and (
+            self.help_links or any(group[0] is LinkMode.CLONE for group in task)
+        ):
             if self._to_helpers(task, workers, dirs):
                 return
         if self._pool is None:
@@ -470,23 +486,21 @@ class Linker:
         self._ops[LinkMode.CLONE] = clone if keep else functools.partial(clone, source_mtime=False)
 
     def _to_helpers(self, task: Task, workers: int, dirs: Sequence[str]) -> bool:
-        """Clones go to helper processes once this linker has handed
-        ``help_after`` of them to threads; False: to a thread. A helper
-        makes no directories: ``dirs`` are made here first."""
+        """Tasks go to helper processes (which make their ``dirs`` first)
+        once this linker has handed ``help_after`` files to threads; False:
+        to a thread."""
         helpers = self._helpers
         if helpers is None:
             assert self.help_after is not None
-            if self._cloned < self.help_after:
-                self._cloned += sum(len(group[3]) for group in task)
+            if self._threaded < self.help_after:
+                self._threaded += sum(len(group[3]) for group in task)
                 return False
             helpers = self._helpers = Helpers.start(self, workers)
             if helpers is None:
                 self.help_after = None  # none can start here: threads, as before
                 return False
             helpers.finalizer = weakref.finalize(self, helpers.close)  # for callers that never close
-        for path in dirs:
-            self._create_dir(path)
-        return helpers.submit(task, self._source_mtimes, self._track)
+        return helpers.submit(task, self._source_mtimes, self._track, dirs)
 
     def _place_names(self, task: Task, dirs: Sequence[str] = ()) -> None:
         """Make ``dirs``, then place ``(mode, cache dir/, target dir/,

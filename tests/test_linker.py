@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -572,7 +573,8 @@ def test_helpers_that_cannot_start_leave_their_clones_to_threads(
 
 @pytest.mark.parametrize("mode", [LinkMode.CLONE, LinkMode.HARDLINK])
 def test_a_killed_helper_fails_the_install_naming_it(mode: LinkMode, mounts: Mounts, tmp_path: Path) -> None:
-    """What killed helpers placed, directories they made included, is rolled back."""
+    """What killed helpers placed of their last tasks is rolled back (the
+    directories a helper made are: see the two tests below)."""
     root = mounts.points["xfs"] / tmp_path.name
     groups = _source_tree(root / "src", 40, 200)
     linker = _helper_linker(mode, help_links=True)
@@ -598,7 +600,6 @@ def test_directories_a_killed_helper_made_mid_task_are_rolled_back(tmp_path: Pat
     """A helper killed after it made its task's directories, while it links
     the files, never answers: the directories and files it made there are
     still rolled back."""
-    import time
 
     groups = _source_tree(tmp_path / "src", 2, 1)
     big = _source_tree(tmp_path / "big", 1, 20000)[0]
@@ -625,6 +626,85 @@ def test_directories_a_killed_helper_made_mid_task_are_rolled_back(tmp_path: Pat
         linker.close()
 
 
+def test_a_parent_made_for_another_task_by_a_killed_helper_is_rolled_back(tmp_path: Path) -> None:
+    """A helper makes a missing parent of its task's directory, which is
+    another task's (whose helper has not run it yet); killed before it
+    answers, that parent is still rolled back, with everything under it."""
+    groups = _source_tree(tmp_path / "src", 1, 1)
+    first = _source_tree(tmp_path / "p", 1, 300)[0]
+    big = _source_tree(tmp_path / "big", 1, 20000)[0]
+    target = tmp_path / "t"
+    linker = _helper_linker(LinkMode.HARDLINK, help_links=True)
+    try:
+        linker.run_dirs([(groups[0][0], str(target), groups[0][1], groups[0][2], False)])  # (target known)
+        assert linker._helpers is not None  # both running, and ready
+        paused, other = linker._helpers._procs
+        os.kill(paused.pid, signal.SIGSTOP)
+        parent, child = target / "P", target / "P" / "C"
+        # the first task (P's 300 files) goes to the paused helper, the
+        # second (P/C's) to the other, which makes P for it
+        linker.run_dirs([(first[0], str(parent), first[1], first[2], False), (big[0], str(child), big[1], big[2], False)],
+                        wait=False)
+        deadline = time.monotonic() + 30
+        while not child.exists():
+            assert time.monotonic() < deadline, "the helper never made its directory"
+        pending = list(linker._helpers._pending.values())
+        assert [dirs for _, _, dirs, _, _ in pending] == [[str(parent)], [str(child)]], "not the case tested"
+        other.kill()
+        os.kill(paused.pid, signal.SIGCONT)
+        with pytest.raises(LinkError, match="a helper process placing files exited with status -9"):
+            linker.finish()
+        linker.rollback()
+        assert not target.exists()
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(paused.pid, signal.SIGCONT)
+        linker.close()
+
+
+def test_a_helper_meeting_a_dangling_link_for_a_parent_fails_like_a_thread(tmp_path: Path) -> None:
+    """A directory the linker knows, replaced by a dangling symbolic link
+    during the install: a helper asked to make a directory under it stops
+    (it does not loop making the parent), and the error is the linker's
+    own, as with threads."""
+    groups = _source_tree(tmp_path / "src", 2, 5)
+    target = tmp_path / "t"
+    linker = _helper_linker(LinkMode.HARDLINK, help_links=True)
+    try:
+        linker.run_dirs([(groups[0][0], str(target / "X"), groups[0][1], groups[0][2], False)])
+        assert linker._helpers is not None
+        shutil.rmtree(target / "X")
+        os.symlink(tmp_path / "nowhere", target / "X")
+        with pytest.raises(LinkError, match=r"create directory .*/X/Y.*No such file"):
+            linker.run_dirs([(groups[1][0], str(target / "X" / "Y"), groups[1][1], groups[1][2], False)])
+        assert linker._helpers.answered == 2  # the helper answered it: it did not hang
+    finally:
+        linker.close()
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_helper_speaking_other_frames_is_ended_and_threads_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A helper that says it is ready in other words (a placer from before
+    an upgrade made in the same run) is ended, and threads place the files
+    sent to it."""
+    groups = _source_tree(tmp_path / "src", 4, 300)
+    old = tmp_path / "old_placer.py"
+    old.write_text(
+        "import marshal, struct, sys\n"
+        "body = marshal.dumps('ready')\n"
+        "sys.stdout.buffer.write(struct.pack('<I', len(body)) + body); sys.stdout.flush()\n"
+        "sys.stdin.buffer.read()\n"
+    )
+    python = sys.executable
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/sh\nexec {python} {old}\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    _threads_place_what_ended_helpers_had(_helper_linker(LinkMode.HARDLINK, help_links=True), groups, tmp_path / "t")
+
+
 def test_a_helper_that_never_gets_ready_is_ended_and_threads_clone(
     mounts: Mounts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -639,17 +719,24 @@ def test_a_helper_that_never_gets_ready_is_ended_and_threads_clone(
     hang.chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(hang))
     monkeypatch.setattr(linker_mod, "HELPER_START_TIMEOUT", 0.5)
-    linker = _helper_linker()
+    _threads_place_what_ended_helpers_had(_helper_linker(), groups, root / "t")
+
+
+def _threads_place_what_ended_helpers_had(
+    linker: Linker, groups: list[tuple[str, list[str], list[int]]], target: Path
+) -> None:
+    """``linker``'s helpers are ended (killed) on start, and its threads place
+    all 4 x 300 files of ``groups`` into ``target``."""
     try:
-        report = linker.run_dirs([(s, str(root / "t" / f"d{d}"), n, z, False) for d, (s, n, z) in enumerate(groups)])
+        report = linker.run_dirs([(s, str(target / f"d{d}"), n, z, False) for d, (s, n, z) in enumerate(groups)])
         assert linker._helpers is not None
         procs = linker._helpers._procs
     finally:
         linker.close()
     assert [proc.returncode for proc in procs] == [-signal.SIGKILL] * 2
-    assert report.counts[LinkMode.CLONE] == 1200
+    assert report.counts[linker.mode] == 1200
     assert len(linker.created) == 1200
-    assert (root / "t" / "d3" / "f299.txt").read_bytes() == b"3/f299.txt\n"
+    assert (target / "d3" / "f299.txt").read_bytes() == b"3/f299.txt\n"
 
 
 def _children(pid: int) -> list[int]:

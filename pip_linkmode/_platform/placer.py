@@ -21,8 +21,8 @@ and then no file of the task was tried (the parent makes its directories
 and places its files itself, and so reports that error as its own). The
 parent handles a file's failure as it would one of its own (an existing
 target is replaced, a full disk is an error naming the file). The
-helper's first frame, once it has imported the platform, is ``"ready"``;
-end of input ends it.
+helper's first frame, once it has imported the platform, is ``READY``
+(with the version of these frames); end of input ends it.
 """
 
 from __future__ import annotations
@@ -42,9 +42,13 @@ if TYPE_CHECKING:
 
     from .posix import Platform
 
-__all__ = ["main", "read_frame", "serve", "write_frame"]
+__all__ = ["READY", "main", "make_dirs", "read_frame", "serve", "write_frame"]
 
 _HEAD = struct.Struct("<I")
+#: a helper's first frame: ready, and which frames it reads and answers (a
+#: parent from before an upgrade in the same run ends a helper that says
+#: otherwise, and its threads place the files)
+READY = ("ready", 2)
 
 
 def read_frame(stream: IO[bytes]) -> Any:
@@ -66,26 +70,33 @@ def write_frame(stream: IO[bytes], value: Any) -> None:
 
 
 def make_dirs(platform: Platform, dirs: list[str], made: list[str]) -> bool:
-    """Make each of ``dirs`` that is missing (and its missing parents),
-    appending what this made to ``made``; False where one could not be made."""
-    for path in dirs:
-        todo = [path]
-        while todo:
-            try:
-                os.mkdir(platform.fspath(todo[-1]))
-            except FileExistsError:
-                pass
-            except FileNotFoundError:
-                parent = os.path.dirname(todo[-1])
-                if parent == todo[-1]:
-                    return False
-                todo.append(parent)
-                continue
-            except (OSError, ValueError):
-                return False
-            else:
-                made.append(todo[-1])
-            todo.pop()
+    """Make each of ``dirs`` that is missing, appending what this made to
+    ``made``; False where one could not be made (nothing more is tried)."""
+    return all(_make_dir(platform, path, made) for path in dirs)
+
+
+def _make_dir(platform: Platform, path: str, made: list[str]) -> bool:
+    """Make ``path`` unless it exists, its missing parents first; as
+    ``Linker._create_dir`` does: a parent that exists and still leaves
+    ``path`` not found (a dangling link in its place) is a failure."""
+    fs = platform.fspath(path)
+    try:
+        os.mkdir(fs)
+    except FileExistsError:
+        return True
+    except FileNotFoundError:
+        parent = os.path.dirname(path)
+        if parent == path or not _make_dir(platform, parent, made):
+            return False
+        try:
+            os.mkdir(fs)
+        except FileExistsError:
+            return True
+        except (OSError, ValueError):
+            return False
+    except (OSError, ValueError):  # (a NUL byte)
+        return False
+    made.append(path)
     return True
 
 
@@ -131,7 +142,7 @@ def main() -> None:
     module, _, name = sys.argv[1].partition(":")
     platform = getattr(importlib.import_module(module), name)()
     try:
-        write_frame(sys.stdout.buffer, "ready")
+        write_frame(sys.stdout.buffer, READY)
         serve(platform, sys.stdin.buffer, sys.stdout.buffer)
     except BrokenPipeError:
         os._exit(0)  # nothing left to flush to

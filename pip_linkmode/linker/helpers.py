@@ -33,7 +33,7 @@ logger = logging.getLogger("pip_linkmode")
 #: interpreter that hangs at start does not hang the install
 HELPER_START_TIMEOUT = 30.0
 #: bytes a helper's input pipe holds where the system lets it be set (Linux)
-_PIPE_SIZE = 1 << 20
+_PIPE_SIZE = 1 << 18
 
 
 class Helpers:
@@ -151,7 +151,7 @@ class Helpers:
         return True
 
     def _read(self, index: int) -> None:
-        from .._platform.placer import read_frame
+        from .._platform.placer import READY, read_frame
 
         proc = self._procs[index]
         assert proc.stdout is not None
@@ -159,9 +159,14 @@ class Helpers:
         timer.daemon = True
         timer.start()
         try:
-            ready = read_frame(proc.stdout) == "ready"
+            ready = read_frame(proc.stdout) == READY
+        except ValueError:  # not a frame at all
+            ready = False
         finally:
             timer.cancel()
+        if not ready:
+            with contextlib.suppress(OSError):
+                proc.kill()  # (one that said something else may wait for frames)
         while ready:
             frame = read_frame(proc.stdout)
             if frame is None:
@@ -192,7 +197,7 @@ class Helpers:
 
     def _claim(self, task: Task, dirs: Sequence[str]) -> None:
         """Make what a helper that died mid-task may have placed the
-        linker's, for ``rollback``: the directories it was to make that are
+        linker's, for ``rollback``: the directories left to tasks that are
         there now (none was before: ``Linker._later_dir`` looked), and
         whatever is at its paths in directories this install created
         (nothing was there before it). In directories that existed, a file
@@ -200,7 +205,10 @@ class Helpers:
         linker = self._linker()
         if linker is None:
             return
-        for path in dirs:
+        # every directory left to a task was missing when looked at: one
+        # there now is this install's (a helper makes missing parents too,
+        # perhaps another task's directory, and may die before saying so)
+        for path in [*dirs, *list(linker._unmade)]:
             if os.path.isdir(linker.platform.fspath(path)):
                 linker.journal.made_dir(path)
         made = set(linker.journal.created_dirs)

@@ -252,6 +252,12 @@ def test_clone_mode_installs_a_real_venv_without_fallback(request: pytest.Fixtur
 
 # -- helper processes for clones ---------------------------------------------------
 
+#: helper processes place files on Linux only (``LinuxPlatform.helper_class``)
+_linux_helpers = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="helper processes place files on Linux only (LinuxPlatform.helper_class)"
+)
+
+
 def _many_spec(dirs: int = 30, per_dir: int = 50) -> WheelSpec:
     """More files than a linker clones with threads before its helpers start."""
     files: dict[str, bytes | tuple[bytes, int]] = {"many/__init__.py": b"N = %d\n" % (dirs * per_dir)}
@@ -409,6 +415,7 @@ def test_helper_processes_clone_a_big_wheel_like_threads_would(
         assert out.stdout.strip() == "1499"
 
 
+@_linux_helpers
 def test_install_wheels_hands_links_to_helpers_and_installers_door_does_not(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -453,6 +460,7 @@ def test_install_wheels_hands_links_to_helpers_and_installers_door_does_not(
     assert (site_packages(door) / "many/d29/m49.py").stat().st_ino == (tree / "many/d29/m49.py").stat().st_ino
 
 
+@_linux_helpers
 @pytest.mark.parametrize("mode", [LinkMode.HARDLINK, LinkMode.SYMLINK])
 def test_helpers_make_the_directories_they_link_into_and_rollback_removes_them(
     mode: LinkMode, tmp_path: Path
@@ -482,6 +490,7 @@ def test_helpers_make_the_directories_they_link_into_and_rollback_removes_them(
     assert len(list((tmp_path / "src").rglob("*.txt"))) == 300  # the cache untouched
 
 
+@_linux_helpers
 def test_a_directory_a_helper_cannot_make_is_reported_as_the_linkers_own(tmp_path: Path) -> None:
     """A helper that cannot make a directory of its task places none of its
     files; the thread reading its answers makes and places them itself, and
@@ -596,6 +605,7 @@ def test_a_killed_helper_fails_the_install_naming_it(mode: LinkMode, mounts: Mou
         linker.close()
 
 
+@_linux_helpers
 def test_directories_a_killed_helper_made_mid_task_are_rolled_back(tmp_path: Path) -> None:
     """A helper killed after it made its task's directories, while it links
     the files, never answers: the directories and files it made there are
@@ -626,6 +636,7 @@ def test_directories_a_killed_helper_made_mid_task_are_rolled_back(tmp_path: Pat
         linker.close()
 
 
+@_linux_helpers
 def test_a_parent_made_for_another_task_by_a_killed_helper_is_rolled_back(tmp_path: Path) -> None:
     """A helper makes a missing parent of its task's directory, which is
     another task's (whose helper has not run it yet); killed before it
@@ -662,6 +673,7 @@ def test_a_parent_made_for_another_task_by_a_killed_helper_is_rolled_back(tmp_pa
         linker.close()
 
 
+@_linux_helpers
 def test_a_helper_meeting_a_dangling_link_for_a_parent_fails_like_a_thread(tmp_path: Path) -> None:
     """A directory the linker knows, replaced by a dangling symbolic link
     during the install: a helper asked to make a directory under it stops
@@ -683,6 +695,7 @@ def test_a_helper_meeting_a_dangling_link_for_a_parent_fails_like_a_thread(tmp_p
     assert not (tmp_path / "nowhere").exists()
 
 
+@_linux_helpers
 def test_a_helper_speaking_other_frames_is_ended_and_threads_place(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -477,6 +477,10 @@ def test_helpers_make_the_directories_they_link_into_and_rollback_removes_them(
     try:
         report = linker.run_dirs([(s, str(dirs[d]), n, z, False) for d, (s, n, z) in enumerate(groups)])
         assert linker._helpers is not None and linker._helpers.answered > 0  # they did the work
+        import fcntl
+
+        for proc in linker._helpers._procs:  # room for a few tasks (LinuxPlatform.widen_pipe)
+            assert fcntl.fcntl(proc.stdin.fileno(), fcntl.F_GETPIPE_SZ) == 1 << 18
     finally:
         linker.close()
     assert report.counts[mode] == 300

@@ -39,6 +39,12 @@ class LinuxPlatform(PosixPlatform):
         # a helper would not have)
         return f"{__name__}:LinuxPlatform" if type(self) is LinuxPlatform else None
 
+    def widen_pipe(self, fd: int, size: int) -> None:
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
+        except OSError:
+            pass  # (over the user's pipe budget: it stays as it is)
+
     def _copy_bytes(self, fsrc: object, fdst: object, size: int) -> None:
         # sendfile copies in the kernel; fall back to read/write where refused.
         infd = fsrc.fileno()  # type: ignore[attr-defined]

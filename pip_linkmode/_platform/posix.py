@@ -122,11 +122,15 @@ class Platform:
         return failures
 
     def helper_class(self) -> str | None:
-        """``module:class`` that a helper process builds to place clones
+        """``module:class`` that a helper process builds to place files
         with these same primitives (``linker.helpers.Helpers``); None: no helpers
-        (a platform with injected calls, or one whose clones are not worth
+        (a platform with injected calls, or one whose files are not worth
         a process)."""
         return None
+
+    def widen_pipe(self, fd: int, size: int) -> None:
+        """Let the pipe ``fd`` (a helper's input) hold ``size`` bytes where
+        the system lets a process set that; here it does not."""
 
     def clone_tree(self, src: str, dst: str) -> None:
         raise OSError(

@@ -13,11 +13,6 @@ from typing import TYPE_CHECKING
 
 from .jobs import LinkError, Task
 
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None  # type: ignore[assignment]
-
 if TYPE_CHECKING:
     import subprocess
     from concurrent.futures import Future
@@ -104,13 +99,11 @@ class Helpers:
             logger.debug("no helper processes (%s): placing files with threads", exc)
             _stop(procs)
             return None
-        setsize: int | None = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl else None
         for proc in procs:
             # room for a few tasks, so handing one over seldom waits for a
             # helper to read the one before (the default holds 64 KB)
-            if setsize is not None and proc.stdin is not None:
-                with contextlib.suppress(OSError):
-                    fcntl.fcntl(proc.stdin.fileno(), setsize, _PIPE_SIZE)
+            if proc.stdin is not None:
+                linker.platform.widen_pipe(proc.stdin.fileno(), _PIPE_SIZE)
         return cls(linker, procs)
 
     def submit(

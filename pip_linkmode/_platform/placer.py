@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
     from .posix import Platform
 
-__all__ = ["READY", "main", "make_dirs", "read_frame", "serve", "write_frame"]
+__all__ = ["READY", "DirNotMade", "main", "make_dir", "make_dirs", "read_frame", "serve", "write_frame"]
 
 _HEAD = struct.Struct("<I")
 #: a helper's first frame: ready, and which frames it reads and answers (a
@@ -69,34 +69,50 @@ def write_frame(stream: IO[bytes], value: Any) -> None:
     stream.flush()
 
 
-def make_dirs(platform: Platform, dirs: list[str], made: list[str]) -> bool:
-    """Make each of ``dirs`` that is missing, appending what this made to
-    ``made``; False where one could not be made (nothing more is tried)."""
-    return all(_make_dir(platform, path, made) for path in dirs)
+class DirNotMade(Exception):
+    """``make_dir`` could not make ``path``: ``error`` says why."""
+
+    def __init__(self, path: str, error: OSError) -> None:
+        super().__init__(path, error)
+        self.path = path
+        self.error = error
 
 
-def _make_dir(platform: Platform, path: str, made: list[str]) -> bool:
-    """Make ``path`` unless it exists, its missing parents first; as
-    ``Linker._create_dir`` does: a parent that exists and still leaves
-    ``path`` not found (a dangling link in its place) is a failure."""
+def make_dir(platform: Platform, path: str, made: list[str]) -> None:
+    """Make ``path`` unless it exists, its missing parents first, appending
+    each directory made to ``made``; ``DirNotMade`` names the one that
+    could not be made. A parent that exists and still leaves ``path`` not
+    found (a dangling link in its place) is a failure, not a retry. The
+    linker's threads (``Linker._create_dir``) and helpers alike use it."""
     fs = platform.fspath(path)
     try:
         os.mkdir(fs)
     except FileExistsError:
-        return True
-    except FileNotFoundError:
+        return
+    except FileNotFoundError as exc:
         parent = os.path.dirname(path)
-        if parent == path or not _make_dir(platform, parent, made):
-            return False
+        if parent == path:
+            raise
+        make_dir(platform, parent, made)  # made by a task not run yet, or not ours
         try:
             os.mkdir(fs)
         except FileExistsError:
-            return True
-        except (OSError, ValueError):
-            return False
-    except (OSError, ValueError):  # (a NUL byte)
-        return False
+            return
+        except OSError as again:
+            raise DirNotMade(path, again) from exc
+    except OSError as exc:
+        raise DirNotMade(path, exc) from exc
     made.append(path)
+
+
+def make_dirs(platform: Platform, dirs: list[str], made: list[str]) -> bool:
+    """``make_dir`` of each of ``dirs``, in order; False where one could not
+    be made (nothing more is tried)."""
+    try:
+        for path in dirs:
+            make_dir(platform, path, made)
+    except (DirNotMade, OSError, ValueError):  # (ValueError: a NUL byte)
+        return False
     return True
 
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from .. import _platform
 from .._platform import Cause, Platform
+from .._platform.placer import DirNotMade, make_dir
 from ..modes import LinkMode, parse_link_mode
 from .files import TEMP_SUFFIX, beside, write_beside
 from .helpers import Helpers
@@ -361,25 +362,14 @@ class Linker:
     def _create_dir(self, path: str) -> None:
         """Make ``path`` unless it exists, its missing parents first (any
         thread: whichever makes a directory writes it in the journal)."""
-        fs = self.platform.fspath(path)
+        made: list[str] = []
         try:
-            os.mkdir(fs)
-        except FileExistsError:
-            return
-        except FileNotFoundError:
-            parent = _parent(path)
-            if parent == path:
-                raise
-            self._create_dir(parent)  # made by a task not run yet, or not ours
-            try:
-                os.mkdir(fs)
-            except FileExistsError:
-                return
-            except OSError as exc:
-                raise self.policy.error(exc, "create directory", path) from exc
-        except OSError as exc:
-            raise self.policy.error(exc, "create directory", path) from exc
-        self.journal.made_dir(path)
+            make_dir(self.platform, path, made)
+        except DirNotMade as exc:
+            raise self.policy.error(exc.error, "create directory", exc.path) from exc.error
+        finally:
+            for made_path in made:
+                self.journal.made_dir(made_path)
 
     def _dispatch(self, task: Task, dirs: Sequence[str] = ()) -> None:
         """Hand a task to a worker thread or a helper process (or do it

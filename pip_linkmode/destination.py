@@ -8,7 +8,7 @@ import io
 import os
 import stat
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
@@ -217,7 +217,7 @@ class LinkingDestination(SchemeDictionaryDestination):
                 return False  # one by one: raised at that file's call, as installer does
         report = execute(placement, self.linker, wait=False)
         self._users.append((source.cache, source.entry.key, self._env_dir()))
-        whole = _WholeEntry(source, placement, len(layout.groups), report, pyc_rows)
+        whole = _WholeEntry(source, layout, placement, report, pyc_rows)
         if handover is not None and handover.destination is self and "write_file" not in vars(self):
             # installer walks the source for this very destination: it is
             # not handed the files placed any more (``_WholeEntry.merge``)
@@ -523,11 +523,24 @@ class LinkingDestination(SchemeDictionaryDestination):
     ) -> None:
         records = list(records)
         whole = self._whole
+        spell = self._line_speller(scheme)
+        #: RECORD's rows, as (path, line), where the files placed whole are
+        #: listed from their layout's lines
+        rows = None
+        extra: list[tuple[Scheme, RecordEntry]] = []
         if isinstance(whole, _WholeEntry):
-            records = whole.merge(records, scheme, self._handled, self._script_rows)
-            records.extend(whole.pyc_rows)
+            if self._skipped_need_no_compiling(whole):
+                rows = whole.lines(records, self._script_rows, spell)
+            if rows is None:
+                records = whole.merge(records, scheme, self._handled, self._script_rows)
+            extra.extend(whole.pyc_rows)
         if self.bytecode_optimization_levels and self._sources:
-            records.extend(self._queue_cached_bytecode())
+            extra.extend(self._queue_cached_bytecode())
+        records.extend(extra)
+        if rows is None:
+            rows = [_row(spell, item) for item in records]
+        else:
+            rows.extend(_row(spell, item) for item in extra)
         # A whole entry's new RECORD is written while the threads still link
         # (a failure of theirs removes it with the rest); otherwise after, as
         # installer does: a subclass's write_to_fs may look at the files, and
@@ -538,33 +551,50 @@ class LinkingDestination(SchemeDictionaryDestination):
             and not os.path.lexists(self._target(scheme, record_file_path))
         )
         if early:
-            self._write_record(scheme, record_file_path, records)
+            self._write_record(scheme, record_file_path, rows)
         # installer compiles the .py files whose pyc is not from the cache,
         # reading them where they land: those must be in place first.
         self.link_pending()
         if not early:
-            self._write_record(scheme, record_file_path, records)
+            self._write_record(scheme, record_file_path, rows)
         if self.bytecode_optimization_levels or type(self)._compile_bytecode is not LinkingDestination._compile_bytecode:
             for file_scheme, record in records:  # (installer's own compiles nothing without levels)
                 self._compile_bytecode(file_scheme, record)
 
-    def _write_record(self, scheme: Scheme, record_file_path: str, records: list[tuple[Scheme, RecordEntry]]) -> None:
-        """What installer's ``finalize_installation`` writes, byte for byte
-        (rows sorted by path, a file of another scheme with that scheme's
-        prefix, csv's quoting), without a csv writer per row: RECORD lists
-        every file, and this is an install's longest loop after placing."""
-        prefixes: dict[str, str | None] = {scheme: None}
-        lines = []
-        for file_scheme, record in sorted(records, key=_record_path):
-            prefix = prefixes.get(file_scheme, "")
+    def _skipped_need_no_compiling(self, whole: _WholeEntry) -> bool:
+        """Whether the files installer was not handed (``_WholeEntry.lines``)
+        need no ``_compile_bytecode`` call: no subclass's own, and either no
+        bytecode asked for or the entry's linked from the cache."""
+        if type(self)._compile_bytecode is not LinkingDestination._compile_bytecode:
+            return False
+        return not self.bytecode_optimization_levels or bool(whole.pyc_rows)
+
+    def _line_speller(self, root_scheme: Scheme) -> Callable[[str, str, str, str], str]:
+        """What spells one RECORD line of a file (its scheme, path in it,
+        hash and size fields) as installer's ``finalize_installation`` does:
+        a file of another scheme gets that scheme's prefix, and the path
+        "/" separators."""
+        prefixes: dict[str, str | None] = {root_scheme: None}
+
+        def spell(scheme: str, path: str, hash_: str, size: str) -> str:
+            prefix = prefixes.get(scheme, "")
             if prefix == "":
-                prefix = prefixes[file_scheme] = self._record_prefix(file_scheme, scheme)
-            path = record.path if prefix is None else prefix + record.path
+                prefix = prefixes[scheme] = self._record_prefix(scheme, root_scheme)
+            if prefix is not None:
+                path = prefix + path
             if os.sep == "\\":
                 path = path.replace("\\", "/")
-            size = "" if record.size is None else str(record.size)
-            lines.append(record_line(path, str(record.hash_ or ""), size))
-        with io.BytesIO("".join(lines).encode("utf-8")) as stream:
+            return record_line(path, hash_, size)
+
+        return spell
+
+    def _write_record(self, scheme: Scheme, record_file_path: str, rows: list[tuple[str, str]]) -> None:
+        """What installer's ``finalize_installation`` writes, byte for byte:
+        ``rows`` (path in its scheme, line) sorted by path, stably (installer
+        sorts its records by path), without a csv writer per row: RECORD
+        lists every file, and this is an install's longest loop after placing."""
+        rows.sort(key=_first)
+        with io.BytesIO("".join([line for _, line in rows]).encode("utf-8")) as stream:
             self.write_to_fs(scheme, record_file_path, stream, is_executable=False)
 
     def _queue_cached_bytecode(self) -> list[tuple[Scheme, RecordEntry]]:
@@ -617,8 +647,15 @@ class LinkingDestination(SchemeDictionaryDestination):
         return inside(root, path)
 
 
-def _record_path(item: tuple[Scheme, RecordEntry]) -> str:
-    return item[1].path
+def _row(spell: Callable[[str, str, str, str], str], item: tuple[Scheme, RecordEntry]) -> tuple[str, str]:
+    """One record as RECORD's (path, line) row."""
+    scheme, record = item
+    size = "" if record.size is None else str(record.size)
+    return record.path, spell(scheme, record.path, str(record.hash_ or ""), size)
+
+
+def _first(row: tuple[str, str]) -> str:
+    return row[0]
 
 
 class _WholeEntry:
@@ -629,15 +666,16 @@ class _WholeEntry:
     def __init__(
         self,
         source: CachedWheelSource,
+        layout: Layout,
         placement: Placement,
-        own_groups: int,
         report: LinkReport,
         pyc_rows: list[tuple[Scheme, RecordEntry]],
     ) -> None:
         self.source = source
+        self.layout = layout
         self.placement = placement
         #: the layout's own groups (the pycs' follow)
-        self.own = placement.groups[:own_groups]
+        self.own = placement.groups[: len(layout.groups)]
         self.linked = sum(len(group[2]) for group in self.own)
         self.report = report
         self.pyc_rows = pyc_rows
@@ -699,7 +737,7 @@ class _WholeEntry:
         skipped, handover.skipped, handover.placed = handover.skipped, [], None
         data = self.source.data_dir + "/"
         rows: list[tuple[Scheme, RecordEntry]] = []
-        for _, cached in skipped:
+        for _, cached, _ in skipped:
             path = cached.path
             if path.startswith(data):  # (``skippable``: a scheme installer knows)
                 scheme, _, rel = path[len(data) :].partition("/")
@@ -712,12 +750,50 @@ class _WholeEntry:
         handed = records[scripts:end]
         merged: list[tuple[Scheme, RecordEntry]] = []
         taken = 0
-        for (before, _), row in zip(skipped, rows, strict=True):
+        for (before, _, _), row in zip(skipped, rows, strict=True):
             merged.extend(handed[taken:before])  # (``before`` never decreases)
             taken = before
             merged.append(row)
         merged.extend(handed[taken:])
         return [*records[:scripts], *merged, *records[end:]]
+
+    def lines(
+        self,
+        records: list[tuple[Scheme, RecordEntry]],
+        scripts: int,
+        line: Callable[[str, str, str, str], str],
+    ) -> list[tuple[str, str]] | None:
+        """``merge`` spelled as RECORD's (path, line) rows, the skipped
+        files' lines taken from the layout (computed once per entry) instead
+        of a RecordEntry made and spelled again per file; ``line`` spells
+        one row of ``records`` (scheme, path, hash, size). None where
+        installer was handed every file (``merge`` has nothing to add).
+        The files skipped are then listed as asked for."""
+        handover = self.handover
+        if handover is None or not handover.skipped:
+            return None
+        skipped, handover.skipped, handover.placed = handover.skipped, [], None
+        layout = self.layout
+        keys, lines = layout.keys, layout.lines
+        other = {index: (scheme, path, hash_, size) for index, kind, scheme, path, hash_, size in layout.special}
+
+        self.asked.update(cached.path for _, cached, _ in skipped)
+        end = scripts + handover.handed
+        if end > len(records):  # (not installer's usual calls: the order is RECORD's sort alone)
+            scripts = len(records)
+        rows = [_row(line, item) for item in records[:scripts]]
+        taken = scripts
+        for before, _, index in skipped:
+            if taken < min(scripts + before, len(records)):  # (``before`` never decreases)
+                rows.extend(_row(line, item) for item in records[taken : scripts + before])
+                taken = scripts + before
+            text = lines[index]
+            if not text:  # linked into a scheme other than the root one
+                scheme, path, hash_, size = other[index]
+                text = line(scheme, path, hash_, str(size))
+            rows.append((keys[index], text))
+        rows.extend(_row(line, item) for item in records[taken:])
+        return rows
 
     def check(self, linker: Linker) -> None:
         """installer asks for every file of a wheel; a caller that skipped

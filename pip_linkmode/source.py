@@ -255,13 +255,18 @@ class CachedWheelSource(WheelSource):
         """
         tree = self._tree
         handover = _installers_handover(self)
+        own_record = f"{self.entry.dist_info}/RECORD"
+        position = 0  # among the files but the wheel's own RECORD, as a layout counts them
         for f in self.entry.files:
             if handover is not None:
                 placed = handover.placed
                 if placed is not None and f.path in placed:
-                    handover.skipped.append((handover.handed, f))
+                    handover.skipped.append((handover.handed, f, position))
+                    position += 1
                     continue
                 handover.handed += 1
+            if f.path != own_record:
+                position += 1
             stream = CachedFileStream(f"{tree}/{f.path}", f, self, handover)
             with stream:
                 yield (f.path, f.hash, str(f.size)), cast(BinaryIO, stream), f.executable
@@ -282,8 +287,10 @@ class Handover:
         self.destination = destination
         #: archive paths placed by ``destination``; None: hand over every file
         self.placed: frozenset[str] | None = None
-        #: the files not handed over, each after how many files were
-        self.skipped: list[tuple[int, CachedFile]] = []
+        #: the files not handed over, each after how many files were, and
+        #: its position among the wheel's files (its own RECORD left out,
+        #: as ``Layout.keys`` counts them)
+        self.skipped: list[tuple[int, CachedFile, int]] = []
         #: files handed over so far (RECORD, handed last, not counted)
         self.handed = 0
 

@@ -10,12 +10,12 @@ import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
 import installer
 from installer.destinations import SchemeDictionaryDestination
 from installer.records import Hash, RecordEntry
-from installer.utils import SCHEME_NAMES, Scheme, parse_entrypoints
+from installer.utils import Scheme, parse_entrypoints
 
 from .bytecode import CachedPyc, ensure_bytecode, pyc_path
 from .cache import CachedFile, record_digest
@@ -220,8 +220,8 @@ class LinkingDestination(SchemeDictionaryDestination):
         whole = _WholeEntry(source, layout, placement, report, pyc_rows)
         if handover is not None and handover.destination is self and "write_file" not in vars(self):
             # installer walks the source for this very destination: it is
-            # not handed the files placed any more (``_WholeEntry.merge``)
-            handover.placed = whole.skippable()
+            # not handed the files placed any more (``_WholeEntry.rows``)
+            handover.keep = whole.kept()
             whole.handover = handover
         return whole
 
@@ -647,6 +647,9 @@ class LinkingDestination(SchemeDictionaryDestination):
         return inside(root, path)
 
 
+_T = TypeVar("_T")
+
+
 def _row(spell: Callable[[str, str, str, str], str], item: tuple[Scheme, RecordEntry]) -> tuple[str, str]:
     """One record as RECORD's (path, line) row."""
     scheme, record = item
@@ -680,6 +683,9 @@ class _WholeEntry:
         self.report = report
         self.pyc_rows = pyc_rows
         self.asked: set[str] = set()  # archive paths of the files asked for
+        #: positions of the files installer was handed, once ``rows`` ran
+        #: (those it was not are listed by the destination: asked for too)
+        self.handed: set[int] | None = None
         #: installer's walk of the source, when it skips the files placed here
         self.handover: Handover | None = None
 
@@ -687,6 +693,9 @@ class _WholeEntry:
         """The RECORD entry of a file already placed (its pyc, if any,
         comes from the cache: installer is not to compile it)."""
         self.asked.add(cached.path)
+        return self._entry(scheme, path, cached, handled)
+
+    def _entry(self, scheme: str, path: str, cached: CachedFile, handled: set[tuple[str, str]]) -> RecordEntry:
         if path.endswith(".py") and scheme in ("purelib", "platlib") and self.pyc_rows:
             handled.add((scheme, path))
         algorithm, _, value = cached.hash.partition("=")
@@ -700,113 +709,110 @@ class _WholeEntry:
         for sdir, ddir, names, _, _ in self.own:
             yield sdir[len(tree) + 1 :], ddir, names
 
-    def skippable(self) -> frozenset[str]:
-        """The archive paths of the files placed here that ``installer.install``
-        would only hand over to be answered: every linked file but one in a
-        ``__pycache__`` directory (installer skips those with a warning) or
-        under the ``.data`` directory without a scheme installer knows
-        (installer raises there)."""
-        data = self.source.data_dir + "/"
-        paths: list[str] = []
-        for rel, _, names in self._own_dirs():
-            if "__pycache__" in rel.split("/"):
-                continue
-            if not rel:
-                paths.extend(name for name in names if name != data[:-1])
-            elif not (rel + "/").startswith(data):
-                paths.extend(f"{rel}/{name}" for name in names)
-            elif rel[len(data) :].partition("/")[0] in SCHEME_NAMES:
-                paths.extend(f"{rel}/{name}" for name in names)
-        return frozenset(paths)
+    def kept(self) -> frozenset[int]:
+        """The positions (``Handover.keep``) of the files ``installer.install``
+        is still to be handed: those it writes itself (a ``#!python``
+        script), and, to be safe, a file named as the ``.data`` directory
+        at the root. The layout's other files are all placed here (a wheel
+        with a ``__pycache__`` directory or a ``.data`` directory installer
+        does not know has no layout)."""
+        layout = self.layout
+        kept = [index for index, kind, *_ in layout.special if kind == "write"]
+        data = self.source.data_dir
+        if data in layout.keys:
+            kept.extend(index for index, key in enumerate(layout.keys) if key == data)
+        return frozenset(kept)
 
-    def merge(
+    def rows(
         self,
         records: list[tuple[Scheme, RecordEntry]],
-        root_scheme: Scheme,
-        handled: set[tuple[str, str]],
         scripts: int,
-    ) -> list[tuple[Scheme, RecordEntry]]:
-        """installer's ``records`` with the RECORD entries of the files it
-        was not handed (``Handover.skipped``), each where installer would
-        have put it (after the ``scripts`` rows, among the files in the
-        wheel's order: rows of one path in two schemes keep installer's
-        order), as ``answer`` would have given them."""
+        handed_row: Callable[[tuple[Scheme, RecordEntry]], _T],
+        skipped_row: Callable[[int], _T],
+    ) -> list[_T] | None:
+        """installer's ``records`` (``scripts`` rows first, then one per file
+        handed over, in order), with a row for each file it was not handed,
+        by its position, where installer would have listed it: among the
+        files in the wheel's order (rows of one path in two schemes keep
+        installer's order in RECORD's stable sort). None where installer was
+        handed every file: ``records`` are whole."""
         handover = self.handover
-        if handover is None or not handover.skipped:
-            return records
-        skipped, handover.skipped, handover.placed = handover.skipped, [], None
+        if handover is None or handover.keep is None:
+            return None
+        handed, handover.handed, handover.keep = handover.handed, [], None
+        count = len(self.layout.keys)
+        self.handed = set(handed)
+        end = scripts + len(handed)
+        if end > len(records):  # (not installer's usual calls: the order is RECORD's sort alone)
+            return [*map(handed_row, records), *(skipped_row(i) for i in range(count) if i not in self.handed)]
+        at = dict(zip(handed, records[scripts:end], strict=True))
+        rows = [handed_row(item) for item in records[:scripts]]
+        rows.extend(handed_row(at[i]) if i in at else skipped_row(i) for i in range(count))
+        rows.extend(handed_row(item) for item in records[end:])
+        return rows
+
+    def merge(
+        self, records: list[tuple[Scheme, RecordEntry]], root_scheme: Scheme, handled: set[tuple[str, str]], scripts: int
+    ) -> list[tuple[Scheme, RecordEntry]]:
+        """``rows`` as installer's records, each file not handed answered
+        (``answer``) from the entry's files: for a destination whose
+        ``_compile_bytecode`` is to see them."""
+        own_record = f"{self.source.dist_info_dir}/RECORD"
+        files = [f for f in self.source.entry.files if f.path != own_record]
         data = self.source.data_dir + "/"
-        rows: list[tuple[Scheme, RecordEntry]] = []
-        for _, cached, _ in skipped:
+
+        def skipped(index: int) -> tuple[Scheme, RecordEntry]:
+            cached = files[index]
             path = cached.path
-            if path.startswith(data):  # (``skippable``: a scheme installer knows)
+            if path.startswith(data):  # (a scheme installer knows: see ``kept``)
                 scheme, _, rel = path[len(data) :].partition("/")
             else:
                 scheme, rel = root_scheme, path
-            rows.append((Scheme(scheme), self.answer(scheme, rel, cached, handled)))
-        end = scripts + handover.handed
-        if end > len(records):
-            return records + rows  # (not installer's usual calls: the order is RECORD's sort alone)
-        handed = records[scripts:end]
-        merged: list[tuple[Scheme, RecordEntry]] = []
-        taken = 0
-        for (before, _, _), row in zip(skipped, rows, strict=True):
-            merged.extend(handed[taken:before])  # (``before`` never decreases)
-            taken = before
-            merged.append(row)
-        merged.extend(handed[taken:])
-        return [*records[:scripts], *merged, *records[end:]]
+            return Scheme(scheme), self._entry(scheme, rel, cached, handled)
+
+        def handed(item: tuple[Scheme, RecordEntry]) -> tuple[Scheme, RecordEntry]:
+            return item
+
+        merged = self.rows(records, scripts, handed, skipped)
+        return records if merged is None else merged
 
     def lines(
-        self,
-        records: list[tuple[Scheme, RecordEntry]],
-        scripts: int,
-        line: Callable[[str, str, str, str], str],
+        self, records: list[tuple[Scheme, RecordEntry]], scripts: int, spell: Callable[[str, str, str, str], str]
     ) -> list[tuple[str, str]] | None:
-        """``merge`` spelled as RECORD's (path, line) rows, the skipped
-        files' lines taken from the layout (computed once per entry) instead
-        of a RecordEntry made and spelled again per file; ``line`` spells
-        one row of ``records`` (scheme, path, hash, size). None where
-        installer was handed every file (``merge`` has nothing to add).
-        The files skipped are then listed as asked for."""
-        handover = self.handover
-        if handover is None or not handover.skipped:
-            return None
-        skipped, handover.skipped, handover.placed = handover.skipped, [], None
+        """``rows`` as RECORD's (path, line) rows: a file not handed gets its
+        line from the layout (computed once per entry), no RecordEntry made
+        and spelled again per file; ``spell`` spells a line of ``records``."""
         layout = self.layout
         keys, lines = layout.keys, layout.lines
         other = {index: (scheme, path, hash_, size) for index, kind, scheme, path, hash_, size in layout.special}
 
-        self.asked.update(cached.path for _, cached, _ in skipped)
-        end = scripts + handover.handed
-        if end > len(records):  # (not installer's usual calls: the order is RECORD's sort alone)
-            scripts = len(records)
-        rows = [_row(line, item) for item in records[:scripts]]
-        taken = scripts
-        for before, _, index in skipped:
-            if taken < min(scripts + before, len(records)):  # (``before`` never decreases)
-                rows.extend(_row(line, item) for item in records[taken : scripts + before])
-                taken = scripts + before
+        def skipped(index: int) -> tuple[str, str]:
             text = lines[index]
             if not text:  # linked into a scheme other than the root one
                 scheme, path, hash_, size = other[index]
-                text = line(scheme, path, hash_, str(size))
-            rows.append((keys[index], text))
-        rows.extend(_row(line, item) for item in records[taken:])
-        return rows
+                text = spell(scheme, path, hash_, str(size))
+            return keys[index], text
+
+        return self.rows(records, scripts, functools.partial(_row, spell), skipped)
 
     def check(self, linker: Linker) -> None:
         """installer asks for every file of a wheel; a caller that skipped
         some gets them removed again (placed here where nothing was)."""
-        if len(self.asked) == self.linked:
+        asked, handed = self.asked, self.handed
+        not_handed = 0 if handed is None else len(self.layout.keys) - len(handed)
+        if len(asked) + not_handed == self.linked:  # (a file not handed is one placed here)
             return
+        if handed is not None:  # those count as asked
+            own_record = f"{self.source.dist_info_dir}/RECORD"
+            files = [f.path for f in self.source.entry.files if f.path != own_record]
+            asked = asked | {path for i, path in enumerate(files) if i not in handed}
         linker.finish()
         created = set(linker.created)
         emptied: set[str] = set()
         for rel, ddir, names in self._own_dirs():
             for name in names:
                 target = f"{ddir}/{name}"
-                if (f"{rel}/{name}" if rel else name) not in self.asked and target in created:
+                if (f"{rel}/{name}" if rel else name) not in asked and target in created:
                     with contextlib.suppress(OSError):
                         os.unlink(linker.platform.fspath(target))
                         emptied.add(ddir)

@@ -248,8 +248,8 @@ class CachedWheelSource(WheelSource):
         destination and writes files its own way (no subclass's
         ``write_to_fs``, no ``write_file`` of the instance's own) may place
         the whole entry from its layout at the first file and set the
-        handover's ``placed``: the files placed are then not handed to
-        installer any more (they go to ``skipped``), and that destination's
+        handover's ``keep``: the files placed are then not handed to
+        installer any more (only those in ``keep`` are), and that destination's
         ``finalize_installation`` lists them in RECORD where installer would
         have. Any other caller gets every file, and may leave some out.
         """
@@ -258,15 +258,12 @@ class CachedWheelSource(WheelSource):
         own_record = f"{self.entry.dist_info}/RECORD"
         position = 0  # among the files but the wheel's own RECORD, as a layout counts them
         for f in self.entry.files:
-            if handover is not None:
-                placed = handover.placed
-                if placed is not None and f.path in placed:
-                    handover.skipped.append((handover.handed, f, position))
-                    position += 1
-                    continue
-                handover.handed += 1
-            if f.path != own_record:
-                position += 1
+            if handover is not None and f.path != own_record:
+                at, position = position, position + 1
+                keep = handover.keep
+                if keep is not None and at not in keep:
+                    continue  # placed already: listed in RECORD by the destination
+                handover.handed.append(at)
             stream = CachedFileStream(f"{tree}/{f.path}", f, self, handover)
             with stream:
                 yield (f.path, f.hash, str(f.size)), cast(BinaryIO, stream), f.executable
@@ -280,19 +277,17 @@ class Handover:
     (``get_contents``): its destination, what that destination has placed
     already, and what was therefore not handed over."""
 
-    __slots__ = ("destination", "handed", "placed", "skipped")
+    __slots__ = ("destination", "handed", "keep")
 
     def __init__(self, destination: object) -> None:
         #: installer's destination for this install
         self.destination = destination
-        #: archive paths placed by ``destination``; None: hand over every file
-        self.placed: frozenset[str] | None = None
-        #: the files not handed over, each after how many files were, and
-        #: its position among the wheel's files (its own RECORD left out,
-        #: as ``Layout.keys`` counts them)
-        self.skipped: list[tuple[int, CachedFile, int]] = []
-        #: files handed over so far (RECORD, handed last, not counted)
-        self.handed = 0
+        #: None: hand over every file; else the positions of the files that
+        #: are still handed over (a position counts the wheel's files in
+        #: their order, its own RECORD left out, as ``Layout.keys`` does)
+        self.keep: frozenset[int] | None = None
+        #: the positions of the files handed over so far, in order
+        self.handed: list[int] = []
 
 
 def _installers_handover(source: CachedWheelSource) -> Handover | None:

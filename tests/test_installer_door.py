@@ -644,3 +644,39 @@ def test_a_link_failing_after_record_was_written_leaves_nothing(tmp_path: Path, 
     assert "m299.py" in str(caught.value)
     assert written == ["demo-1.0.dist-info/RECORD"]  # (before the failure was known)
     assert file_tree(base) == before
+
+
+def test_a_subclass_compiling_its_own_way_sees_every_file_placed_whole(
+    tmp_path: Path, make_wheel: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A destination with its own ``_compile_bytecode`` is called for every
+    file, those installer was not handed too (each in its scheme, with
+    RECORD's hash and size), in installer's order; the tree and RECORD stay
+    installer's."""
+    spec = demo_spec(long_paths=False)
+    files = dict(spec.files)
+    files["demo-1.0.data/purelib/demo_extra.py"] = b"X = 1\n"
+    wheel = make_wheel(WheelSpec(name="demo", version="1.0", files=files, entry_points=spec.entry_points))
+
+    def seen_by(cls: type) -> type:
+        class Seeing(cls):  # type: ignore[misc,valid-type]
+            def _compile_bytecode(self, scheme: Scheme, record: RecordEntry) -> None:
+                self.seen.append((scheme, record.path, str(record.hash_), record.size))
+
+        return Seeing
+
+    handed = _count_handed(monkeypatch)
+    ours = _destination(tmp_path / "env", seen_by(LinkingDestination), bytecode_optimization_levels=(0,))
+    ours.seen = []
+    with WheelCache(tmp_path / "c").open(wheel) as source:
+        installer.install(source, ours, META)
+    assert len(handed) <= 2  # (the first file and the #!python script: the rest were placed whole)
+    monkeypatch.undo()
+    ref = _destination(tmp_path / "ref", seen_by(SchemeDictionaryDestination), bytecode_optimization_levels=(0,))
+    ref.seen = []
+    with WheelFile.open(wheel) as plain:
+        installer.install(plain, ref, META)
+    # installer's own lists RECORD's files once; ours adds the cached pycs' rows
+    assert [row for row in ours.seen if "__pycache__" not in row[1]] == ref.seen
+    assert ("purelib", "demo_extra.py") in [(s, p) for s, p, _, _ in ours.seen]
+    assert _tree(tmp_path / "env").keys() >= _tree(tmp_path / "ref").keys()

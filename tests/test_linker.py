@@ -798,3 +798,65 @@ def test_ctrl_c_with_helpers_rolls_back_and_helpers_stay_quiet(mounts: Mounts, t
         assert [p for p in site_packages(venv).rglob("*")] == []
         return
     pytest.fail("the install always finished before SIGINT reached it")
+
+
+class _ObservedLock:
+    """A lock that says (``contended``) when a thread has to wait for it."""
+
+    def __init__(self, contended: Any) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self.contended = contended
+
+    def __enter__(self) -> None:
+        if not self._lock.acquire(blocking=False):
+            self.contended.set()
+            self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+def test_a_temp_file_written_while_another_thread_sweeps_its_directory_is_kept(tmp_path: Path) -> None:
+    """A thread sweeping a killed install's leftovers from a directory and
+    another about to write a temp file of its own there (a file written over
+    an existing one, as RECORD and INSTALLER over an installed version): the
+    writer waits for the sweep, so the sweep never removes the writer's temp
+    file (seen as a rename failing with ENOENT mid-install)."""
+    import threading
+
+    from pip_linkmode.linker.journal import Journal
+
+    d = tmp_path / "dist-info"
+    d.mkdir()
+    (d / ".RECORD.0badc0de.plm-tmp").write_bytes(b"left by a killed install")
+    listing, go, waiting = threading.Event(), threading.Event(), threading.Event()
+
+    def fspath(path: str) -> str:
+        if threading.current_thread().name == "sweeper" and path == str(d):
+            listing.set()
+            assert go.wait(30)
+        return path
+
+    journal = Journal(fspath)
+    journal._sweeping = _ObservedLock(waiting)  # type: ignore[assignment]
+    mine = d / ".INSTALLER.1234abcd.plm-tmp"
+
+    def write_own_temp() -> None:
+        journal.sweep_temps(str(d))
+        mine.write_bytes(b"pip-linkmode\n")
+        waiting.set()  # (done without waiting: the sweep is still to list the directory)
+
+    sweeper = threading.Thread(target=journal.sweep_temps, args=(str(d),), name="sweeper")
+    sweeper.start()
+    assert listing.wait(30)  # the sweep is about to list the directory
+    writer = threading.Thread(target=write_own_temp)
+    writer.start()
+    assert waiting.wait(30)  # the writer waits for the sweep, or (the bug) has written already
+    go.set()
+    sweeper.join(30)
+    writer.join(30)
+    assert mine.read_bytes() == b"pip-linkmode\n"
+    assert not (d / ".RECORD.0badc0de.plm-tmp").exists()
+    assert str(d) in journal._swept

@@ -11,6 +11,7 @@ leftovers of a killed install (it made them, or swept them already).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 
 from .files import LEFTOVER_SUFFIXES
@@ -30,6 +31,9 @@ class Journal:
         self.created_dirs: list[str] = []
         #: directories with no leftovers of a killed install in them
         self._swept: set[str] = set()
+        #: held through a sweep: a thread about to write a temp file of its
+        #: own in that directory waits until the sweep is over
+        self._sweeping = threading.Lock()
 
     def made_dir(self, path: str) -> None:
         """``path`` was created by this install (and so holds no leftovers)."""
@@ -47,17 +51,22 @@ class Journal:
         stays); once per directory."""
         if directory in self._swept:
             return
-        self._swept.add(directory)
-        try:
-            names = os.listdir(self._fspath(directory))
-        except OSError:
-            return
-        for name in names:
-            if name.startswith(".") and name.endswith(LEFTOVER_SUFFIXES):
-                try:
-                    os.unlink(self._fspath(os.path.join(directory, name)))
-                except OSError:
-                    pass
+        with self._sweeping:
+            if directory in self._swept:
+                return  # (swept by another thread meanwhile)
+            try:
+                names = os.listdir(self._fspath(directory))
+            except OSError:
+                names = []
+            for name in names:
+                if name.startswith(".") and name.endswith(LEFTOVER_SUFFIXES):
+                    try:
+                        os.unlink(self._fspath(os.path.join(directory, name)))
+                    except OSError:
+                        pass
+            # marked only now: a thread that finds it marked writes its own
+            # temp file there after the sweep, never before it
+            self._swept.add(directory)
 
     def mark(self) -> tuple[int, int]:
         """How much has been created so far, for ``undo_since``."""

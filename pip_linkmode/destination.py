@@ -92,7 +92,10 @@ class LinkingDestination(SchemeDictionaryDestination):
     def __post_init__(self) -> None:
         self.link_mode = parse_link_mode(self.link_mode)
         if self.linker is None:
-            self.linker = Linker(self.link_mode, overwrite=self.overwrite_existing)
+            # installer's loop prepares each wheel while its files are
+            # placed, then waits for them: large wheels are placed by the
+            # process's helpers, started once for every destination
+            self.linker = Linker(self.link_mode, overwrite=self.overwrite_existing, help_links=True, share_helpers=True)
             self.linker.source_mtimes = bool(self.bytecode_optimization_levels)
         self.report = LinkReport(requested=self.link_mode)
         self._jobs = []

@@ -98,10 +98,15 @@ needs_symlinks = pytest.mark.skipif(
 
 @pytest.fixture(autouse=True)
 def _fresh_linker_state() -> Iterator[None]:
-    """Each test probes modes afresh (the state is per process by design)."""
+    """Each test probes modes afresh (the state is per process by design),
+    and starts with no shared helper processes (a test that kills one
+    leaves the next a fresh set)."""
+    from pip_linkmode.linker.helpers import stop_idle_helpers
+
     linker.reset_process_state()
     yield
     linker.reset_process_state()
+    stop_idle_helpers()
 
 
 @pytest.fixture

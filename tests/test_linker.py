@@ -279,8 +279,8 @@ def _spy_on_helpers(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     started: list[linker_mod.Helpers] = []
     real_start = linker_mod.Helpers.start
 
-    def spy(linker: Linker, count: int) -> linker_mod.Helpers | None:
-        helpers = real_start(linker, count)
+    def spy(linker: Linker, count: int, *, shared: bool = False) -> linker_mod.Helpers | None:
+        helpers = real_start(linker, count, shared=shared)
         assert helpers is not None, "no helper process could start here"
         started.append(helpers)
         return helpers
@@ -416,19 +416,22 @@ def test_helper_processes_clone_a_big_wheel_like_threads_would(
 
 
 @_linux_helpers
-def test_install_wheels_hands_links_to_helpers_and_installers_door_does_not(
+def test_install_wheels_hands_links_to_helpers_and_installers_door_shares_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Past the first thousand files, ``install_wheels`` hands hardlinks to
     helper processes too (while its thread prepares the next wheel, placing
     threads would wait for the GIL), and the helpers make the directories:
     the venv is the copy-mode venv file for file, each file the cache's own
-    inode, and the helpers are gone afterwards. installer's door waits for
-    each wheel's files, so it starts none for links."""
+    inode, and the helpers are gone afterwards. installer's door, a
+    destination per wheel, uses the process's shared helpers: started by
+    the first large wheel, used from the first file by the next
+    destination, and still there after it, until ``stop_idle_helpers``."""
     import installer
 
     from pip_linkmode import LinkingDestination
     from pip_linkmode.install import target_for_venv
+    from pip_linkmode.linker.helpers import stop_idle_helpers
 
     started = _spy_on_helpers(monkeypatch)
     wheel = build_wheel(tmp_path / "w", _many_spec())
@@ -447,17 +450,26 @@ def test_install_wheels_hands_links_to_helpers_and_installers_door_does_not(
     for rel in ("many/__init__.py", "many/d29/m49.py", "many/d0/tool.sh"):
         assert (site_packages(linked) / rel).stat().st_ino == (tree / rel).stat().st_ino, rel
 
-    door = make_venv(tmp_path / "door")
-    target = target_for_venv(door)
-    with WheelCache(cache).open(wheel) as source:
-        dest = LinkingDestination(target.scheme_for(source.distribution), target.interpreter, "posix", link_mode="hardlink")
-        installer.install(source, dest, {"INSTALLER": b"pip-linkmode\n"})
-    assert len(started) == 1, "installer's door started helpers for links"
-    by_door = _files(site_packages(door))
-    assert {k: v for k, v in by_door.items() if ".dist-info" not in k} == {
-        k: v for k, v in placed.items() if ".dist-info" not in k
-    }
-    assert (site_packages(door) / "many/d29/m49.py").stat().st_ino == (tree / "many/d29/m49.py").stat().st_ino
+    answered = []
+    for name in ("door", "door2"):
+        door = make_venv(tmp_path / name)
+        target = target_for_venv(door)
+        with WheelCache(cache).open(wheel) as source:
+            dest = LinkingDestination(target.scheme_for(source.distribution), target.interpreter, "posix", link_mode="hardlink")
+            installer.install(source, dest, {"INSTALLER": b"pip-linkmode\n"})
+        assert len(started) == 2, "installer's door did not start shared helpers once"
+        assert started[1].shared
+        answered.append(started[1].answered)
+        by_door = _files(site_packages(door))
+        assert {k: v for k, v in by_door.items() if ".dist-info" not in k} == {
+            k: v for k, v in placed.items() if ".dist-info" not in k
+        }
+        assert (site_packages(door) / "many/d29/m49.py").stat().st_ino == (tree / "many/d29/m49.py").stat().st_ino
+    # the second destination's tasks went to them from its first file
+    assert 0 < answered[0] and answered[1] - answered[0] >= 1500 // 256, answered
+    assert all(proc.poll() is None for proc in started[1]._procs)  # kept for the next destination
+    stop_idle_helpers()
+    assert all(proc.returncode == 0 for proc in started[1]._procs)
 
 
 @_linux_helpers
@@ -664,7 +676,7 @@ def test_a_parent_made_for_another_task_by_a_killed_helper_is_rolled_back(tmp_pa
         while not child.exists():
             assert time.monotonic() < deadline, "the helper never made its directory"
         pending = list(linker._helpers._pending.values())
-        assert [dirs for _, _, dirs, _, _ in pending] == [[str(parent)], [str(child)]], "not the case tested"
+        assert [dirs for _, _, _, dirs, _, _ in pending] == [[str(parent)], [str(child)]], "not the case tested"
         other.kill()
         os.kill(paused.pid, signal.SIGCONT)
         with pytest.raises(LinkError, match="a helper process placing files exited with status -9"):
@@ -860,3 +872,106 @@ def test_a_temp_file_written_while_another_thread_sweeps_its_directory_is_kept(t
     assert mine.read_bytes() == b"pip-linkmode\n"
     assert not (d / ".RECORD.0badc0de.plm-tmp").exists()
     assert str(d) in journal._swept
+
+
+def _door_install(wheel: Path, cache: Path, venv: Path) -> Any:
+    """The installer door as a tool uses it: a new destination for the wheel."""
+    import installer
+
+    from pip_linkmode import LinkingDestination
+    from pip_linkmode.install import target_for_venv
+
+    target = target_for_venv(venv)
+    with WheelCache(cache).open(wheel) as source:
+        dest = LinkingDestination(target.scheme_for(source.distribution), target.interpreter, "posix", link_mode="hardlink")
+        installer.install(source, dest, {"INSTALLER": b"pip-linkmode\n"})
+    return dest
+
+
+@_linux_helpers
+def test_a_forked_child_lets_go_of_the_shared_helpers_and_starts_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that forks (a tool's pool of workers) while the shared
+    helpers run: the child holds no pipe to them (else they would never
+    see their input end, and the parent would wait for them for ever),
+    and its own installs start helpers of its own."""
+    import threading
+    import warnings
+
+    from pip_linkmode.linker.helpers import running_shared, stop_idle_helpers
+
+    started = _spy_on_helpers(monkeypatch)
+    wheel = build_wheel(tmp_path / "w", _many_spec())
+    cache = tmp_path / "cache"
+    _door_install(wheel, cache, make_venv(tmp_path / "parent"))
+    assert len(started) == 1 and started[0].shared
+    child_venv = make_venv(tmp_path / "child")
+    release_r, release_w = os.pipe()
+    report_r, report_w = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # (3.12+: forking with threads running)
+        pid = os.fork()
+    if pid == 0:  # the child: report, then hold on until the parent has ended its helpers
+        status = 1
+        try:
+            import stat as stat_mod
+
+            pipes = [s for proc in started[0]._procs for s in (proc.stdin, proc.stdout) if s is not None]
+            let_go = all(stat_mod.S_ISCHR(os.fstat(s.fileno()).st_mode) for s in pipes) and len(pipes) == 4
+            dest = _door_install(wheel, cache, child_venv)
+            own = running_shared(dest.linker, 2) if dest.linker is not None else None
+            ok = let_go and own is not None and own is not started[0] and own.answered > 0
+            os.write(report_w, b"ok" if ok else b"no")
+            os.read(release_r, 1)
+            stop_idle_helpers()
+            status = 0 if ok else 2
+        finally:
+            os._exit(status)
+    os.close(report_w)
+    try:
+        assert os.read(report_r, 2) == b"ok", "the child held the parent's pipes, or placed nothing through helpers of its own"
+        ended = threading.Event()
+
+        def stop() -> None:
+            stop_idle_helpers()
+            ended.set()
+
+        threading.Thread(target=stop, daemon=True).start()
+        assert ended.wait(60), "the parent's helpers did not end while the child lives"
+        assert all(proc.returncode == 0 for proc in started[0]._procs)
+    finally:
+        os.write(release_w, b"x")
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    placed = _files(site_packages(child_venv))
+    assert placed == _files(site_packages(tmp_path / "parent"))
+
+
+@_linux_helpers
+def test_shared_helpers_that_died_are_replaced_for_the_next_destination(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One of the shared helpers killed between two wheels: the next
+    destination starts a new set and installs in full; an idle set ends
+    before the process forks its compiling workers (``stop_idle_threads``)."""
+    from pip_linkmode.linker.executor import stop_idle_threads
+
+    started = _spy_on_helpers(monkeypatch)
+    wheel = build_wheel(tmp_path / "w", _many_spec())
+    cache = tmp_path / "cache"
+    _door_install(wheel, cache, make_venv(tmp_path / "one"))
+    assert len(started) == 1
+    first = started[0]
+    first._procs[0].kill()
+    first._procs[0].wait()
+    deadline = time.monotonic() + 30
+    while first.usable():  # (its reader notes the end)
+        assert time.monotonic() < deadline, "the helper's end was never noted"
+    dest = _door_install(wheel, cache, make_venv(tmp_path / "two"))
+    assert len(started) == 2 and started[1].answered > 0, "no new set took the second destination's tasks"
+    assert dest.report.counts[LinkMode.HARDLINK] >= 1500
+    assert _files(site_packages(tmp_path / "two")) == _files(site_packages(tmp_path / "one"))
+    assert first.closed and first._procs[1].returncode == 0  # the old set's live helper was ended
+    stop_idle_threads()
+    assert started[1].closed and all(proc.returncode == 0 for proc in started[1]._procs)

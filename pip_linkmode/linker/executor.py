@@ -28,7 +28,7 @@ from .._platform import Cause, Platform
 from .._platform.placer import DirNotMade, make_dir
 from ..modes import LinkMode, parse_link_mode
 from .files import TEMP_SUFFIX, beside, write_beside
-from .helpers import Helpers
+from .helpers import Helpers, running_shared, shared_helpers, stop_idle_helpers
 from .jobs import DirJob, LinkError, LinkJob, LinkReport, Task
 from .journal import Journal
 from .policy import ModePolicy
@@ -119,10 +119,11 @@ def _release_pool() -> None:
 
 
 def stop_idle_threads() -> None:
-    """End the shared placing threads if no linker has tasks in them: a
-    process about to fork (a pool of compiling processes) then has no
-    threads of ours (Python 3.12+ warns that forking a threaded process
-    may deadlock the child)."""
+    """End the shared placing threads if no linker has tasks in them, and
+    the shared helper processes with no task: a process about to fork (a
+    pool of compiling processes) then has no threads of ours (Python 3.12+
+    warns that forking a threaded process may deadlock the child)."""
+    stop_idle_helpers()
     with _pools_lock:
         if _pool_users:
             return
@@ -161,6 +162,7 @@ class Linker:
         overwrite: bool = True,
         max_workers: int | None = None,
         help_links: bool = False,
+        share_helpers: bool = False,
     ) -> None:
         self.mode = parse_link_mode(mode)
         self.platform = platform or _platform.current()
@@ -213,8 +215,13 @@ class Linker:
         #: placed (``install_wheels``, pip's install loop), whose work would
         #: otherwise starve the placing threads of the GIL (see ``Helpers``).
         #: A caller that waits for each wheel's files (installer's door)
-        #: leaves the GIL to them, and would only pay the helpers' start.
+        #: leaves the GIL to them while it waits, but not while it prepares
+        #: the wheel: it uses the process's shared helpers
+        #: (``share_helpers``), started once for all its linkers.
         self.help_links = help_links
+        #: the helpers are the process's (``helpers.shared_helpers``): used
+        #: from the first file once running, and not ended by ``close``
+        self.share_helpers = share_helpers
         self._threaded = 0
         self._helpers: Helpers | None = None
 
@@ -477,20 +484,27 @@ class Linker:
 
     def _to_helpers(self, task: Task, workers: int, dirs: Sequence[str]) -> bool:
         """Tasks go to helper processes (which make their ``dirs`` first)
-        once this linker has handed ``help_after`` files to threads; False:
-        to a thread."""
+        once this linker has handed ``help_after`` files to threads, or at
+        once to shared helpers already running; False: to a thread."""
         helpers = self._helpers
+        if helpers is not None and helpers.shared and not helpers.usable():
+            helpers = self._helpers = None  # ended (before a fork, or one died): the process's next set
         if helpers is None:
             assert self.help_after is not None
-            if self._threaded < self.help_after:
-                self._threaded += sum(len(group[3]) for group in task)
-                return False
-            helpers = self._helpers = Helpers.start(self, workers)
+            if self.share_helpers:
+                helpers = running_shared(self, workers)
             if helpers is None:
-                self.help_after = None  # none can start here: threads, as before
-                return False
-            helpers.finalizer = weakref.finalize(self, helpers.close)  # for callers that never close
-        return helpers.submit(task, self._source_mtimes, self._track, dirs)
+                if self._threaded < self.help_after:
+                    self._threaded += sum(len(group[3]) for group in task)
+                    return False
+                helpers = shared_helpers(self, workers) if self.share_helpers else Helpers.start(self, workers)
+                if helpers is None:
+                    self.help_after = None  # none can start here: threads, as before
+                    return False
+                if not helpers.shared:
+                    helpers.finalizer = weakref.finalize(self, helpers.close)  # for callers that never close
+            self._helpers = helpers
+        return helpers.submit(self, task, self._source_mtimes, self._track, dirs)
 
     def _place_names(self, task: Task, dirs: Sequence[str] = ()) -> None:
         """Make ``dirs``, then place ``(mode, cache dir/, target dir/,
@@ -560,9 +574,11 @@ class Linker:
             self._end_helpers()
 
     def _end_helpers(self) -> None:
-        """Stop the helper processes, once every answer of theirs is read."""
+        """Stop this linker's own helper processes, once every answer of
+        theirs is read (shared ones stay, for the next linker: ``finish``
+        has read the answers to this one's tasks)."""
         helpers, self._helpers = self._helpers, None
-        if helpers is not None:
+        if helpers is not None and not helpers.shared:
             helpers.close()
 
     def link_one(self, job: LinkJob, report: LinkReport, *, later: bool = False) -> None:

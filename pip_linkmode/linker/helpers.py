@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from .executor import Linker
 
-__all__ = ["Helpers"]
+__all__ = ["Helpers", "running_shared", "shared_helpers", "stop_idle_helpers"]
 
 logger = logging.getLogger("pip_linkmode")
 
@@ -48,15 +48,25 @@ class Helpers:
     start) are placed by that thread instead, and no more go to it; a
     helper that dies after that fails its tasks, and what it placed stays,
     as after a killed install.
+
+    A linker owns its helpers (``start``, ended by ``Linker.close``), or
+    uses the process's shared ones (``shared_helpers``): each task carries
+    its own linker, so linkers one after another (a tool's destination per
+    wheel) pay the helpers' start once.
     """
 
-    def __init__(self, linker: Linker, procs: list[subprocess.Popen[bytes]]) -> None:
-        self._linker = weakref.ref(linker)
+    def __init__(self, procs: list[subprocess.Popen[bytes]], *, shared: bool = False) -> None:
         self._procs = procs
+        #: kept for the process (``shared_helpers``), not ended with a linker
+        self.shared = shared
+        #: ended (``close``): no task is taken any more
+        self.closed = False
+        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._next = 0
-        #: task id -> (future, task, directories to make first, helper index, files)
-        self._pending: dict[int, tuple[Future[None], Task, Sequence[str], int, int]] = {}
+        #: task id -> (its linker, future, task, directories to make first,
+        #: helper index, files)
+        self._pending: dict[int, tuple[weakref.ref[Linker], Future[None], Task, Sequence[str], int, int]] = {}
         self._load = [0] * len(procs)
         self._live = [True] * len(procs)
         #: tasks the helpers answered (a test's evidence that they did the work)
@@ -71,7 +81,7 @@ class Helpers:
             reader.start()
 
     @classmethod
-    def start(cls, linker: Linker, count: int) -> Helpers | None:
+    def start(cls, linker: Linker, count: int, *, shared: bool = False) -> Helpers | None:
         """``count`` helpers with ``linker``'s platform; None where none can start."""
         kind = linker.platform.helper_class()
         if kind is None or not sys.executable or getattr(sys, "frozen", False):
@@ -104,10 +114,29 @@ class Helpers:
             # helper to read the one before (the default holds 64 KB)
             if proc.stdin is not None:
                 linker.platform.widen_pipe(proc.stdin.fileno(), _PIPE_SIZE)
-        return cls(linker, procs)
+        return cls(procs, shared=shared)
+
+    def usable(self) -> bool:
+        """Every helper still runs, for this process (not a forked child)."""
+        return self._pid == os.getpid() and not self.closed and all(self._live)
+
+    def close_if_idle(self) -> bool:
+        """``close`` unless a task is in hand (a linker may be handing one
+        over now: it is answered, then this closes on a later call)."""
+        with self._lock:
+            if self._pending:
+                return False
+            self.closed = True  # (from now on ``submit`` takes none)
+        self.close()
+        return True
 
     def submit(
-        self, task: Task, source_mtimes: bool, track: Callable[[Future[None], Task], None], dirs: Sequence[str] = ()
+        self,
+        linker: Linker,
+        task: Task,
+        source_mtimes: bool,
+        track: Callable[[Future[None], Task], None],
+        dirs: Sequence[str] = (),
     ) -> bool:
         """Send ``task`` to the least busy helper, which makes ``dirs`` (in
         order) first, ``track``-ing its future first; False if no helper
@@ -121,13 +150,13 @@ class Helpers:
         groups = [(mode.value, sp, dp, list(names), perm) for mode, sp, dp, names, perm in task]
         with self._lock:
             live = [i for i, ok in enumerate(self._live) if ok]
-            if not live:
+            if not live or self.closed:
                 return False
             index = min(live, key=self._load.__getitem__)
             self._next += 1
             task_id = self._next
             self._load[index] += files
-            self._pending[task_id] = (future, task, dirs, index, files)
+            self._pending[task_id] = (weakref.ref(linker), future, task, dirs, index, files)
         track(future, task)
         stdin = self._procs[index].stdin
         assert stdin is not None
@@ -166,36 +195,36 @@ class Helpers:
                 break
             task_id, failures, made, unmade = frame
             with self._lock:
-                future, task, dirs, _, files = self._pending.pop(task_id)
+                owner, future, task, dirs, _, files = self._pending.pop(task_id)
                 self._load[index] -= files
                 self.answered += 1
-            linker = self._linker()
+            linker = owner()
             if linker is not None:
                 for path in made:
                     linker.journal.made_dir(path)
             linker = None
-            self._settle(future, task, None if unmade else failures, dirs)
+            self._settle(owner, future, task, None if unmade else failures, dirs)
         code = proc.wait()
         with self._lock:
             self._live[index] = False
-            lost = [tid for tid, (_, _, _, i, _) in self._pending.items() if i == index]
-            tasks = [self._pending.pop(tid)[:3] for tid in lost]
-        for future, task, dirs in tasks:
+            lost = [tid for tid, (_, _, _, _, i, _) in self._pending.items() if i == index]
+            tasks = [self._pending.pop(tid)[:4] for tid in lost]
+        for owner, future, task, dirs in tasks:
             if not ready:  # it placed nothing: place its tasks here
                 logger.debug("a helper process could not start (status %s): placing its files here", code)
-                self._settle(future, task, None, dirs)
+                self._settle(owner, future, task, None, dirs)
             else:
-                self._claim(task, dirs)
+                self._claim(owner, task, dirs)
                 future.set_exception(LinkError(f"a helper process placing files exited with status {code}"))
 
-    def _claim(self, task: Task, dirs: Sequence[str]) -> None:
+    def _claim(self, owner: weakref.ref[Linker], task: Task, dirs: Sequence[str]) -> None:
         """Make what a helper that died mid-task may have placed the
         linker's, for ``rollback``: the directories left to tasks that are
         there now (none was before: ``Linker._later_dir`` looked), and
         whatever is at its paths in directories this install created
         (nothing was there before it). In directories that existed, a file
         there may be an earlier install's, and stays."""
-        linker = self._linker()
+        linker = owner()
         if linker is None:
             return
         # every directory left to a task was missing when looked at: one
@@ -211,6 +240,7 @@ class Helpers:
 
     def _settle(
         self,
+        owner: weakref.ref[Linker],
         future: Future[None],
         task: Task,
         failures: Sequence[tuple[int, int, int, str]] | None,
@@ -218,7 +248,7 @@ class Helpers:
     ) -> None:
         """Settle a task placed by a helper but for ``failures`` (None: by no
         one yet: its directories and files are made and placed here)."""
-        linker = self._linker()
+        linker = owner()
         error: BaseException | None = None
         try:
             if linker is None:
@@ -236,9 +266,14 @@ class Helpers:
             future.set_result(None)
 
     def close(self) -> None:
-        """End every helper (after ``finish``: no task is left)."""
+        """End every helper (after ``finish``: no task is left; any sent
+        is placed and answered first)."""
         if self.finalizer is not None:
             self.finalizer.detach()
+        with self._lock:
+            self.closed = True
+        if self._pid != os.getpid():
+            return  # (a forked child's copy: ``_forget_in_child`` let go of it)
         _stop(self._procs)
         for reader in self._readers:
             if reader is not threading.current_thread():
@@ -246,6 +281,86 @@ class Helpers:
         for proc in self._procs:
             if proc.stdout is not None:
                 proc.stdout.close()
+
+
+    def _let_go(self) -> None:
+        """In a forked child: this process's copies of the pipes to the
+        parent's helpers become /dev/null (a helper ends when its input
+        reaches its end, which it never would while a child held a copy;
+        the stream objects stay valid, so nothing of theirs can reach a
+        helper or close a descriptor reused since), waiting for none."""
+        null = os.open(os.devnull, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+        try:
+            for proc in self._procs:
+                for stream in (proc.stdin, proc.stdout):
+                    with contextlib.suppress(OSError, ValueError):
+                        if stream is not None:
+                            os.dup2(null, stream.fileno(), inheritable=False)
+                proc.returncode = 0  # (not this process's child: never waited for here)
+        finally:
+            os.close(null)
+
+
+#: the helpers kept for the whole process, by (platform kind, count)
+_shared: dict[tuple[str, int], Helpers] = {}
+_shared_lock = threading.Lock()
+_exit_registered = False
+
+
+def running_shared(linker: Linker, count: int) -> Helpers | None:
+    """The process's shared helpers for ``linker``'s platform, if running."""
+    helpers = _shared.get((str(linker.platform.helper_class()), count))
+    return helpers if helpers is not None and helpers.usable() else None
+
+
+def shared_helpers(linker: Linker, count: int) -> Helpers | None:
+    """The process's shared helpers for ``linker``'s platform, started now
+    if need be (one of them ended: a new set); None where none can start.
+    They end when the interpreter does, or at ``stop_idle_helpers``."""
+    global _exit_registered
+    key = (str(linker.platform.helper_class()), count)
+    with _shared_lock:
+        helpers = _shared.get(key)
+        if helpers is not None and helpers.usable():
+            return helpers
+        stale = helpers
+        helpers = Helpers.start(linker, count, shared=True)
+        if helpers is None:
+            _shared.pop(key, None)
+        else:
+            _shared[key] = helpers
+            if not _exit_registered:
+                import atexit
+
+                atexit.register(stop_idle_helpers, force=True)
+                _exit_registered = True
+    if stale is not None:
+        stale.close()  # (what it was sent is answered first)
+    return helpers
+
+
+def stop_idle_helpers(*, force: bool = False) -> None:
+    """End the process's shared helpers that have no task (every one with
+    ``force``, at exit): before a fork, so that no child holds their pipes."""
+    with _shared_lock:
+        for key, helpers in list(_shared.items()):
+            if force:
+                helpers.close()
+            elif not helpers.close_if_idle():
+                continue
+            del _shared[key]
+
+
+def _forget_in_child() -> None:
+    global _shared_lock
+    _shared_lock = threading.Lock()  # (another thread may have held it at the fork)
+    for helpers in _shared.values():
+        helpers._let_go()
+    _shared.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:

@@ -975,3 +975,78 @@ def test_shared_helpers_that_died_are_replaced_for_the_next_destination(
     assert first.closed and first._procs[1].returncode == 0  # the old set's live helper was ended
     stop_idle_threads()
     assert started[1].closed and all(proc.returncode == 0 for proc in started[1]._procs)
+
+
+@_linux_helpers
+def test_shared_helpers_that_cannot_start_are_not_started_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shared helpers that end without saying they are ready (here an
+    executable that exits at once; after an upgrade, a placer of another
+    version) are not started again for every task and wheel: the set's
+    tasks are placed by its readers, and threads place the rest."""
+    started = _spy_on_helpers(monkeypatch)
+    wheel = build_wheel(tmp_path / "w", _many_spec(dirs=30, per_dir=100))
+    cache = tmp_path / "cache"
+    WheelCache(cache).get(wheel)
+    venvs = [make_venv(tmp_path / name) for name in ("one", "two")]
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    for venv in venvs:
+        dest = _door_install(wheel, cache, venv)
+        assert dest.report.counts[LinkMode.HARDLINK] >= 3000
+    assert len(started) == 1, f"{len(started)} sets started"
+    assert _files(site_packages(tmp_path / "two")) == _files(site_packages(tmp_path / "one"))
+
+
+@_linux_helpers
+def test_a_task_handed_over_as_its_set_closes_is_placed_by_it(tmp_path: Path) -> None:
+    """A linker hands a task to shared helpers just as another closes the
+    set (one of its helpers died, and a new set replaces it): the close
+    waits until the task's frame is written, so its helper places it
+    before its input ends, instead of failing it as if it had died."""
+    import threading
+
+    from pip_linkmode.linker.helpers import shared_helpers
+
+    (src,) = _source_tree(tmp_path / "src", 1, 3)
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    a = Linker(LinkMode.HARDLINK, max_workers=2, help_links=True, share_helpers=True)
+    b = Linker(LinkMode.HARDLINK, max_workers=2, help_links=True, share_helpers=True)
+    first = shared_helpers(a, 2)
+    assert first is not None
+    deadline = time.monotonic() + 30
+    while not all(first._ready):  # (a set that never got ready is not replaced)
+        assert time.monotonic() < deadline, "the helpers never got ready"
+    handing, go, closing = threading.Event(), threading.Event(), threading.Event()
+    first._writing = _ObservedLock(closing)  # type: ignore[assignment]
+
+    def track(future: Any, task: Any) -> None:
+        a._track(future, task)
+        handing.set()
+        assert go.wait(30)
+
+    task = [(LinkMode.HARDLINK, src[0] + "/", str(dst) + "/", src[1], None)]
+    handed = threading.Thread(target=lambda: first.submit(a, task, False, track, ()))
+    handed.start()
+    replaced: list[Any] = []
+    try:
+        assert handing.wait(30)
+        ((_, _, _, _, index, _),) = first._pending.values()
+        other = first._procs[1 - index]  # (not the task's own helper: its death would fail the task)
+        other.kill()
+        other.wait()
+        deadline = time.monotonic() + 30
+        while first.usable():  # (its reader notes the end)
+            assert time.monotonic() < deadline, "the helper's end was never noted"
+        replacing = threading.Thread(target=lambda: replaced.append(shared_helpers(b, 2)))
+        replacing.start()
+        assert closing.wait(30)  # the old set's close waits for the frame being handed over
+    finally:
+        go.set()
+        handed.join(30)
+    replacing.join(30)
+    assert replaced[0] is not None and replaced[0] is not first and first.closed
+    a.finish()
+    assert sorted(os.listdir(dst)) == ["f0.txt", "f1.txt", "f2.txt"]
+    assert first.answered == 1  # (placed by its helper)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from .executor import Linker
 
-__all__ = ["Helpers", "running_shared", "shared_helpers", "stop_idle_helpers"]
+__all__ = ["Helpers", "forget_failed_starts", "running_shared", "shared_helpers", "stop_idle_helpers"]
 
 logger = logging.getLogger("pip_linkmode")
 
@@ -69,6 +69,12 @@ class Helpers:
         self._pending: dict[int, tuple[weakref.ref[Linker], Future[None], Task, Sequence[str], int, int]] = {}
         self._load = [0] * len(procs)
         self._live = [True] * len(procs)
+        #: helpers that said they were ready (one that never did could not
+        #: start here: a set of those is not started again)
+        self._ready = [False] * len(procs)
+        #: held while a task is taken and its frame written, and by
+        #: ``close`` while it ends the helpers' input
+        self._writing = threading.Lock()
         #: tasks the helpers answered (a test's evidence that they did the work)
         self.answered = 0
         #: ends them if the linker is dropped without ``close``
@@ -79,6 +85,7 @@ class Helpers:
         ]
         for reader in self._readers:
             reader.start()
+        _every_set.add(self)
 
     @classmethod
     def start(cls, linker: Linker, count: int, *, shared: bool = False) -> Helpers | None:
@@ -120,6 +127,12 @@ class Helpers:
         """Every helper still runs, for this process (not a forked child)."""
         return self._pid == os.getpid() and not self.closed and all(self._live)
 
+    def never_ready(self) -> bool:
+        """A helper has ended and none ever said it was ready: helpers
+        cannot start here (a placer of another version, say)."""
+        with self._lock:
+            return not all(self._live) and not any(self._ready)
+
     def close_if_idle(self) -> bool:
         """``close`` unless a task is in hand (a linker may be handing one
         over now: it is answered, then this closes on a later call)."""
@@ -148,28 +161,32 @@ class Helpers:
         future: Future[None] = Future()
         files = sum(len(group[3]) for group in task)
         groups = [(mode.value, sp, dp, list(names), perm) for mode, sp, dp, names, perm in task]
-        with self._lock:
-            live = [i for i, ok in enumerate(self._live) if ok]
-            if not live or self.closed:
-                return False
-            index = min(live, key=self._load.__getitem__)
-            self._next += 1
-            task_id = self._next
-            self._load[index] += files
-            self._pending[task_id] = (weakref.ref(linker), future, task, dirs, index, files)
-        track(future, task)
-        stdin = self._procs[index].stdin
-        assert stdin is not None
-        try:
-            write_frame(stdin, (task_id, source_mtimes, groups, list(dirs)))
-        except (OSError, ValueError):
-            pass  # it is gone: its reader settles the task
-        except BaseException:
-            # interrupted mid-frame (Ctrl-C): end its input there; the helper
-            # answers every whole task before it, then its reader fails the rest
-            with contextlib.suppress(Exception):
-                stdin.close()
-            raise
+        # taken and written under one hold of ``_writing``: ``close`` ends
+        # the helpers' input only between frames, and a set closed before
+        # takes no task (its helpers would never see it)
+        with self._writing:
+            with self._lock:
+                live = [i for i, ok in enumerate(self._live) if ok]
+                if not live or self.closed:
+                    return False
+                index = min(live, key=self._load.__getitem__)
+                self._next += 1
+                task_id = self._next
+                self._load[index] += files
+                self._pending[task_id] = (weakref.ref(linker), future, task, dirs, index, files)
+            track(future, task)
+            stdin = self._procs[index].stdin
+            assert stdin is not None
+            try:
+                write_frame(stdin, (task_id, source_mtimes, groups, list(dirs)))
+            except (OSError, ValueError):
+                pass  # it is gone: its reader settles the task
+            except BaseException:
+                # interrupted mid-frame (Ctrl-C): end its input there; the helper
+                # answers every whole task before it, then its reader fails the rest
+                with contextlib.suppress(Exception):
+                    stdin.close()
+                raise
         return True
 
     def _read(self, index: int) -> None:
@@ -186,7 +203,10 @@ class Helpers:
             ready = False
         finally:
             timer.cancel()
-        if not ready:
+        if ready:
+            with self._lock:
+                self._ready[index] = True
+        else:
             with contextlib.suppress(OSError):
                 proc.kill()  # (one that said something else may wait for frames)
         while ready:
@@ -270,18 +290,18 @@ class Helpers:
         is placed and answered first)."""
         if self.finalizer is not None:
             self.finalizer.detach()
-        with self._lock:
-            self.closed = True
         if self._pid != os.getpid():
             return  # (a forked child's copy: ``_forget_in_child`` let go of it)
-        _stop(self._procs)
+        with self._lock:
+            self.closed = True
+        with self._writing:  # (a frame being written is written whole first)
+            _stop(self._procs)
         for reader in self._readers:
             if reader is not threading.current_thread():
                 reader.join()
         for proc in self._procs:
             if proc.stdout is not None:
                 proc.stdout.close()
-
 
     def _let_go(self) -> None:
         """In a forked child: this process's copies of the pipes to the
@@ -300,9 +320,13 @@ class Helpers:
         finally:
             os.close(null)
 
-
+#: every set of helpers of this process, its own or a linker's (a forked
+#: child lets go of each one's pipes)
+_every_set: weakref.WeakSet[Helpers] = weakref.WeakSet()
 #: the helpers kept for the whole process, by (platform kind, count)
 _shared: dict[tuple[str, int], Helpers] = {}
+#: (platform kind, count) of shared helpers that could not start here
+_cannot_start: set[tuple[str, int]] = set()
 _shared_lock = threading.Lock()
 _exit_registered = False
 
@@ -320,9 +344,15 @@ def shared_helpers(linker: Linker, count: int) -> Helpers | None:
     global _exit_registered
     key = (str(linker.platform.helper_class()), count)
     with _shared_lock:
+        if key in _cannot_start:
+            return None
         helpers = _shared.get(key)
         if helpers is not None and helpers.usable():
             return helpers
+        if helpers is not None and helpers.never_ready():
+            _cannot_start.add(key)  # (none ever said it was ready: threads from now on)
+            _shared.pop(key, None)
+            return None
         stale = helpers
         helpers = Helpers.start(linker, count, shared=True)
         if helpers is None:
@@ -337,6 +367,12 @@ def shared_helpers(linker: Linker, count: int) -> Helpers | None:
     if stale is not None:
         stale.close()  # (what it was sent is answered first)
     return helpers
+
+
+def forget_failed_starts() -> None:
+    """Try shared helpers again where they could not start before."""
+    with _shared_lock:
+        _cannot_start.clear()
 
 
 def stop_idle_helpers(*, force: bool = False) -> None:
@@ -354,9 +390,10 @@ def stop_idle_helpers(*, force: bool = False) -> None:
 def _forget_in_child() -> None:
     global _shared_lock
     _shared_lock = threading.Lock()  # (another thread may have held it at the fork)
-    for helpers in _shared.values():
+    for helpers in list(_every_set):
         helpers._let_go()
     _shared.clear()
+    _cannot_start.clear()
 
 
 if hasattr(os, "register_at_fork"):

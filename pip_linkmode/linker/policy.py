@@ -49,10 +49,14 @@ _MODE_NAMES = frozenset(mode.value for mode in LinkMode)
 
 
 def reset_process_state() -> None:
-    """Forget probed modes and issued warnings (for tests and long-lived hosts)."""
+    """Forget probed modes, issued warnings and helper processes found
+    unable to start (for tests and long-lived hosts)."""
+    from .helpers import forget_failed_starts
+
     with _state_lock:
         _resolved.clear()
         _warned.clear()
+    forget_failed_starts()
 
 
 class ModePolicy:

@@ -161,7 +161,9 @@ def pyc_groups(
     tag = sys.implementation.cache_tag
     assert tag is not None
     data = entry.dist_info[: -len(".dist-info")] + ".data/"
-    groups: dict[tuple[str, str], PycGroup] = {}
+    #: by (scheme, target directory, archive directory): one target
+    #: directory may take sources from two (``pkg/`` and ``.data/purelib/pkg/``)
+    groups: dict[tuple[str, str, str], PycGroup] = {}
     for rel, level, size in compiled_rows(cache, entry, levels, mode):
         if rel.startswith(data):
             scheme, _, path = rel[len(data) :].partition("/")
@@ -169,10 +171,10 @@ def pyc_groups(
             scheme, path = root_scheme, rel
         sdir, _, name = rel.rpartition("/")
         ddir = path.rpartition("/")[0]
-        group = groups.get((scheme, ddir))
+        group = groups.get((scheme, ddir, sdir))
         if group is None:
             src = f"{tree}/{sdir}/__pycache__" if sdir else f"{tree}/__pycache__"
-            group = groups[(scheme, ddir)] = PycGroup(scheme, src, ddir, [], [])
+            group = groups[(scheme, ddir, sdir)] = PycGroup(scheme, src, ddir, [], [])
         group.names.append(pyc_name(name[:-3], level, tag))
         group.sizes.append(size)
     return list(groups.values())

@@ -101,6 +101,8 @@ def _corner_spec() -> WheelSpec:
             # the same path within another scheme: RECORD's sort keeps both, in order
             "corner-1.0.data/data/LICENSE": b"data license\n",
             "corner-1.0.data/purelib/corner_extra.py": b"Y = 2\n",
+            # a directory the root and .data/purelib both fill (root purelib)
+            "corner-1.0.data/purelib/corner/merged.py": b"M = 4\n",
             "corner-1.0.data/platlib/corner_plat.py": b"Z = 3\n",
         }
     )
@@ -146,6 +148,7 @@ def test_layout_with_cached_bytecode_gives_the_general_paths_record(tmp_path: Pa
     assert f"purelib/corner/__pycache__/core.{tag}.pyc" in pycs
     assert f"purelib/corner/deep/a/b/c/__pycache__/leaf.{tag}.pyc" in pycs
     assert f"purelib/__pycache__/corner_extra.{tag}.pyc" in pycs
+    assert f"purelib/corner/__pycache__/merged.{tag}.pyc" in pycs  # (its source dir is .data's)
     assert f"platlib/__pycache__/corner_plat.{tag}.pyc" in pycs
     assert not any("broken" in p for p in pycs)
     assert not any(p.startswith(("scripts/", "data/", "headers/")) for p in pycs)

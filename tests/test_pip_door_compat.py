@@ -115,6 +115,12 @@ class Result:
         return found
 
 
+#: the notes these tests count are ours about each wheel: no progress lines,
+#: which a slow or busy machine shows after half a second of unpacking
+#: (``test_cli_standin`` tests those)
+_NO_PROGRESS = {**os.environ, "_PIP_LINKMODE_PROGRESS_DELAY": "3600"}
+
+
 def _install(runner: Path, tmp_path: Path, wheel: Path, ours: bool) -> Result:
     label = "ours" if ours else "pip"
     venv = make_venv(tmp_path / label)
@@ -124,7 +130,7 @@ def _install(runner: Path, tmp_path: Path, wheel: Path, ours: bool) -> Result:
         cmd = [venv_python(runner), "-m", "pip_linkmode", "install", "--python", venv_python(venv), "--link-mode", "hardlink", *common]
     else:
         cmd = [venv_python(runner), "-m", "pip", "--python", venv_python(venv), "install", *common]
-    return Result(venv, cache, subprocess.run(cmd, capture_output=True, text=True))
+    return Result(venv, cache, subprocess.run(cmd, capture_output=True, text=True, env=_NO_PROGRESS))
 
 
 def _both(runner: Path, tmp_path: Path, wheel: Path) -> tuple[Result, Result]:
@@ -251,7 +257,7 @@ def test_a_good_wheel_beside_a_refused_one_is_still_linked(runner: Path, tmp_pat
     proc = subprocess.run(
         [venv_python(runner), "-m", "pip_linkmode", "install", "--python", venv_python(venv), "--link-mode", "hardlink",
          "--disable-pip-version-check", "--no-index", "--no-deps", "--cache-dir", str(tmp_path / "cache"), str(old), str(good)],
-        capture_output=True, text=True,
+        capture_output=True, text=True, env=_NO_PROGRESS,
     )
     assert proc.returncode == 0, proc.stderr
     site = site_packages(venv)

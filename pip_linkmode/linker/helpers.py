@@ -179,8 +179,9 @@ class Helpers:
             assert stdin is not None
             try:
                 write_frame(stdin, (task_id, source_mtimes, groups, list(dirs)))
-            except (OSError, ValueError):
-                pass  # it is gone: its reader settles the task
+            except (OSError, ValueError):  # it is gone: its reader settles the task
+                with contextlib.suppress(OSError):
+                    stdin.close()  # (what is left in its buffer is not to be written again)
             except BaseException:
                 # interrupted mid-frame (Ctrl-C): end its input there; the helper
                 # answers every whole task before it, then its reader fails the rest
@@ -349,12 +350,13 @@ def shared_helpers(linker: Linker, count: int) -> Helpers | None:
         helpers = _shared.get(key)
         if helpers is not None and helpers.usable():
             return helpers
+        stale = helpers
         if helpers is not None and helpers.never_ready():
             _cannot_start.add(key)  # (none ever said it was ready: threads from now on)
             _shared.pop(key, None)
-            return None
-        stale = helpers
-        helpers = Helpers.start(linker, count, shared=True)
+            helpers = None
+        else:
+            helpers = Helpers.start(linker, count, shared=True)
         if helpers is None:
             _shared.pop(key, None)
         else:

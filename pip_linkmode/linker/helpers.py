@@ -310,7 +310,7 @@ class Helpers:
         reaches its end, which it never would while a child held a copy;
         the stream objects stay valid, so nothing of theirs can reach a
         helper or close a descriptor reused since), waiting for none."""
-        null = os.open(os.devnull, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+        null = os.open(os.devnull, os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
         try:
             for proc in self._procs:
                 for stream in (proc.stdin, proc.stdout):

@@ -19,7 +19,7 @@ from installer.utils import Scheme, parse_entrypoints
 
 from .bytecode import CachedPyc, ensure_bytecode, pyc_path
 from .cache import CachedFile, record_digest
-from .laidout import LayoutTarget, inside, install_layout, may_exist, record_prefix
+from .laidout import LayoutTarget, inside, install_layout, line_speller, may_exist
 from .linker import Linker, LinkJob, LinkReport
 from .linker.files import TEMP_SUFFIX, beside
 from .modes import LinkMode, parse_link_mode
@@ -30,7 +30,6 @@ from .placement import (
     link_groups,
     load_layout,
     pyc_dirs,
-    record_line,
     register_symlink_users,
     route,
 )
@@ -437,9 +436,6 @@ class LinkingDestination(SchemeDictionaryDestination):
         )
         self.pending_users.extend(users)
 
-    def _record_prefix(self, scheme: str, root_scheme: str) -> str:
-        return record_prefix(self.scheme_dict, scheme, root_scheme)
-
     def _env_dir(self) -> str:
         """Where the environment is on disk (its data scheme), for registering users."""
         data = os.path.abspath(self.scheme_dict["data"])
@@ -526,7 +522,7 @@ class LinkingDestination(SchemeDictionaryDestination):
     ) -> None:
         records = list(records)
         whole = self._whole
-        spell = self._line_speller(scheme)
+        spell = line_speller(self.scheme_dict, scheme)
         #: RECORD's rows, as (path, line), where the files placed whole are
         #: listed from their layout's lines
         rows = None
@@ -571,25 +567,6 @@ class LinkingDestination(SchemeDictionaryDestination):
         if type(self)._compile_bytecode is not LinkingDestination._compile_bytecode:
             return False
         return not self.bytecode_optimization_levels or bool(whole.pyc_rows)
-
-    def _line_speller(self, root_scheme: Scheme) -> Callable[[str, str, str, str], str]:
-        """What spells one RECORD line of a file (its scheme, path in it,
-        hash and size fields) as installer's ``finalize_installation`` does:
-        a file of another scheme gets that scheme's prefix, and the path
-        "/" separators."""
-        prefixes: dict[str, str | None] = {root_scheme: None}
-
-        def spell(scheme: str, path: str, hash_: str, size: str) -> str:
-            prefix = prefixes.get(scheme, "")
-            if prefix == "":
-                prefix = prefixes[scheme] = self._record_prefix(scheme, root_scheme)
-            if prefix is not None:
-                path = prefix + path
-            if os.sep == "\\":
-                path = path.replace("\\", "/")
-            return record_line(path, hash_, size)
-
-        return spell
 
     def _write_record(self, scheme: Scheme, record_file_path: str, rows: list[tuple[str, str]]) -> None:
         """What installer's ``finalize_installation`` writes, byte for byte:
@@ -760,8 +737,7 @@ class _WholeEntry:
         """``rows`` as installer's records, each file not handed answered
         (``answer``) from the entry's files: for a destination whose
         ``_compile_bytecode`` is to see them."""
-        own_record = f"{self.source.dist_info_dir}/RECORD"
-        files = [f for f in self.source.entry.files if f.path != own_record]
+        files = self.source.positioned_files()
         data = self.source.data_dir + "/"
 
         def skipped(index: int) -> tuple[Scheme, RecordEntry]:
@@ -806,9 +782,8 @@ class _WholeEntry:
         if len(asked) + not_handed == self.linked:  # (a file not handed is one placed here)
             return
         if handed is not None:  # those count as asked
-            own_record = f"{self.source.dist_info_dir}/RECORD"
-            files = [f.path for f in self.source.entry.files if f.path != own_record]
-            asked = asked | {path for i, path in enumerate(files) if i not in handed}
+            files = self.source.positioned_files()
+            asked = asked | {f.path for i, f in enumerate(files) if i not in handed}
         linker.finish()
         created = set(linker.created)
         emptied: set[str] = set()

@@ -27,7 +27,7 @@ from .placement import Layout, Placement, execute, link_groups, pyc_dirs, record
 if TYPE_CHECKING:
     from .cache import CachedWheel, WheelCache
 
-__all__ = ["LayoutTarget", "inside", "install_layout", "may_exist", "posix_shebang", "record_prefix"]
+__all__ = ["LayoutTarget", "inside", "install_layout", "line_speller", "may_exist", "posix_shebang", "record_prefix"]
 
 #: a generated file as RECORD lists it: (path in its scheme, hash field, size field)
 Written = tuple[str, str, str]
@@ -77,6 +77,26 @@ def record_prefix(scheme_dict: Mapping[str, str], scheme: str, root_scheme: str)
     return os.path.relpath(scheme_dict[scheme], start=scheme_dict[root_scheme]) + "/"
 
 
+def line_speller(scheme_dict: Mapping[str, str], root_scheme: str) -> Callable[[str, str, str, str], str]:
+    """What spells one RECORD line of a file (its scheme, its path in it,
+    hash and size fields) as installer's ``finalize_installation`` does: a
+    file of another scheme than the root one gets that scheme's
+    ``record_prefix``, and the path "/" separators."""
+    prefixes: dict[str, str | None] = {root_scheme: None}
+
+    def spell(scheme: str, path: str, hash_: str, size: str) -> str:
+        prefix = prefixes.get(scheme, "")
+        if prefix == "":
+            prefix = prefixes[scheme] = record_prefix(scheme_dict, scheme, root_scheme)
+        if prefix is not None:
+            path = prefix + path
+        if os.sep == "\\":
+            path = path.replace("\\", "/")
+        return record_line(path, hash_, size)
+
+    return spell
+
+
 class LayoutTarget:
     """Where one distribution's install goes and how: its scheme
     directories, interpreter, linker, and the install's options."""
@@ -112,9 +132,6 @@ class LayoutTarget:
     def dir_of(self, scheme: str, rel: str) -> str:
         root = self.root(scheme)
         return f"{root}/{rel}" if rel else root
-
-    def record_prefix(self, scheme: str, root_scheme: str) -> str:
-        return record_prefix(self.scheme_dict, scheme, root_scheme)
 
     def env_dir(self) -> str:
         """Where the environment is on disk (its data scheme), for registering users."""
@@ -177,13 +194,7 @@ def install_layout(
     linker = target.linker
     written_before = target.written
     root_scheme = layout.root
-    prefixes: dict[str, str | None] = {root_scheme: None}
-
-    def line(scheme: str, path: str, hash_: str, size: str) -> str:
-        prefix = prefixes.get(scheme, "")
-        if prefix == "":
-            prefix = prefixes[scheme] = target.record_prefix(scheme, root_scheme)
-        return record_line(path if prefix is None else prefix + path, hash_, size)
+    line = line_speller(target.scheme_dict, root_scheme)
 
     rows: list[tuple[str, str]] = []
     if layout.entry_points:

@@ -237,6 +237,12 @@ class CachedWheelSource(WheelSource):
         if issues:
             raise _WheelFileValidationError(issues)
 
+    def positioned_files(self) -> list[CachedFile]:
+        """The entry's files by position (``Handover``): in the wheel's
+        order, its own RECORD left out, as ``Layout.keys`` counts them."""
+        own_record = f"{self.entry.dist_info}/RECORD"
+        return [f for f in self.entry.files if f.path != own_record]
+
     def get_contents(self) -> Iterator[WheelContentElement]:
         """Every file of the wheel, as ``WheelFile`` gives them, RECORD last
         (with no hash or size, as RECORD lists itself). Cached files come as

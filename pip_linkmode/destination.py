@@ -27,6 +27,7 @@ from .placement import (
     Layout,
     Placement,
     execute,
+    kept_positions,
     link_groups,
     load_layout,
     pyc_dirs,
@@ -691,17 +692,11 @@ class _WholeEntry:
 
     def kept(self) -> frozenset[int]:
         """The positions (``Handover.keep``) of the files ``installer.install``
-        is still to be handed: those it writes itself (a ``#!python``
-        script), and, to be safe, a file named as the ``.data`` directory
-        at the root. The layout's other files are all placed here (a wheel
-        with a ``__pycache__`` directory or a ``.data`` directory installer
-        does not know has no layout)."""
-        layout = self.layout
-        kept = [index for index, kind, *_ in layout.special if kind == "write"]
-        data = self.source.data_dir
-        if data in layout.keys:
-            kept.extend(index for index, key in enumerate(layout.keys) if key == data)
-        return frozenset(kept)
+        is still to be handed (``placement.kept_positions``). The layout's
+        other files are all placed here (a wheel with a ``__pycache__``
+        directory or a ``.data`` directory installer does not know has no
+        layout)."""
+        return frozenset(kept_positions(self.layout, self.source.data_dir))
 
     def rows(
         self,

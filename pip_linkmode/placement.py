@@ -25,7 +25,7 @@ import json
 import operator
 import os
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from ._cachecore import all_safe_relpaths
 from .linker import DirJob, Linker, LinkJob, LinkReport, write_beside
@@ -46,6 +46,8 @@ __all__ = [
     "Placement",
     "PycDir",
     "execute",
+    "handed_positions",
+    "kept_positions",
     "link_groups",
     "load_layout",
     "pyc_dirs",
@@ -120,25 +122,53 @@ class Layout(NamedTuple):
     #: where that does not apply (no entry points, or a name that is not a
     #: plain file name)
     scripts: list[tuple[str, str, str]] | None = None
+    #: what ``installer.install`` reads of the entry's manifest when the
+    #: destination places the entry from this layout, so that it is not read:
+    #: the source's ``dist_info_filenames``, and the manifest rows
+    #: ``[position, path, hash, size, executable, python_shebang]`` of the
+    #: files it is handed (``handed_positions``), by position
+    dist_info: list[str] | None = None
+    handed: list[list[Any]] | None = None
+
+
+def kept_positions(layout: Layout, data_dir: str) -> list[int]:
+    """The positions of the files ``installer.install`` is still handed when
+    the rest of the entry is placed from its layout: a script it writes
+    itself (``#!python``), and, to be safe, a file at the root named as the
+    entry's ``.data`` directory."""
+    kept = [index for index, kind, *_ in layout.special if kind == "write"]
+    if data_dir in layout.keys:
+        kept.extend(index for index, key in enumerate(layout.keys) if key == data_dir)
+    return kept
+
+
+def handed_positions(layout: Layout, data_dir: str) -> list[int]:
+    """Every position installer is handed when the entry is placed from its
+    layout: the first file (the destination places the entry at it), then
+    ``kept_positions``; in order."""
+    return sorted({0, *kept_positions(layout, data_dir)}) if layout.keys else []
 
 
 _LAYOUT_FILE = "layout.json"
 #: 1: files of .data/<root scheme>/ were looked for at the root; 2: no
-#: executable bits; 3: no scripts
-_LAYOUT_VERSION = 4
+#: executable bits; 3: no scripts; 4: no dist-info names or handed rows
+_LAYOUT_VERSION = 5
 #: the interpreter the scripts of a layout are generated for: a plain path
 #: (installer writes ``#!`` and the path, then a newline)
 _PLACEHOLDER = "/pip-linkmode-interpreter"
 
 
-def stored_layout(entry: CachedWheel) -> Layout | None | bool:
+def stored_layout(entry: CachedWheel) -> Layout | None | Literal[False]:
     """The layout kept beside the entry; None: installer must route this
     wheel itself; False: none usable is kept (missing, damaged, older or
     tampered with: ``load_layout`` computes it again)."""
     try:
         data = json.loads((entry.root / _LAYOUT_FILE).read_bytes())
         if data.get("v") == _LAYOUT_VERSION:
-            return None if data.get("none") else _checked_layout(Layout(*data["layout"]))
+            if data.get("none"):
+                return None
+            dist_info = entry.dist_info
+            return _checked_layout(Layout(*data["layout"]), f"{dist_info[: -len('.dist-info')]}.data")
     except (OSError, ValueError, TypeError, KeyError):
         pass
     return False
@@ -146,12 +176,14 @@ def stored_layout(entry: CachedWheel) -> Layout | None | bool:
 
 def load_layout(source: CachedWheelSource) -> Layout | None:
     """The entry's layout (None: installer must route this wheel itself),
-    read from beside the entry or computed and kept there."""
-    path = source.entry.root / _LAYOUT_FILE
-    stored = stored_layout(source.entry)
+    read from beside the entry or computed and kept there; once per source
+    (``CachedWheelSource.stored_layout``)."""
+    stored = source.stored_layout()
     if stored is not False:
-        return stored  # type: ignore[return-value]
+        return stored
+    path = source.entry.root / _LAYOUT_FILE
     layout = _build_layout(source)
+    source.layout_found(layout)
     data = {"v": _LAYOUT_VERSION, "none": layout is None, "layout": layout}
     payload = json.dumps(data).encode("utf-8")
     with contextlib.suppress(OSError):  # a read-only cache: computed each time
@@ -162,12 +194,14 @@ def load_layout(source: CachedWheelSource) -> Layout | None:
     return layout
 
 
-def _checked_layout(layout: Layout) -> Layout:
+def _checked_layout(layout: Layout, data_dir: str) -> Layout:
     """``layout`` as read back from the cache, if every path in it stays
-    inside its scheme or the entry's tree and every RECORD line lists its
-    own file (a line is written into the environment's RECORD, which pip
-    uninstall deletes by); ValueError otherwise. Paths are checked in one
-    pass over them all: well under a microsecond a file."""
+    inside its scheme or the entry's tree, every RECORD line lists its own
+    file (a line is written into the environment's RECORD, which pip
+    uninstall deletes by) and it has a row for each file installer is handed
+    (``data_dir``: the entry's ``.data`` directory); ValueError otherwise.
+    Paths are checked in one pass over them all: well under a microsecond a
+    file."""
     if layout.root not in ("purelib", "platlib") or not isinstance(layout.entry_points, bool):
         raise ValueError("root scheme")
     if layout.scripts is not None:
@@ -195,6 +229,19 @@ def _checked_layout(layout: Layout) -> Layout:
             raise ValueError(f"special {path!r}")
         if kind == "write":
             paths.append(a)
+    dist_info, handed = layout.dist_info, layout.handed
+    if type(dist_info) is not list or not all(type(name) is str for name in dist_info):
+        raise ValueError("dist-info names")
+    paths.extend(dist_info)
+    if type(handed) is not list or [row[0] for row in handed] != handed_positions(layout, data_dir):
+        raise ValueError("handed rows")
+    for position, path, hash_, size, _, _ in handed:
+        key = keys[position]
+        if type(path) is not str or type(hash_) is not str or type(size) is not int or size < 0:
+            raise ValueError(f"handed row {path!r}")
+        if path != key and not (path.startswith(f"{data_dir}/") and path.endswith(f"/{key}")):  # (.data: its path in its scheme)
+            raise ValueError(f"handed row {path!r}")
+        paths.append(path)
     if "/" in "\n".join(names) or not all_safe_relpaths([*paths, *names, *keys]):
         raise ValueError("a path that leaves its directory")
     if not _lines_list_their_keys(keys, lines):
@@ -269,9 +316,16 @@ def _build_layout(source: CachedWheelSource) -> Layout | None:
         _, _, _, names, sizes, _ = group(scheme, sdir, ddir, cached.executable)
         names.append(name)
         sizes.append(cached.size)
-    entry_points = "entry_points.txt" in source.dist_info_filenames
+    dist_info = source.listed_dist_info_filenames()
+    entry_points = "entry_points.txt" in dist_info
     scripts = _posix_scripts(source.read_dist_info("entry_points.txt")) if entry_points else None
-    return Layout(root, list(groups.values()), keys, lines, special, entry_points, scripts)
+    layout = Layout(root, list(groups.values()), keys, lines, special, entry_points, scripts, dist_info)
+    handed = [
+        [index, cached.path, cached.hash, cached.size, cached.executable, cached.python_shebang]
+        for index in handed_positions(layout, source.data_dir)
+        for cached in (files[index][2],)
+    ]
+    return layout._replace(handed=handed)
 
 
 def _posix_scripts(entry_points: str) -> list[tuple[str, str, str]] | None:

@@ -5,15 +5,19 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import itertools
 import os
 import sys
-from collections.abc import Iterator
-from typing import BinaryIO, cast
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, cast
 
 from installer.records import InvalidRecordEntry, RecordEntry, parse_record_file
 from installer.sources import WheelContentElement, WheelSource, _WheelFileValidationError
 
 from .cache import CachedFile, CachedWheel, WheelCache
+
+if TYPE_CHECKING:
+    from .placement import Layout
 
 __all__ = ["CachedFileStream", "CachedWheelSource", "raise_as_installer_would"]
 
@@ -142,6 +146,9 @@ class CachedWheelSource(WheelSource):
         self.entry = entry
         self.cache = cache or WheelCache(entry.root.parent.parent)
         self._tree = str(entry.tree)
+        #: the entry's layout as ``placement.stored_layout`` gives it (a
+        #: Layout, None: none applies, False: none kept), once read or made
+        self._layout: Layout | None | Literal[False] | object = _UNREAD
 
     @classmethod
     @contextlib.contextmanager
@@ -166,10 +173,31 @@ class CachedWheelSource(WheelSource):
 
     @property
     def dist_info_filenames(self) -> list[str]:
+        layout = self.stored_layout()
+        if layout:  # (its names are those of the manifest: read no manifest for them)
+            return list(layout.dist_info or ())
+        return self.listed_dist_info_filenames()
+
+    def listed_dist_info_filenames(self) -> list[str]:
+        """``dist_info_filenames`` from the entry's manifest."""
         prefix = self.entry.dist_info + "/"
         names = [f.path[len(prefix):] for f in self.entry.files if f.path.startswith(prefix)]
         names.append("RECORD")
         return names
+
+    def stored_layout(self) -> Layout | None | Literal[False]:
+        """``placement.stored_layout`` of the entry, read once per source
+        (or the layout ``load_layout`` made for it: ``layout_found``)."""
+        layout = self._layout
+        if layout is _UNREAD:
+            from .placement import stored_layout
+
+            layout = self._layout = stored_layout(self.entry)
+        return layout  # type: ignore[return-value]
+
+    def layout_found(self, layout: Layout | None) -> None:
+        """The layout ``placement.load_layout`` made for the entry: this source's from now on."""
+        self._layout = layout
 
     def read_dist_info(self, filename: str) -> str:
         """The text of a file of the .dist-info directory; KeyError if the
@@ -263,7 +291,19 @@ class CachedWheelSource(WheelSource):
         handover = _installers_handover(self)
         own_record = f"{self.entry.dist_info}/RECORD"
         position = 0  # among the files but the wheel's own RECORD, as a layout counts them
-        for f in self.entry.files:
+        files: Iterable[CachedFile] = ()
+        if handover is not None:
+            layout = self.stored_layout()
+            if layout and layout.handed:
+                yield from self._handed_from_layout(handover, layout.handed)
+                if handover.keep is None:  # not placed whole: the rest one by one, from the manifest
+                    position = 1
+                    files = itertools.islice(self.positioned_files(), 1, None)
+            else:
+                files = self.entry.files
+        else:
+            files = self.entry.files
+        for f in files:
             if handover is not None and f.path != own_record:
                 at, position = position, position + 1
                 keep = handover.keep
@@ -276,6 +316,26 @@ class CachedWheelSource(WheelSource):
         record = f"{self.entry.dist_info}/RECORD"
         with open(f"{tree}/{record}", "rb") as plain:
             yield (record, "", ""), cast(BinaryIO, plain), False
+
+    def _handed_from_layout(self, handover: Handover, rows: list[list[Any]]) -> Iterator[WheelContentElement]:
+        """``get_contents``'s walk for installer when the layout has the rows
+        it hands over (``Layout.handed``): the first file, then, if its
+        destination placed the entry whole at it, the files it keeps in
+        ``keep``; the manifest is not read. The caller goes on from the
+        second file if the destination did not."""
+        tree = self._tree
+        for position, path, hash_, size, executable, shebang in rows:
+            if position:
+                keep = handover.keep
+                if keep is None:
+                    return  # (the caller hands the rest)
+                if position not in keep:
+                    continue
+            handover.handed.append(position)
+            cached = CachedFile(path, hash_, size, bool(executable), bool(shebang))
+            stream = CachedFileStream(f"{tree}/{path}", cached, self, handover)
+            with stream:
+                yield (path, hash_, str(size)), cast(BinaryIO, stream), cached.executable
 
 
 class Handover:
@@ -317,6 +377,9 @@ def _installers_handover(source: CachedWheelSource) -> Handover | None:
         return None
     return Handover(names.get("destination"))
 
+
+#: ``CachedWheelSource._layout`` before the entry's layout is looked for
+_UNREAD = object()
 
 #: signature files of RECORD, which RECORD does not list
 _SIGNATURES = ("RECORD.jws", "RECORD.p7s")

@@ -72,7 +72,10 @@ def _layout_install(cache: WheelCache, wheel: Path, venv: Path) -> None:
     install_wheel(wheel, venv=venv, cache=cache, link_mode="hardlink", compile_bytecode=False)
 
 
-@pytest.mark.parametrize("where", ["key", "dir", "name", "record-line", "script-source", "entry-point-name"])
+@pytest.mark.parametrize(
+    "where",
+    ["key", "dir", "name", "record-line", "script-source", "entry-point-name", "handed-path", "handed-position", "dist-info-name"],
+)
 def test_a_tampered_layout_is_computed_again(where: str, tmp_path: Path, venv: Path) -> None:
     cache = WheelCache(tmp_path / "cache")
     wheel = build_wheel(tmp_path / "w", demo_spec())
@@ -82,7 +85,7 @@ def test_a_tampered_layout_is_computed_again(where: str, tmp_path: Path, venv: P
     layout_file = entry.root / "layout.json"
     good = json.loads(layout_file.read_bytes())
     data = json.loads(layout_file.read_bytes())
-    root, groups, keys, lines, special, entry_points, entry_scripts = data["layout"]
+    root, groups, keys, lines, special, entry_points, entry_scripts, dist_info, handed = data["layout"]
     index = next(i for i, line in enumerate(lines) if line)
     if where == "key":
         keys[index] = "../../../../escaped.py"
@@ -93,6 +96,14 @@ def test_a_tampered_layout_is_computed_again(where: str, tmp_path: Path, venv: P
     elif where == "record-line":
         # RECORD is what pip uninstall deletes by: a line naming another file
         lines[index] = "../../../../victim.txt,,\n"
+    elif where == "handed-path":
+        # the first file installer is handed (the installer door), read from the tree by this path
+        handed[0][1] = "../../../../escaped.py"
+    elif where == "handed-position":
+        # a file handed to installer that is not one it is to be handed
+        handed.append([index + 1, *handed[0][1:]])
+    elif where == "dist-info-name":
+        dist_info[0] = "../../../../escaped.txt"
     elif where == "entry-point-name":
         # a console script the layout keeps, written where its name says
         entry_scripts[0][0] = "../../../../escaped-script"

@@ -445,6 +445,54 @@ def test_installer_is_handed_only_the_files_not_placed_whole(
     assert len(handed) == len(entry.files) and len(listed) == len(entry.files) + 1  # (RECORD last)
 
 
+@pytest.mark.parametrize("writes", ["own", "subclass"])
+def test_an_entry_with_a_kept_layout_is_walked_without_its_manifest(
+    tmp_path: Path, make_wheel: Any, monkeypatch: pytest.MonkeyPatch, writes: str
+) -> None:
+    """Once the entry's layout is kept, installer's walk for a destination
+    that places the entry whole reads nothing of the entry's manifest: the
+    layout has the dist-info names and the rows of the files installer is
+    handed (the first, a ``#!python`` script). A destination that does not
+    place it whole (a subclass's ``write_to_fs``) is handed the other files
+    from the manifest after the first. Both trees are installer's own."""
+    from pip_linkmode.cache import CachedWheel
+
+    spec = demo_spec(long_paths=False)
+    files = {**spec.files, "demo-1.0.data/purelib/demo_extra.py": b"X = 1\n"}
+    wheel = make_wheel(WheelSpec(name="demo", version="1.0", files=files, entry_points=spec.entry_points))
+    cache = WheelCache(tmp_path / "c")
+    with cache.open(wheel) as source:  # the first install keeps the layout
+        installer.install(source, _destination(tmp_path / "first"), META)
+    entry_files = len(cache.get(wheel).files)
+    read: list[str] = []
+    real_manifest = CachedWheel._manifest
+
+    def manifest(self: CachedWheel) -> Any:
+        read.append(self.filename)
+        return real_manifest(self)
+
+    monkeypatch.setattr(CachedWheel, "_manifest", manifest)
+    handed = _count_handed(monkeypatch)
+    cls = LinkingDestination if writes == "own" else _PassesThrough
+    with cache.open(wheel) as source:
+        installer.install(source, _destination(tmp_path / "env", cls), META)
+    if writes == "own":
+        assert read == [] and handed == ["demo/__init__.py", "demo-1.0.data/scripts/demo-shebang"], (read, handed)
+    else:
+        assert read and len(handed) == entry_files, handed
+    monkeypatch.undo()
+    with WheelFile.open(wheel) as plain:
+        installer.install(plain, _destination(tmp_path / "ref", SchemeDictionaryDestination), META)
+    assert _tree(tmp_path / "env") == _tree(tmp_path / "ref") == _tree(tmp_path / "first")
+
+
+class _PassesThrough(LinkingDestination):
+    """A subclass whose ``write_to_fs`` only passes every file on."""
+
+    def write_to_fs(self, scheme: Scheme, path: str, stream: BinaryIO, is_executable: bool) -> RecordEntry:
+        return super().write_to_fs(scheme, path, stream, is_executable)
+
+
 def test_files_are_skipped_only_for_installers_walk_into_this_destination(tmp_path: Path, demo_wheel: Path) -> None:
     """installer's own loop is spared the placed files only when it walks the
     source's own ``get_contents`` for the very destination that placed

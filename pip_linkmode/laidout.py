@@ -50,11 +50,14 @@ def posix_shebang(interpreter: str) -> bytes:
 def may_exist(dirs_there: dict[str, bool], target: str) -> bool:
     """Whether ``target`` exists; a directory that did not exist when first
     looked at (``dirs_there``) holds no file yet (its files are queued or in
-    placement), which spares a stat per file."""
+    placement), which spares a stat per file, and nor do the directories
+    under it, which spares one per directory."""
     parent = os.path.dirname(target)
     there = dirs_there.get(parent)
     if there is None:
-        there = dirs_there[parent] = os.path.isdir(parent)
+        # in a directory that was not there, neither was this one: no stat
+        # (a wheel's directories are looked at parents first)
+        there = dirs_there[parent] = dirs_there.get(os.path.dirname(parent)) is not False and os.path.isdir(parent)
     return there and os.path.lexists(target)
 
 

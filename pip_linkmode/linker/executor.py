@@ -50,6 +50,13 @@ _LINKERS = 4
 _HELP_AFTER = 1024
 
 
+@functools.cache
+def _cpus() -> int:
+    """``os.cpu_count()``, read once (glibc reads a /sys file per call, and
+    every task handed over asked)."""
+    return os.cpu_count() or 1
+
+
 @contextlib.contextmanager
 def _interrupts_held() -> Iterator[None]:
     """On the main thread, hold Ctrl-C until the block ends, then raise it.
@@ -382,7 +389,7 @@ class Linker:
         """Hand a task to a worker thread or a helper process (or do it
         here, with one CPU), after any earlier task that places a file of
         the same path. ``dirs``: directories to make first (in order)."""
-        workers = self.max_workers or min(_LINKERS, os.cpu_count() or 1)
+        workers = self.max_workers or min(_LINKERS, _cpus())
         if workers <= 1:
             with _interrupts_held():
                 self._place_names(task, dirs)

@@ -177,8 +177,12 @@ class CachedWheel:
                 # a path that could leave the tree is never used (checked in
                 # bulk; the first bad row is named)
                 paths = [row[0] for row in rows]
-                if not all_safe_relpaths(paths) or not all(
-                    len(row) == 5 and type(row[2]) is int and row[2] >= 0 for row in rows
+                # (a hash is written into RECORD: one field, never a quote or line break)
+                hashes = "\x00".join([row[1] for row in rows])
+                if (
+                    not all_safe_relpaths(paths)
+                    or not all(len(row) == 5 and type(row[2]) is int and row[2] >= 0 for row in rows)
+                    or any(c in hashes for c in ',"\r\n')
                 ):
                     for path, _, size, _, _ in rows:
                         if not is_safe_relpath(path) or type(size) is not int or size < 0:

@@ -222,31 +222,62 @@ def _checked_layout(layout: Layout, data_dir: str) -> Layout:
     keys, lines = layout.keys, layout.lines
     if len(keys) != len(lines):
         raise ValueError("keys")
-    for index, kind, scheme, path, a, _ in layout.special:
+    #: position -> (kind, scheme, archive path or hash, executable or size)
+    specials: dict[int, tuple[str, str, Any, Any]] = {}
+    hashes: list[str] = []  # (written into RECORD: one field each)
+    for index, kind, scheme, path, a, b in layout.special:
         if not (type(index) is int and 0 <= index < len(keys)) or keys[index] != path:
             raise ValueError(f"special {path!r}")
         if kind not in ("write", "link") or scheme not in schemes:
             raise ValueError(f"special {path!r}")
         if kind == "write":
             paths.append(a)
+        else:
+            hashes.append(a)
+        specials[index] = (kind, scheme, a, b)
     dist_info, handed = layout.dist_info, layout.handed
-    if type(dist_info) is not list or not all(type(name) is str for name in dist_info):
+    if (
+        type(dist_info) is not list
+        or not all(type(name) is str for name in dist_info)
+        or dist_info[-1:] != ["RECORD"]
+        or ("entry_points.txt" in dist_info) != layout.entry_points
+    ):
         raise ValueError("dist-info names")
     paths.extend(dist_info)
     if type(handed) is not list or [row[0] for row in handed] != handed_positions(layout, data_dir):
         raise ValueError("handed rows")
-    for position, path, hash_, size, _, _ in handed:
-        key = keys[position]
-        if type(path) is not str or type(hash_) is not str or type(size) is not int or size < 0:
+    for position, path, hash_, size, executable, shebang in handed:
+        if type(position) is not int or type(path) is not str or type(hash_) is not str:
             raise ValueError(f"handed row {path!r}")
-        if path != key and not (path.startswith(f"{data_dir}/") and path.endswith(f"/{key}")):  # (.data: its path in its scheme)
+        if type(size) is not int or size < 0 or type(executable) is not bool or type(shebang) is not bool:
             raise ValueError(f"handed row {path!r}")
-        paths.append(path)
+        if path not in _handed_paths(layout, data_dir, specials.get(position), keys[position]):
+            raise ValueError(f"handed row {path!r}")
+        kind = specials.get(position, ("",))[0]
+        if shebang != (kind == "write") and (kind == "write" or specials[position][1] == "scripts"):
+            raise ValueError(f"handed row {path!r}")  # (installer rewrites exactly the scripts the layout keeps)
+        if kind == "write" and executable is not bool(specials[position][3]):
+            raise ValueError(f"handed row {path!r}")
+        hashes.append(hash_)
+    if any(c in "\x00".join(hashes) for c in _QUOTED):
+        raise ValueError("a hash that is not one RECORD field")
     if "/" in "\n".join(names) or not all_safe_relpaths([*paths, *names, *keys]):
         raise ValueError("a path that leaves its directory")
     if not _lines_list_their_keys(keys, lines):
         raise ValueError("a RECORD line that does not list its own file")
     return layout
+
+
+def _handed_paths(layout: Layout, data_dir: str, special: tuple[str, str, Any, Any] | None, key: str) -> tuple[str, ...]:
+    """The archive path a file at a position whose key (its path in its
+    scheme) is ``key`` may have: a script's own, a file of another scheme's
+    under the ``.data`` directory; a root-scheme file's is the key, or the
+    key under the ``.data`` directory's root scheme (the layout lists both
+    by the key alone)."""
+    if special is None:
+        return key, f"{data_dir}/{layout.root}/{key}"
+    kind, scheme, a, _ = special
+    return (a,) if kind == "write" else (f"{data_dir}/{scheme}/{key}",)
 
 
 def _lines_list_their_keys(keys: list[str], lines: list[str]) -> bool:

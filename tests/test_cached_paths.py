@@ -74,7 +74,11 @@ def _layout_install(cache: WheelCache, wheel: Path, venv: Path) -> None:
 
 @pytest.mark.parametrize(
     "where",
-    ["key", "dir", "name", "record-line", "script-source", "entry-point-name", "handed-path", "handed-position", "dist-info-name"],
+    [
+        "key", "dir", "name", "record-line", "script-source", "entry-point-name",
+        "handed-path", "handed-position", "dist-info-name", "handed-hash", "link-hash", "handed-other-scheme",
+        "handed-shebang", "dist-info-entry-points",
+    ],
 )
 def test_a_tampered_layout_is_computed_again(where: str, tmp_path: Path, venv: Path) -> None:
     cache = WheelCache(tmp_path / "cache")
@@ -104,6 +108,23 @@ def test_a_tampered_layout_is_computed_again(where: str, tmp_path: Path, venv: P
         handed.append([index + 1, *handed[0][1:]])
     elif where == "dist-info-name":
         dist_info[0] = "../../../../escaped.txt"
+    elif where == "handed-hash":
+        # a hash is written into RECORD: a line break in it would add a line
+        handed[0][2] = "sha256=x,1\n../../../../victim.txt,sha256=y"
+    elif where == "link-hash":
+        links = [s for s in special if s[1] == "link"]
+        assert links, "the demo wheel has files of other schemes"
+        links[0][4] = "sha256=x,1\n../../../../victim.txt,sha256=y"
+    elif where == "handed-other-scheme":
+        # RECORD would list the file under another scheme than the one it is placed in
+        handed[0][1] = f"demo-1.0.data/data/elsewhere/{handed[0][1]}"
+    elif where == "handed-shebang":
+        # installer rewrites the #!python script: without the flag it would be placed as is, or lost
+        scripts = [row for row in handed if row[5]]
+        assert scripts, "the demo wheel has a #!python script"
+        scripts[0][5] = False
+    elif where == "dist-info-entry-points":
+        dist_info.remove("entry_points.txt")  # (its console scripts would be left out)
     elif where == "entry-point-name":
         # a console script the layout keeps, written where its name says
         entry_scripts[0][0] = "../../../../escaped-script"

@@ -167,8 +167,9 @@ def stored_layout(entry: CachedWheel) -> Layout | None | Literal[False]:
         if data.get("v") == _LAYOUT_VERSION:
             if data.get("none"):
                 return None
-            dist_info = entry.dist_info
-            return _checked_layout(Layout(*data["layout"]), f"{dist_info[: -len('.dist-info')]}.data")
+            # (the entry's .data directory as CachedWheelSource.data_dir names it)
+            distribution, _, version = entry.dist_info[: -len(".dist-info")].rpartition("-")
+            return _checked_layout(Layout(*data["layout"]), f"{distribution}-{version}.data")
     except (OSError, ValueError, TypeError, KeyError):
         pass
     return False

@@ -254,10 +254,13 @@ def _checked_layout(layout: Layout, data_dir: str) -> Layout:
             raise ValueError(f"handed row {path!r}")
         if path not in _handed_paths(layout, data_dir, specials.get(position), keys[position]):
             raise ValueError(f"handed row {path!r}")
-        kind = specials.get(position, ("",))[0]
-        if shebang != (kind == "write") and (kind == "write" or specials[position][1] == "scripts"):
-            raise ValueError(f"handed row {path!r}")  # (installer rewrites exactly the scripts the layout keeps)
-        if kind == "write" and executable is not bool(specials[position][3]):
+        # installer rewrites exactly the scripts the layout keeps (a file of
+        # another scheme may start with "#!python" too: it is never rewritten)
+        special = specials.get(position)
+        if special is not None and special[0] == "write":
+            if not shebang or executable is not bool(special[3]):
+                raise ValueError(f"handed row {path!r}")
+        elif special is not None and special[1] == "scripts" and shebang:
             raise ValueError(f"handed row {path!r}")
         hashes.append(hash_)
     if any(c in "\x00".join(hashes) for c in _QUOTED):

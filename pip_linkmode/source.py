@@ -291,16 +291,14 @@ class CachedWheelSource(WheelSource):
         handover = _installers_handover(self)
         own_record = f"{self.entry.dist_info}/RECORD"
         position = 0  # among the files but the wheel's own RECORD, as a layout counts them
-        files: Iterable[CachedFile] = ()
-        if handover is not None:
-            layout = self.stored_layout()
-            if layout and layout.handed:
-                yield from self._handed_from_layout(handover, layout.handed)
-                if handover.keep is None:  # not placed whole: the rest one by one, from the manifest
-                    position = 1
-                    files = itertools.islice(self.positioned_files(), 1, None)
-            else:
-                files = self.entry.files
+        layout = self.stored_layout() if handover is not None else None
+        files: Iterable[CachedFile]
+        if handover is not None and layout and layout.handed:  # (the manifest is read only if need be)
+            yield from self._handed_from_layout(handover, layout.handed)
+            files = ()
+            if handover.keep is None:  # not placed whole: the rest one by one, from the manifest
+                position = 1
+                files = itertools.islice(self.positioned_files(), 1, None)
         else:
             files = self.entry.files
         for f in files:

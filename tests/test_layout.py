@@ -182,6 +182,27 @@ def test_layout_is_kept_and_a_damaged_one_is_rebuilt(tmp_path: Path, monkeypatch
     assert _tree(tmp_path / "one") == _tree(tmp_path / "two") == _tree(tmp_path / "three")
 
 
+def test_a_first_file_starting_like_a_script_keeps_its_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A module of the root scheme that starts with ``#!python`` (never
+    rewritten: only scripts are) is the first file installer is handed; the
+    layout that lists it is kept and used, not refused and rebuilt at every
+    install, and the module is linked as it is."""
+    spec = WheelSpec(name="hashbang", files={"hashbang/__init__.py": b"#!python\nX = 1\n", "hashbang/b.py": b""})
+    cache = WheelCache(tmp_path / "cache")
+    wheel = build_wheel(tmp_path / "w", spec)
+    _install(cache, wheel, tmp_path / "one", "layout")
+    kept = json.loads((cache.get(wheel).root / "layout.json").read_bytes())["layout"]
+    assert kept[-1][0][5] is True  # (the handed row of the first file has the flag)
+
+    def no_rebuild(source: object) -> None:
+        raise AssertionError("the kept layout was not used")
+
+    monkeypatch.setattr(placement, "_build_layout", no_rebuild)
+    _install(cache, wheel, tmp_path / "two", "layout")
+    assert (tmp_path / "two/purelib/hashbang/__init__.py").read_bytes() == b"#!python\nX = 1\n"
+    assert _tree(tmp_path / "one") == _tree(tmp_path / "two")
+
+
 def test_a_wheel_installer_must_route_itself_is_remembered_as_such(tmp_path: Path) -> None:
     spec = demo_spec(name="stale", long_paths=False)
     spec.files = {**spec.files, "stale/__pycache__/core.cpython-311.pyc": b"stale"}

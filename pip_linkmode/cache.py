@@ -188,7 +188,7 @@ class CachedWheel:
                         if not is_safe_relpath(path) or type(size) is not int or size < 0:
                             raise ValueError(f"unsafe file row {path!r}")
                     raise ValueError("malformed file rows")
-            except (OSError, ValueError, KeyError, TypeError) as exc:
+            except (OSError, ValueError, LookupError, TypeError) as exc:  # (LookupError: a row too short)
                 raise CacheError(
                     f"damaged or removed cache entry {self.root}: {exc}; "
                     "run `pip-linkmode cache clean` if it persists"

@@ -170,7 +170,7 @@ def stored_layout(entry: CachedWheel) -> Layout | None | Literal[False]:
             # (the entry's .data directory as CachedWheelSource.data_dir names it)
             distribution, _, version = entry.dist_info[: -len(".dist-info")].rpartition("-")
             return _checked_layout(Layout(*data["layout"]), f"{distribution}-{version}.data")
-    except (OSError, ValueError, TypeError, KeyError):
+    except (OSError, ValueError, TypeError, LookupError):  # (LookupError: a row too short too)
         pass
     return False
 

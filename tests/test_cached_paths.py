@@ -76,7 +76,7 @@ def _layout_install(cache: WheelCache, wheel: Path, venv: Path) -> None:
     "where",
     [
         "key", "dir", "name", "record-line", "script-source", "entry-point-name",
-        "handed-path", "handed-position", "dist-info-name", "handed-hash", "link-hash", "handed-other-scheme",
+        "handed-path", "handed-position", "handed-short-row", "dist-info-name", "handed-hash", "link-hash", "handed-other-scheme",
         "handed-shebang", "dist-info-entry-points",
     ],
 )
@@ -106,6 +106,8 @@ def test_a_tampered_layout_is_computed_again(where: str, tmp_path: Path, venv: P
     elif where == "handed-position":
         # a file handed to installer that is not one it is to be handed
         handed.append([index + 1, *handed[0][1:]])
+    elif where == "handed-short-row":
+        handed[0] = []
     elif where == "dist-info-name":
         dist_info[0] = "../../../../escaped.txt"
     elif where == "handed-hash":

@@ -15,7 +15,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -689,6 +689,18 @@ def is_safe_relpath(path: object) -> bool:
     if path[0] == "/" or path[1:2] == ":":
         return False
     return all(part not in ("", ".", "..") for part in path.split("/"))
+
+
+#: what installer's csv writer quotes in a RECORD field (a path with one is
+#: quoted; a hash or a size never holds one)
+RECORD_SPECIALS = frozenset(',"\r\n')
+
+
+def plain_record_fields(fields: Iterable[str]) -> bool:
+    """Whether none of ``fields`` holds a character RECORD quotes (a TypeError
+    if one is not a string): a hash read back from the cache is written into
+    RECORD as it is, so one holding a line break would add a line."""
+    return RECORD_SPECIALS.isdisjoint("\x00".join(fields))
 
 
 def all_safe_relpaths(paths: Sequence[str]) -> bool:

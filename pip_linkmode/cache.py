@@ -62,6 +62,7 @@ from ._cachecore import (
     make_dirs,
     open_dir,
     ownership,
+    plain_record_fields,
     register_root,
     rename,
     resolve_root,
@@ -177,12 +178,10 @@ class CachedWheel:
                 # a path that could leave the tree is never used (checked in
                 # bulk; the first bad row is named)
                 paths = [row[0] for row in rows]
-                # (a hash is written into RECORD: one field, never a quote or line break)
-                hashes = "\x00".join([row[1] for row in rows])
                 if (
                     not all_safe_relpaths(paths)
                     or not all(len(row) == 5 and type(row[2]) is int and row[2] >= 0 for row in rows)
-                    or any(c in hashes for c in ',"\r\n')
+                    or not plain_record_fields([row[1] for row in rows])  # (written into RECORD)
                 ):
                     for path, _, size, _, _ in rows:
                         if not is_safe_relpath(path) or type(size) is not int or size < 0:
@@ -222,6 +221,13 @@ class CachedWheel:
     @property
     def tree(self) -> Path:
         return self.root / "tree"
+
+    @property
+    def data_dir(self) -> str:
+        """The entry's ``.data`` directory, named as installer's ``WheelSource``
+        names it (distribution and version from the .dist-info name)."""
+        distribution, _, version = self.dist_info[: -len(".dist-info")].rpartition("-")
+        return f"{distribution}-{version}.data"
 
     def path_of(self, member: str) -> Path:
         return self.tree / member

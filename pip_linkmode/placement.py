@@ -27,7 +27,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from ._cachecore import all_safe_relpaths
+from ._cachecore import RECORD_SPECIALS, all_safe_relpaths, plain_record_fields
 from .linker import DirJob, Linker, LinkJob, LinkReport, write_beside
 from .modes import LinkMode
 
@@ -86,7 +86,7 @@ def route(source: CachedWheelSource) -> tuple[Scheme, list[tuple[Scheme, str, Ca
     return root, files
 
 
-_QUOTED = frozenset(',"\r\n')
+_QUOTED = RECORD_SPECIALS
 
 
 def record_line(path: str, hash_: str, size: str) -> str:
@@ -167,9 +167,7 @@ def stored_layout(entry: CachedWheel) -> Layout | None | Literal[False]:
         if data.get("v") == _LAYOUT_VERSION:
             if data.get("none"):
                 return None
-            # (the entry's .data directory as CachedWheelSource.data_dir names it)
-            distribution, _, version = entry.dist_info[: -len(".dist-info")].rpartition("-")
-            return _checked_layout(Layout(*data["layout"]), f"{distribution}-{version}.data")
+            return _checked_layout(Layout(*data["layout"]), entry.data_dir)
     except (OSError, ValueError, TypeError, LookupError):  # (LookupError: a row too short too)
         pass
     return False
@@ -263,7 +261,7 @@ def _checked_layout(layout: Layout, data_dir: str) -> Layout:
         elif special is not None and special[1] == "scripts" and shebang:
             raise ValueError(f"handed row {path!r}")
         hashes.append(hash_)
-    if any(c in "\x00".join(hashes) for c in _QUOTED):
+    if not plain_record_fields(hashes):
         raise ValueError("a hash that is not one RECORD field")
     if "/" in "\n".join(names) or not all_safe_relpaths([*paths, *names, *keys]):
         raise ValueError("a path that leaves its directory")
@@ -289,7 +287,7 @@ def _lines_list_their_keys(keys: list[str], lines: list[str]) -> bool:
     With no key that RECORD quotes (nearly always), in a few passes over
     them all: every line starts with its key and a comma, ends with the
     only newline in it, and holds no quote or carriage return."""
-    if any(c in "\x00".join(keys) for c in _QUOTED):
+    if not plain_record_fields(keys):
         return all(
             not line or line == record_line(key, *_fields(line)) for key, line in zip(keys, lines, strict=True)
         )

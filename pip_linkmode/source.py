@@ -168,8 +168,9 @@ class CachedWheelSource(WheelSource):
 
     @functools.cached_property
     def data_dir(self) -> str:
-        """installer's, computed once (``installer.install`` reads it twice per file)."""
-        return f"{self.distribution}-{self.version}.data"
+        """installer's (``CachedWheel.data_dir``), computed once
+        (``installer.install`` reads it twice per file)."""
+        return self.entry.data_dir
 
     @property
     def dist_info_filenames(self) -> list[str]:

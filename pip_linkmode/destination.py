@@ -703,28 +703,28 @@ class _WholeEntry:
         records: list[tuple[Scheme, RecordEntry]],
         scripts: int,
         handed_row: Callable[[tuple[Scheme, RecordEntry]], _T],
-        skipped_row: Callable[[int], _T],
+        skipped_rows: Callable[[set[int]], list[_T]],
     ) -> list[_T] | None:
         """installer's ``records`` (``scripts`` rows first, then one per file
         handed over, in order), with a row for each file it was not handed,
         by its position, where installer would have listed it: among the
         files in the wheel's order (rows of one path in two schemes keep
-        installer's order in RECORD's stable sort). None where installer was
-        handed every file: ``records`` are whole."""
+        installer's order in RECORD's stable sort). ``skipped_rows(handed)``:
+        a row per position, in a list of its own, where those ``handed`` may
+        hold anything (each is replaced). None where installer was handed
+        every file: ``records`` are whole."""
         handover = self.handover
         if handover is None or handover.keep is None:
             return None
         handed, handover.handed, handover.keep = handover.handed, [], None
-        count = len(self.layout.keys)
-        self.handed = set(handed)
+        self.handed = done = set(handed)
+        rows = skipped_rows(done)
         end = scripts + len(handed)
         if end > len(records):  # (not installer's usual calls: the order is RECORD's sort alone)
-            return [*map(handed_row, records), *(skipped_row(i) for i in range(count) if i not in self.handed)]
-        at = dict(zip(handed, records[scripts:end], strict=True))
-        rows = [handed_row(item) for item in records[:scripts]]
-        rows.extend(handed_row(at[i]) if i in at else skipped_row(i) for i in range(count))
-        rows.extend(handed_row(item) for item in records[end:])
-        return rows
+            return [*map(handed_row, records), *(row for i, row in enumerate(rows) if i not in done)]
+        for index, item in zip(handed, records[scripts:end], strict=True):
+            rows[index] = handed_row(item)
+        return [*map(handed_row, records[:scripts]), *rows, *map(handed_row, records[end:])]
 
     def merge(
         self, records: list[tuple[Scheme, RecordEntry]], root_scheme: Scheme, handled: set[tuple[str, str]], scripts: int
@@ -735,37 +735,41 @@ class _WholeEntry:
         files = self.source.positioned_files()
         data = self.source.data_dir + "/"
 
-        def skipped(index: int) -> tuple[Scheme, RecordEntry]:
-            cached = files[index]
-            path = cached.path
-            if path.startswith(data):  # (a scheme installer knows: see ``kept``)
-                scheme, _, rel = path[len(data) :].partition("/")
-            else:
-                scheme, rel = root_scheme, path
-            return Scheme(scheme), self._entry(scheme, rel, cached, handled)
+        def skipped(handed: set[int]) -> list[tuple[Scheme, RecordEntry] | None]:
+            rows: list[tuple[Scheme, RecordEntry] | None] = []
+            for index, cached in enumerate(files):
+                if index in handed:
+                    rows.append(None)
+                    continue
+                path = cached.path
+                if path.startswith(data):  # (a scheme installer knows: see ``kept``)
+                    scheme, _, rel = path[len(data) :].partition("/")
+                else:
+                    scheme, rel = root_scheme, path
+                rows.append((Scheme(scheme), self._entry(scheme, rel, cached, handled)))
+            return rows
 
-        def handed(item: tuple[Scheme, RecordEntry]) -> tuple[Scheme, RecordEntry]:
+        def handed(item: tuple[Scheme, RecordEntry]) -> tuple[Scheme, RecordEntry] | None:
             return item
 
         merged = self.rows(records, scripts, handed, skipped)
-        return records if merged is None else merged
+        return records if merged is None else [row for row in merged if row is not None]
 
     def lines(
         self, records: list[tuple[Scheme, RecordEntry]], scripts: int, spell: Callable[[str, str, str, str], str]
     ) -> list[tuple[str, str]] | None:
         """``rows`` as RECORD's (path, line) rows: a file not handed gets its
-        line from the layout (computed once per entry), no RecordEntry made
-        and spelled again per file; ``spell`` spells a line of ``records``."""
+        line from the layout (computed once per entry), in one pass over the
+        layout's keys and lines, no RecordEntry made and spelled again per
+        file; ``spell`` spells a line of ``records``."""
         layout = self.layout
-        keys, lines = layout.keys, layout.lines
-        other = {index: (scheme, path, hash_, size) for index, kind, scheme, path, hash_, size in layout.special}
 
-        def skipped(index: int) -> tuple[str, str]:
-            text = lines[index]
-            if not text:  # linked into a scheme other than the root one
-                scheme, path, hash_, size = other[index]
-                text = spell(scheme, path, hash_, str(size))
-            return keys[index], text
+        def skipped(handed: set[int]) -> list[tuple[str, str]]:
+            rows = list(zip(layout.keys, layout.lines, strict=True))
+            for index, _, scheme, path, hash_, size in layout.special:
+                if not rows[index][1] and index not in handed:  # linked into a scheme other than the root one
+                    rows[index] = (rows[index][0], spell(scheme, path, hash_, str(size)))
+            return rows
 
         return self.rows(records, scripts, functools.partial(_row, spell), skipped)
 

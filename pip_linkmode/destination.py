@@ -737,10 +737,11 @@ class _WholeEntry:
 
         def skipped(handed: set[int]) -> list[tuple[Scheme, RecordEntry] | None]:
             rows: list[tuple[Scheme, RecordEntry] | None] = []
-            for index, cached in enumerate(files):
+            for index in range(len(self.layout.keys)):  # (a position each, as ``lines``)
                 if index in handed:
                     rows.append(None)
                     continue
+                cached = files[index]
                 path = cached.path
                 if path.startswith(data):  # (a scheme installer knows: see ``kept``)
                     scheme, _, rel = path[len(data) :].partition("/")
@@ -753,7 +754,8 @@ class _WholeEntry:
             return item
 
         merged = self.rows(records, scripts, handed, skipped)
-        return records if merged is None else [row for row in merged if row is not None]
+        # (no None is left: ``rows`` replaces or drops every handed position)
+        return records if merged is None else cast("list[tuple[Scheme, RecordEntry]]", merged)
 
     def lines(
         self, records: list[tuple[Scheme, RecordEntry]], scripts: int, spell: Callable[[str, str, str, str], str]

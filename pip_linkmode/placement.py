@@ -234,6 +234,11 @@ def _checked_layout(layout: Layout, data_dir: str) -> Layout:
         else:
             hashes.append(a)
         specials[index] = (kind, scheme, a, b)
+    # a line is empty exactly where one special row gives the file's (else
+    # RECORD would list the file as an empty line: not at all)
+    empty = itertools.compress(range(len(lines)), map(operator.not_, lines))
+    if len(specials) != len(layout.special) or specials.keys() != set(empty):
+        raise ValueError("special rows")
     dist_info, handed = layout.dist_info, layout.handed
     if (
         type(dist_info) is not list

@@ -77,7 +77,7 @@ def _layout_install(cache: WheelCache, wheel: Path, venv: Path) -> None:
     [
         "key", "dir", "name", "record-line", "script-source", "entry-point-name",
         "handed-path", "handed-position", "handed-short-row", "dist-info-name", "handed-hash", "link-hash", "handed-other-scheme",
-        "handed-shebang", "dist-info-entry-points",
+        "handed-shebang", "dist-info-entry-points", "empty-line", "special-twice",
     ],
 )
 def test_a_tampered_layout_is_computed_again(where: str, tmp_path: Path, venv: Path) -> None:
@@ -127,6 +127,14 @@ def test_a_tampered_layout_is_computed_again(where: str, tmp_path: Path, venv: P
         scripts[0][5] = False
     elif where == "dist-info-entry-points":
         dist_info.remove("entry_points.txt")  # (its console scripts would be left out)
+    elif where == "empty-line":
+        # a file with no special row and no line: RECORD would not list it (pip uninstall leaves it)
+        lines[index] = ""
+    elif where == "special-twice":
+        # two rows for one file: which one RECORD lists is not the layout's to leave open
+        links = [s for s in special if s[1] == "link"]
+        assert links, "the demo wheel has files of other schemes"
+        special.append([*links[0][:4], "sha256=other", links[0][5]])
     elif where == "entry-point-name":
         # a console script the layout keeps, written where its name says
         entry_scripts[0][0] = "../../../../escaped-script"

@@ -10,7 +10,8 @@ environment under ``--work``, made before the run and outside its time.
 Wall seconds are a monotonic clock around each run; CPU seconds (user +
 system) the finished children's own accounting. Prints min, median and max
 of each and of the per-pair ratio A/B: pairing keeps the ratio meaningful
-when the machine's speed drifts during the call. Not part of the test suite.
+when the machine's speed drifts during the call. POSIX only (sh, resource);
+not part of the test suite.
 """
 
 from __future__ import annotations

@@ -694,7 +694,6 @@ def is_safe_relpath(path: object) -> bool:
 #: what installer's csv writer quotes in a RECORD field (a path with one is
 #: quoted; a hash or a size never holds one)
 RECORD_SPECIALS = frozenset(',"\r\n')
-_SPECIALS_ORDER = tuple(RECORD_SPECIALS)
 
 
 def plain_record_fields(fields: Iterable[str]) -> bool:
@@ -704,7 +703,7 @@ def plain_record_fields(fields: Iterable[str]) -> bool:
     joined = "\x00".join(fields)
     # (a substring search per character: a set's isdisjoint walks the text
     # a character at a time, hashing each: a tenth of reading a layout)
-    return not any(char in joined for char in _SPECIALS_ORDER)
+    return not any(char in joined for char in RECORD_SPECIALS)
 
 
 def all_safe_relpaths(paths: Sequence[str]) -> bool:

@@ -768,8 +768,8 @@ class _WholeEntry:
 
         def skipped(handed: set[int]) -> list[tuple[str, str]]:
             rows = list(zip(layout.keys, layout.lines, strict=True))
-            for index, _, scheme, path, hash_, size in layout.special:
-                if not rows[index][1] and index not in handed:  # linked into a scheme other than the root one
+            for index, _, scheme, path, hash_, size in layout.special:  # (lines "": ``_checked_layout``)
+                if index not in handed:  # linked into a scheme other than the root one
                     rows[index] = (rows[index][0], spell(scheme, path, hash_, str(size)))
             return rows
 

@@ -86,12 +86,9 @@ def route(source: CachedWheelSource) -> tuple[Scheme, list[tuple[Scheme, str, Ca
     return root, files
 
 
-_QUOTED = RECORD_SPECIALS
-
-
 def record_line(path: str, hash_: str, size: str) -> str:
     """One RECORD line, exactly as installer's csv writer spells it."""
-    if _QUOTED.isdisjoint(path):
+    if RECORD_SPECIALS.isdisjoint(path):
         return f"{path},{hash_},{size}\n"
     out = io.StringIO()
     csv.writer(out, delimiter=",", quotechar='"', lineterminator="\n").writerow((path, hash_, size))

@@ -40,32 +40,34 @@ def _on_wine() -> bool:
 ON_WINE = _on_wine()
 
 
-def _retry_wine_spawn_faults() -> None:
-    """Wine's CreateProcess now and then fails with ERROR_INTERNAL_ERROR
-    (1359) for a command that starts fine a moment later (seen once in
-    about 450 spawns of CI's Windows suite). It is Wine's, not ours: under
-    Wine only, the system call is tried up to twice more (at that level, so
-    the pipe handles subprocess made are still open). Any other error, and
-    any error on real Windows, is raised as is."""
-    import _winapi
-
-    original = _winapi.CreateProcess  # type: ignore[attr-defined]
-
-    def create_process(*args: object) -> object:
-        for attempt in range(3):
-            try:
-                return original(*args)
-            except OSError as exc:
-                if getattr(exc, "winerror", None) != 1359 or attempt == 2:
-                    raise
-                sys.stderr.write(f"conftest: Wine's CreateProcess failed with 1359; retrying ({attempt + 1})\n")
-        raise AssertionError("unreachable")
-
-    _winapi.CreateProcess = create_process  # type: ignore[attr-defined]
+# Wine's spurious CreateProcess failures are retried in every process of the
+# suite, not only this one: .ci/windows installs .ci/wine-sitecustomize.py.
 
 
-if ON_WINE:
-    _retry_wine_spawn_faults()
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``PIP_LINKMODE_TEST_SHARD=K/N`` keeps the K-th of N shares of every
+    test file (contiguous, in pytest's order, so a parametrized fixture is
+    mostly set up in one shard). .ci/windows runs the Windows suite as
+    shards at once: under Wine a test spends most of its time starting
+    processes, not on the CPU."""
+    spec = os.environ.get("PIP_LINKMODE_TEST_SHARD", "")
+    if not spec:
+        return
+    match = re.fullmatch(r"(\d+)/(\d+)", spec)
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        raise pytest.UsageError(f"PIP_LINKMODE_TEST_SHARD={spec!r}: expected K/N with 1 <= K <= N")
+    shard, shards = int(match[1]) - 1, int(match[2])
+    by_file: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        by_file.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+    kept: list[pytest.Item] = []
+    for group in by_file.values():
+        kept += [item for j, item in enumerate(group) if j * shards // len(group) == shard]
+    keep = set(map(id, kept))
+    dropped = [item for item in items if id(item) not in keep]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+    items[:] = [item for item in items if id(item) in keep]
 
 
 def _symlinks_work() -> bool:

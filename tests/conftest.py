@@ -44,32 +44,6 @@ ON_WINE = _on_wine()
 # suite, not only this one: .ci/windows installs .ci/wine-sitecustomize.py.
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """``PIP_LINKMODE_TEST_SHARD=K/N`` keeps the K-th of N shares of every
-    test file (contiguous, in pytest's order, so a parametrized fixture is
-    mostly set up in one shard). .ci/windows runs the Windows suite as
-    shards at once: under Wine a test spends most of its time starting
-    processes, not on the CPU."""
-    spec = os.environ.get("PIP_LINKMODE_TEST_SHARD", "")
-    if not spec:
-        return
-    match = re.fullmatch(r"(\d+)/(\d+)", spec)
-    if not match or not 1 <= int(match[1]) <= int(match[2]):
-        raise pytest.UsageError(f"PIP_LINKMODE_TEST_SHARD={spec!r}: expected K/N with 1 <= K <= N")
-    shard, shards = int(match[1]) - 1, int(match[2])
-    by_file: dict[str, list[pytest.Item]] = {}
-    for item in items:
-        by_file.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
-    kept: list[pytest.Item] = []
-    for group in by_file.values():
-        kept += [item for j, item in enumerate(group) if j * shards // len(group) == shard]
-    keep = set(map(id, kept))
-    dropped = [item for item in items if id(item) not in keep]
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-    items[:] = [item for item in items if id(item) in keep]
-
-
 def _symlinks_work() -> bool:
     """Can this process make a file symlink that is really there?"""
     import tempfile

@@ -461,10 +461,25 @@ def _received(cache: WheelCache, wheel: str, entry: CachedWheel | None, fresh: b
 
 def _unpack_here(root: str, wheel: str) -> tuple[CachedWheel | None, bool]:
     """In a worker process: a wheel's entry (None where another process
-    holds its lock), and whether this call unpacked it."""
+    holds its lock), and whether this call unpacked it.
+
+    An entry it unpacked also gets its layout computed and kept here, from
+    the manifest still in memory, on a CPU of the pool's: the installing
+    process then reads the layout back (checked as always) instead of
+    decoding the manifest and routing every file itself, one wheel after
+    another. A layout that cannot be made here is left for the install,
+    which makes it again and meets whatever stopped it."""
     cache = WheelCache(root)
     entry = cache.get_nowait(wheel)
-    return entry, bool(cache.unpacked)
+    fresh = bool(cache.unpacked)
+    if fresh and entry is not None:
+        from .placement import load_layout
+        from .source import CachedWheelSource
+
+        with contextlib.suppress(Exception):
+            load_layout(CachedWheelSource(entry, cache))
+        entry = entry.unloaded()  # (the manifest is not sent back: the installer reads the layout)
+    return entry, fresh
 
 
 class _StreamPool:

@@ -169,6 +169,11 @@ class CachedWheel:
         self._files_checked = False
         self._files: tuple[CachedFile, ...] | None = None
 
+    def unloaded(self) -> CachedWheel:
+        """This entry without its manifest in memory (read again when
+        needed)."""
+        return CachedWheel(self.key, self.root, self.filename, self.name, self.version, self.dist_info)
+
     def _manifest(self) -> list[list[Any]]:
         rows = self._file_rows
         if rows is None or not self._files_checked:

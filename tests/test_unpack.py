@@ -5,6 +5,7 @@ unpacked by worker processes."""
 from __future__ import annotations
 
 import functools
+import json
 import os
 import pickle
 import sys
@@ -223,6 +224,44 @@ def test_a_large_first_install_unpacks_in_worker_processes(tmp_path: Path, monke
     for a, b in zip(entries, same, strict=False):
         assert [f[:3] for f in a.files] == [f[:3] for f in b.files]
         assert (a.tree / f"{a.name}/blob.bin").read_bytes() == (b.tree / f"{b.name}/blob.bin").read_bytes()
+
+
+@linux_only
+@pytest.mark.parametrize("in_worker", ["made", "failed"])
+def test_a_worker_keeps_the_layout_of_what_it_unpacked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_worker: str
+) -> None:
+    """A worker that unpacked an entry makes and keeps its layout too, so
+    the installing process reads it back instead of routing every file; a
+    layout the worker could not make is made by the install, unchanged."""
+    from pip_linkmode import placement
+    from pip_linkmode.source import CachedWheelSource
+
+    original = placement._build_layout
+    made_here: list[str] = []
+
+    def build(source: CachedWheelSource) -> placement.Layout | None:
+        if os.getpid() != installing:
+            if in_worker == "failed":
+                raise RuntimeError("no layout in this worker")
+        else:
+            made_here.append(source.entry.name)
+        return original(source)
+
+    installing = os.getpid()
+    monkeypatch.setattr(placement, "_build_layout", build)  # (inherited by the forked workers)
+    wheels = _wheels(tmp_path / "w", 3)
+    _any_install_by_workers(monkeypatch)
+    cache = WheelCache(tmp_path / "c")
+    entries = bytecode.prepare(cache, wheels)
+    assert sorted(cache.unpacked) == sorted(e.key for e in entries)  # all three fresh, from workers
+    kept = [(e.root / placement._LAYOUT_FILE).is_file() for e in entries]
+    assert kept == [in_worker == "made"] * 3
+    layouts = [placement.load_layout(CachedWheelSource(e, cache)) for e in entries]
+    assert made_here == ([] if in_worker == "made" else ["p0", "p1", "p2"])
+    assert all(layout is not None for layout in layouts)
+    fresh = [original(CachedWheelSource(e, cache)) for e in entries]
+    assert json.dumps(layouts) == json.dumps(fresh)  # (as kept: lists where made tuples)
 
 
 @linux_only

@@ -243,7 +243,11 @@ def test_target_and_prefix(option: str, mode: str, six_wheels: Path, tmp_path: P
 def test_console_script_is_installed() -> None:
     import shutil
 
-    exe = shutil.which("pip-linkmode") or str(script(Path(sys.prefix), "pip-linkmode"))
+    # the script of the environment running the suite, else the one on PATH
+    # (a pyenv shim may front another interpreter's)
+    exe = str(script(Path(sys.prefix), "pip-linkmode"))
+    if not os.path.exists(exe):
+        exe = shutil.which("pip-linkmode") or exe
     if not os.path.exists(exe):
         pytest.fail("the pip-linkmode console script is missing: install the project (pip install -e .)")
     out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True)

@@ -159,7 +159,7 @@ def tools_python(work: Path, pip_version: str) -> str:
     ``fast`` extra (zlib-ng), importing pip_linkmode from this repository
     through a .pth file."""
     if not pip_version:
-        return sys.executable
+        return _with_bytecode(sys.executable)
     venv = work / f"tools-pip-{pip_version}"
     py = venv / "bin" / "python"
     if not py.exists():
@@ -172,7 +172,15 @@ def tools_python(work: Path, pip_version: str) -> str:
         Path(site, "pip_linkmode_repo.pth").write_text(str(REPO) + "\n")
     elif subprocess.run([str(py), "-c", "import zlib_ng"], capture_output=True).returncode:
         check_call([str(py), "-m", "pip", "install", "-q", "zlib-ng"])  # (made before the fast extra)
-    return str(py)
+    return _with_bytecode(str(py))
+
+
+def _with_bytecode(py: str) -> str:
+    """``py``, with the repository's package compiled for it, as an
+    installed copy is: where PYTHONDONTWRITEBYTECODE is set, every timed
+    run would otherwise compile the modules a change has touched."""
+    check_call([py, "-m", "compileall", "-q", str(REPO / "pip_linkmode")])
+    return py
 
 
 def ensure_uv() -> str:

@@ -239,6 +239,7 @@ def test_a_worker_keeps_the_layout_of_what_it_unpacked(
 
     original = placement._build_layout
     made_here: list[str] = []
+    installing = os.getpid()
 
     def build(source: CachedWheelSource) -> placement.Layout | None:
         if os.getpid() != installing:
@@ -248,7 +249,6 @@ def test_a_worker_keeps_the_layout_of_what_it_unpacked(
             made_here.append(source.entry.name)
         return original(source)
 
-    installing = os.getpid()
     monkeypatch.setattr(placement, "_build_layout", build)  # (inherited by the forked workers)
     wheels = _wheels(tmp_path / "w", 3)
     _any_install_by_workers(monkeypatch)

@@ -167,18 +167,9 @@ def _cache_dir(argv: Sequence[str]) -> str | None:
 
 def _linked_run(run: Callable[[], int], argv: Sequence[str]) -> int:
     """The install command, with ``pip-linkmode install``'s hook: the same
-    checks, healing, hook and summary lines."""
-    from .cache import ENV_CACHE_DIR, WheelCache
+    checks, cache, healing, progress and summary lines (``run_hooked``)."""
     from .modes import ENV_LINK_MODE, link_mode_from_env
-    from .pip_plugin import (
-        _default_site_dirs,
-        _Hook,
-        _pip_view,
-        _preload,
-        _print_summary,
-        heal_killed_installs,
-        pip_support_problem,
-    )
+    from .pip_plugin import pip_support_problem, run_hooked
 
     problem = pip_support_problem()
     if problem is not None:
@@ -189,24 +180,10 @@ def _linked_run(run: Callable[[], int], argv: Sequence[str]) -> int:
     except ValueError as exc:
         _warn(f"error: {ENV_LINK_MODE}: {exc}")
         return 2
-    _preload()
-    cache = WheelCache(_cache_dir(argv) or os.environ.get(ENV_CACHE_DIR))
-    for line in heal_killed_installs(cache, _default_site_dirs(argv)):
-        _warn(line)
     args = list(argv)
     if "install" in args:
         del args[args.index("install")]
-    view = _pip_view(args)  # (pip's own reading: --dry-run from PIP_DRY_RUN or a config file too)
-    hook = _Hook(mode, cache)
-    if view.dry_run:
-        hook.early = None  # (nothing is installed: nothing to unpack ahead)
-    with hook.attached():
-        status = run()
-    if hook.wheels and view.verbosity >= 0:
-        # as ``pip-linkmode install`` says it: on stderr (stdout is pip's),
-        # short, silenced by -q, the long form under -v or on a fallback
-        _print_summary(hook, cache, view.verbosity, False, None)
-    return status
+    return run_hooked(run, args, mode, _cache_dir(argv), asked=f"{ENV_LINK_MODE}=symlink", error="pip-linkmode: error")
 
 
 # -- pip's configuration ----------------------------------------------------------

@@ -1190,34 +1190,60 @@ def install_here(argv: Sequence[str], *, into: str | None = None) -> int:
     if problem is not None:
         print(f"pip-linkmode: {problem}; installing with plain pip (no links).", file=sys.stderr)
         return _run_pip(["install", *opts.pip_args])
-    if view.no_cache and opts.mode is LinkMode.SYMLINK:
-        print("pip-linkmode install: error: --link-mode symlink needs a cache that stays; "
+    return run_hooked(lambda: _run_pip(["install", *opts.pip_args]), opts.pip_args, opts.mode, opts.cache_dir,
+                      asked="--link-mode symlink", error="pip-linkmode install: error", into=into, view=view)
+
+
+def run_hooked(
+    run: Callable[[], int],
+    pip_args: Sequence[str],
+    mode: LinkMode,
+    cache_dir: str | None,
+    *,
+    asked: str,
+    error: str,
+    into: str | None = None,
+    view: _PipView | None = None,
+) -> int:
+    """pip's install (``run``, given ``pip install <pip_args>``) with the
+    hook attached, as both doors run it (``pip-linkmode install`` and plain
+    pip with the opt-in): symlink mode refused with ``--no-cache-dir``
+    (``asked`` says where symlink came from, ``error`` starts the line), a
+    temporary cache for ``--no-cache-dir``, an unusable cache said before
+    pip resolves, killed installs healed, a cold install's progress, then
+    the summary lines. ``view``: ``_pip_view(pip_args)``, where the caller
+    has it already."""
+    view = view or _pip_view(pip_args)
+    if view.no_cache and mode is LinkMode.SYMLINK:
+        print(f"{error}: {asked} needs a cache that stays; "
               "drop --no-cache-dir (PIP_NO_CACHE_DIR) or pick another mode", file=sys.stderr)
         return 2
     _preload()
     temporary = _temporary_cache_dir() if view.no_cache else None
     try:
-        cache = WheelCache(temporary or opts.cache_dir or os.environ.get(ENV_CACHE_DIR))
+        cache = WheelCache(temporary or cache_dir or os.environ.get(ENV_CACHE_DIR))
         try:
             cache._ensure_dirs()  # an unusable cache: said before pip resolves or downloads
         except CacheError as exc:
             print(f"pip-linkmode: {exc}", file=sys.stderr)
             return 2
-        for line in heal_killed_installs(cache, _default_site_dirs(opts.pip_args)):
+        for line in heal_killed_installs(cache, _default_site_dirs(pip_args)):
             print(f"pip-linkmode: {line}", file=sys.stderr)
-        hook = _Hook(opts.mode, cache)
+        hook = _Hook(mode, cache)
         hook.progress = "off" if view.verbosity < 0 else view.progress
         if view.dry_run:
-            hook.early = None
+            hook.early = None  # (nothing is installed: nothing to unpack ahead)
         if hook.progress == "bar":  # now: pip 26.3 refuses imports while it installs
             import pip._vendor.rich.console
             import pip._vendor.rich.progress  # noqa: F401
         with hook.attached():
-            status = _run_pip(["install", *opts.pip_args])
+            status = run()
     finally:
         if temporary is not None:
             remove_tree(Path(temporary))
     if hook.wheels and view.verbosity >= 0:
+        # on stderr (stdout is pip's: ``--report -`` writes JSON there),
+        # short, silenced by -q, the long form under -v or on a fallback
         _print_summary(hook, cache, view.verbosity, temporary is not None, into)
     return status
 

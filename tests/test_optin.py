@@ -174,6 +174,38 @@ def test_pip_linkmode_install_with_the_feature_on_hooks_once(hooked: Path, demo:
     assert linked_from(cache, hooked)
 
 
+@pytest.mark.usefixtures("uninstall_demo")
+def test_no_cache_dir_with_the_opt_in_keeps_no_cache(hooked: Path, demo: Path, cache: Path) -> None:
+    """As ``pip-linkmode install --no-cache-dir``: files linked from a cache
+    made for this run and removed after it, nothing kept."""
+    proc = pip(hooked, "install", "--no-cache-dir", "--use-feature=linkmode", str(demo), cache=cache)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^Linked \d+ files \(\w+\) from a temporary cache \(--no-cache-dir: removed now\)",
+                     proc.stderr, re.M), proc.stderr
+    assert not cache.exists()
+    assert not [p for p in hooked.iterdir() if p.name.startswith(".pip-linkmode-tmp-")]
+    assert run([str(bin_dir(hooked) / "demo-hello")], check=True).stdout == "hello from core\n"
+
+
+def test_opt_in_refuses_symlinks_into_a_cache_that_goes(hooked: Path, demo: Path, cache: Path) -> None:
+    proc = pip(hooked, "install", "--no-cache-dir", "--use-feature=linkmode", str(demo), cache=cache,
+               PIP_LINK_MODE="symlink")
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout
+    assert proc.stderr == ("pip-linkmode: error: PIP_LINK_MODE=symlink needs a cache that stays; "
+                           "drop --no-cache-dir (PIP_NO_CACHE_DIR) or pick another mode\n"), proc.stderr
+    assert not (site_of(hooked) / "demo").exists()
+
+
+def test_opt_in_says_an_unusable_cache_before_pip_resolves(hooked: Path, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    cache = tmp_path / "file" / "cache"
+    # an index nothing listens on: had pip started, it would say "Collecting"
+    proc = pip(hooked, "install", "--use-feature=linkmode", "--index-url", "http://127.0.0.1:9/simple", "six",
+               cache=cache)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout
+    assert proc.stderr.count("\n") == 1 and str(cache) in proc.stderr and "--cache-dir" in proc.stderr, proc.stderr
+
+
 @pytest.mark.skipif(
     sys.version_info >= (3, 12),
     reason="no pip release below 23.1 runs on Python 3.12+ (their vendored pkg_resources uses "

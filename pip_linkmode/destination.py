@@ -22,7 +22,7 @@ from .cache import CachedFile, record_digest
 from .laidout import LayoutTarget, inside, install_layout, line_speller, may_exist
 from .linker import Linker, LinkJob, LinkReport
 from .linker.files import TEMP_SUFFIX, beside
-from .modes import LinkMode, parse_link_mode
+from .modes import LinkMode, link_mode_from_env, parse_link_mode
 from .placement import (
     Layout,
     Placement,
@@ -69,7 +69,8 @@ class LinkingDestination(SchemeDictionaryDestination):
     removes what that install created.
     """
 
-    link_mode: LinkMode | str = LinkMode.AUTO
+    #: None: ``PIP_LINK_MODE``, else auto (as ``install_wheels`` and the doors)
+    link_mode: LinkMode | str | None = None
     linker: Linker | None = None
     #: link .pyc files compiled into the cache by the running interpreter:
     #: None decides by the interpreter's path (the running one's, resolved);
@@ -90,7 +91,7 @@ class LinkingDestination(SchemeDictionaryDestination):
     _sources: dict[tuple[str, str], tuple[CachedWheelSource, str]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.link_mode = parse_link_mode(self.link_mode)
+        self.link_mode = link_mode_from_env() if self.link_mode is None else parse_link_mode(self.link_mode)
         if self.linker is None:
             # installer's loop prepares each wheel while its files are
             # placed, then waits for them: large wheels are placed by the
@@ -496,7 +497,7 @@ class LinkingDestination(SchemeDictionaryDestination):
         self.report.merge(report)
         relinks, self._relinks = self._relinks, []
         if relinks:  # files a subclass wrote itself, with the cache's bytes: replaced by links
-            relinker = Linker(self.link_mode, self.linker.platform, overwrite=True)
+            relinker = Linker(self.report.requested, self.linker.platform, overwrite=True)
             self.report.merge(relinker.run(relinks))
 
     def finalize_installation(

@@ -65,6 +65,24 @@ def test_plain_wheelfile_behaves_like_scheme_dictionary_destination(demo_wheel: 
     assert sum(dest.report.counts.values()) == 0  # nothing linked: streams were not cached
 
 
+def test_the_mode_comes_from_pip_link_mode_unless_given(demo_wheel: Path, tmp_path: Path, cache_dir: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """As ``install_wheels`` and the doors: ``PIP_LINK_MODE``, else auto; ``link_mode=`` over both."""
+    monkeypatch.setenv("PIP_LINK_MODE", "copy")
+    dest = LinkingDestination(_scheme(tmp_path / "a"), "/usr/bin/python3", "posix")
+    assert dest.link_mode is LinkMode.COPY
+    with WheelCache(cache_dir).open(demo_wheel) as source:
+        installer.install(source, dest, {"INSTALLER": b"test\n"})
+    assert dest.report.modes_used == [LinkMode.COPY]
+    assert LinkingDestination(_scheme(tmp_path / "b"), "/usr/bin/python3", "posix",
+                              link_mode="hardlink").link_mode is LinkMode.HARDLINK
+    monkeypatch.setenv("PIP_LINK_MODE", "sideways")
+    with pytest.raises(ValueError, match="sideways"):
+        LinkingDestination(_scheme(tmp_path / "c"), "/usr/bin/python3", "posix")
+    monkeypatch.delenv("PIP_LINK_MODE")
+    assert LinkingDestination(_scheme(tmp_path / "d"), "/usr/bin/python3", "posix").link_mode is LinkMode.AUTO
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_cached_source_gives_the_same_tree_as_installer(mode: LinkMode, demo_wheel: Path, tmp_path: Path) -> None:
     meta = {"INSTALLER": b"test\n"}

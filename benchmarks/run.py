@@ -1,6 +1,6 @@
 """Benchmark harness: pip-linkmode against pip and uv, side by side (issue 6).
 
-    python benchmarks/run.py [--runs 3] [--pip-runs N] [--only install-step,end-to-end]
+    python benchmarks/run.py [--runs 3] [--slow-runs N] [--only install-step,end-to-end]
                              [--profile] [--no-xfs]
 
 Scenarios (each run is round-robin over every configuration, fresh venvs,

@@ -199,6 +199,10 @@ def _help(topic: Sequence[str]) -> int:
         from .venv import main_venv
 
         return main_venv(["--help"])
+    if name == "opt-in":
+        from .optin import main_opt_in
+
+        return main_opt_in(["--help"])
     from .pip_plugin import main_passthrough
 
     return main_passthrough(["help", "cache" if name == "pip-cache" else name])

@@ -267,6 +267,16 @@ def test_install_help_is_pips_plus_ours(how: list[str], pip_env: Path) -> None:
         assert ours in proc.stdout, ours
 
 
+@pytest.mark.parametrize(("topic", "start"), [("cache", "usage: pip-linkmode cache"), ("venv", "usage: pip-linkmode venv"),
+                                            ("opt-in", "usage: pip-linkmode opt-in"),
+                                            ("pip-cache", "\nUsage:   \n")])
+def test_help_names_each_of_our_commands(topic: str, start: str) -> None:
+    """``pip-linkmode help COMMAND``: our help for our commands (pip's for ``pip-cache``), status 0."""
+    proc = _ours(sys.executable, "help", topic)
+    assert proc.returncode == 0 and proc.stdout.startswith(start), proc.stdout + proc.stderr
+    assert "ERROR" not in proc.stderr and ("cache purge" in proc.stdout) == (topic == "pip-cache"), proc.stdout
+
+
 @pytest.mark.parametrize("action", ["dir", "info", "list", "verify", "clean", "prune"])
 def test_every_cache_action_has_help(action: str) -> None:
     proc = _ours(sys.executable, "cache", action, "--help")

@@ -227,7 +227,7 @@ def status_lines() -> list[str]:
 
     if marked():
         lines.append(f"environment marker: on ({Path(__file__).resolve().parent.parent / MARKER}, "
-                     "written by the linkmode seeder; `disable --site` removes it)")
+                     "written by the linkmode seeder or pip-linkmode venv --seed-linkmode; `disable --site` removes it)")
     env = os.environ.get("PIP_USE_FEATURE")
     if env is not None:
         lines.append(f"PIP_USE_FEATURE={env!r} ({'on' if FEATURE in env.split() else 'off'})")

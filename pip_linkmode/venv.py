@@ -227,8 +227,13 @@ def seed(
     target: Target | None = None,
     compile_bytecode: bool | None = None,
     script_interpreter: str | None = None,
+    opt_in: bool = True,
 ) -> SeedResult:
     """Install the interpreter's ensurepip wheels (and optionally pip-linkmode) by links.
+
+    With ``seed_linkmode``, ``opt_in`` also turns on the environment's
+    opt-in (``optin.mark_environment``, as the virtualenv seeder does): its
+    plain ``pip install`` links too.
 
     ``script_interpreter``: the environment's interpreter as scripts name
     it, where that is not ``bin/python`` (``venv`` runs ensurepip with the
@@ -267,7 +272,8 @@ def seed(
             packed = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pip-linkmode-seed-")))
             wheels[-1] = _pip_for_linkmode(wheels[-1], packed, target.version)
         return _seed(
-            env_dir, interp, wheels, mode, link_mode, cache, seed_linkmode, target, compile_bytecode, interpreter
+            env_dir, interp, wheels, mode, link_mode, cache, seed_linkmode, target, compile_bytecode, interpreter,
+            opt_in=opt_in,
         )
 
 
@@ -314,6 +320,8 @@ def _seed(
     target: Target,
     compile_bytecode: bool,
     interpreter: Interpreter | None,
+    *,
+    opt_in: bool = True,
 ) -> SeedResult:
     result = SeedResult()
     # The same seed into a fresh environment of the same layout is recorded
@@ -372,6 +380,10 @@ def _seed(
                     requested=False,
                     compile_bytecode=compile_bytecode,
                 ))
+        if opt_in:
+            from .optin import mark_environment
+
+            mark_environment(target.paths["purelib"])
     return result
 
 
@@ -615,8 +627,9 @@ class LinkedEnvBuilder(venv.EnvBuilder):
 
     Extra keyword arguments: ``link_mode`` (None: ``PIP_LINK_MODE`` or
     auto), ``cache_dir`` (a path or a ``WheelCache``; None: the default
-    cache) and ``seed_linkmode`` (also install pip-linkmode and its
-    dependencies). Everything else is passed to ``venv.EnvBuilder``. After
+    cache), ``seed_linkmode`` (also install pip-linkmode and its
+    dependencies) and ``opt_in`` (with ``seed_linkmode``: the environment's
+    plain ``pip install`` links too; ``seed``). Everything else is passed to ``venv.EnvBuilder``. After
     ``create()``, ``seed_result`` says what was installed and how.
     """
 
@@ -634,6 +647,7 @@ class LinkedEnvBuilder(venv.EnvBuilder):
         cache_dir: WheelCache | str | os.PathLike[str] | None = None,
         seed_linkmode: bool = False,
         compile_bytecode: bool | None = None,
+        opt_in: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -650,6 +664,7 @@ class LinkedEnvBuilder(venv.EnvBuilder):
         self.cache_dir = cache_dir
         self.seed_linkmode = seed_linkmode
         self.compile_bytecode = compile_bytecode
+        self.opt_in = opt_in
         self.seed_result: SeedResult | None = None
 
     def _setup_pip(self, context: SimpleNamespace) -> None:
@@ -661,6 +676,7 @@ class LinkedEnvBuilder(venv.EnvBuilder):
             seed_linkmode=self.seed_linkmode,
             compile_bytecode=self.compile_bytecode,
             script_interpreter=context.env_exec_cmd,
+            opt_in=self.opt_in,
         )
 
 
@@ -677,6 +693,7 @@ def create(
     cache_dir: WheelCache | str | os.PathLike[str] | None = None,
     seed_linkmode: bool = False,
     compile_bytecode: bool | None = None,
+    opt_in: bool = True,
     **kwargs: Any,
 ) -> SeedResult | None:
     """Like ``venv.create``, but pip is seeded by links (and on by default).
@@ -694,6 +711,7 @@ def create(
         cache_dir=cache_dir,
         seed_linkmode=seed_linkmode,
         compile_bytecode=compile_bytecode,
+        opt_in=opt_in,
         **kwargs,
     )
     builder.create(os.fspath(env_dir))
@@ -723,7 +741,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--clear", action="store_true", help="delete the directory's contents first")
     p.add_argument("--without-pip", action="store_true", help="do not seed pip")
     p.add_argument("--seed-linkmode", action="store_true",
-                   help="also install pip-linkmode (and installer, packaging, filelock) into the environment")
+                   help="also install pip-linkmode (and installer, packaging, filelock) into the environment, "
+                   "with its opt-in on: plain pip install there links too")
+    p.add_argument("--no-linkmode-opt-in", dest="opt_in", action="store_false",
+                   help="with --seed-linkmode: leave the opt-in off (pip install links only with "
+                   "--use-feature=linkmode), as the virtualenv seeder's option of that name")
     pyc = p.add_mutually_exclusive_group()
     pyc.add_argument("--compile", dest="compile", action="store_true", default=None,
                      help="link .pyc files compiled once into the cache, as ensurepip compiles them "
@@ -851,6 +873,7 @@ def _build(
             cache_dir=args.cache_dir,
             seed_linkmode=args.seed_linkmode,
             compile_bytecode=args.compile,
+            opt_in=args.opt_in,
             **extra,
         )
         builder.create(str(env_dir))
@@ -876,6 +899,7 @@ def _build(
         cache=args.cache_dir,
         seed_linkmode=args.seed_linkmode,
         compile_bytecode=args.compile,
+        opt_in=args.opt_in,
     )
     return interp, result
 

@@ -253,18 +253,29 @@ def test_uninstalling_pip_linkmode_takes_the_hook_away(tmp_path: Path, wheelhous
     assert proc.returncode != 0 and "invalid choice: 'linkmode'" in proc.stderr  # plain pip's answer
 
 
-def test_a_seed_linkmode_venv_carries_the_hook(hooked: Path, tmp_path: Path, demo: Path, cache: Path) -> None:
+@pytest.mark.parametrize("opt_in", [True, False], ids=["opt-in-on", "no-linkmode-opt-in"])
+def test_a_seed_linkmode_venv_carries_the_hook(opt_in: bool, hooked: Path, tmp_path: Path, demo: Path,
+                                               cache: Path) -> None:
+    """``pip-linkmode venv --seed-linkmode``: the hook, and the opt-in on as the
+    seeder turns it on (plain ``pip install`` links), unless
+    ``--no-linkmode-opt-in`` (then only ``--use-feature=linkmode`` does)."""
     made = tmp_path / "seeded"
-    proc = run([str(bin_dir(hooked) / "pip-linkmode"), "venv", "--seed-linkmode", "-q", str(made)],
+    proc = run([str(bin_dir(hooked) / "pip-linkmode"), "venv", "--seed-linkmode", "-q",
+                *([] if opt_in else ["--no-linkmode-opt-in"]), str(made)],
                env=clean_env(PIP_LINKMODE_CACHE_DIR=str(cache)))
     assert proc.returncode == 0, proc.stderr
     site = site_of(made)
     record = next(site.glob("pip_linkmode-*.dist-info")).joinpath("RECORD").read_text()
     assert "pip_linkmode_optin.pth," in record and "_pip_linkmode_optin.py," in record
-    installed = pip(made, "install", "--use-feature=linkmode", str(demo), cache=cache)
-    assert installed.returncode == 0, installed.stderr
-    assert SUMMARY.search(installed.stderr) and linked_from(cache, made)
-
+    assert ("pip_linkmode_optin.on," in record) is opt_in  # (pip uninstall pip-linkmode takes it)
+    plain = pip(made, "install", str(demo), cache=cache)
+    assert plain.returncode == 0, plain.stderr
+    assert bool(SUMMARY.search(plain.stderr)) is opt_in and linked_from(cache, made) is opt_in, plain.stderr
+    if not opt_in:
+        assert pip(made, "uninstall", "-y", "demo").returncode == 0
+        installed = pip(made, "install", "--use-feature=linkmode", str(demo), cache=cache)
+        assert installed.returncode == 0, installed.stderr
+        assert SUMMARY.search(installed.stderr) and linked_from(cache, made)
 
 
 def test_enable_is_refused_where_there_is_no_hook() -> None:

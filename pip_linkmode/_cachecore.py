@@ -191,15 +191,19 @@ class UnsafeCachePath(CacheError, OSError):
     a traceback).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, climbs: bool = False) -> None:
         self.path = path
+        self.climbs = climbs
         super().__init__(
+            f"refusing to use {path}: a path inside the cache never names '..', which would "
+            "skip the check of what it climbs out of (someone may have tampered with the cache)"
+            if climbs else
             f"refusing to use {path}: it is a symbolic link inside the cache, which the cache "
             "never follows; remove it (someone may have tampered with the cache)"
         )
 
     def __reduce__(self) -> tuple[Any, ...]:  # (raised in a worker process, re-raised here)
-        return (type(self), (self.path,))
+        return (type(self), (self.path, self.climbs))
 
 
 class CacheNotWritable(CacheError, OSError):
@@ -346,6 +350,10 @@ def _is_link(st: os.stat_result) -> bool:
 
 
 def _parts(root: str, path: str) -> list[str]:
+    # relpath folds "a/link/../b" into "a/b": the link would go unchecked,
+    # and the system would still resolve the path through it
+    if os.pardir in path.replace(os.altsep or os.sep, os.sep).split(os.sep):
+        raise UnsafeCachePath(path, climbs=True)
     rel = os.path.relpath(path, root)
     parts = [] if rel == os.curdir else rel.split(os.sep)
     if not parts or parts[0] == os.pardir:

@@ -28,7 +28,7 @@ from importlib.util import cache_from_source
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from ._cachecore import check_path, check_tree, make_dirs
+from ._cachecore import all_safe_relpaths, check_path, check_tree, make_dirs
 from .cache import CachedWheel, WheelCache, remove_tree
 from .linker import write_beside
 
@@ -596,11 +596,17 @@ def _read_marker(marker: Path) -> list[_Row] | None:
     try:
         from .cache_admin import read_regular
 
-        rows = json.loads(read_regular(marker))
-        return [
+        rows = [
             (str(rel), int(level), int(size), int(mtime_ns), str(digest))
-            for rel, level, size, mtime_ns, digest in rows
+            for rel, level, size, mtime_ns, digest in json.loads(read_regular(marker))
         ]
+        # every row names a source of the entry: a path that climbs out, or
+        # is absolute, would put a .pyc outside the environment
+        if not all_safe_relpaths([rel for rel, *_ in rows]) or not all(
+            rel.endswith(".py") and level in (0, 1, 2) and size >= 0 for rel, level, size, _, _ in rows
+        ):
+            return None
+        return rows
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError):

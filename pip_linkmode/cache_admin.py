@@ -228,6 +228,59 @@ def read_regular(path: str | os.PathLike[str]) -> bytes:
         os.close(fd)
 
 
+class HeldDir:
+    """A directory of the cache held open while the files in it are read
+    and removed (``users/<key>``, ``index``, ``plans``): on POSIX one
+    descriptor, reached below the cache root without following a link, and
+    every name inside used relative to it, so a directory swapped for a
+    link after the check (by another user of a shared cache) changes
+    nothing; on Windows the path, checked for links and junctions first.
+    FileNotFoundError where it does not exist."""
+
+    def __init__(self, root: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self.fd = _cachecore.open_dir(root, path)
+
+    def __enter__(self) -> HeldDir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def names(self) -> list[str]:
+        return sorted(os.listdir(self.fd if self.fd is not None else self.path))
+
+    def read(self, name: str) -> bytes:
+        """A regular file's content (``read_regular``: a link, FIFO or device is
+        never opened, or read)."""
+        if self.fd is None:
+            return read_regular(os.path.join(self.path, name))
+        fd = os.open(name, _READ | getattr(os, "O_CLOEXEC", 0), dir_fd=self.fd)
+        try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                raise NotRegular(errno.EINVAL, f"{_kind(mode)} where a file should be", os.path.join(self.path, name))
+            chunks = []
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+
+    def lstat(self, name: str) -> os.stat_result:
+        if self.fd is None:
+            return os.lstat(os.path.join(self.path, name))
+        return os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+
+    def unlink(self, name: str) -> None:
+        if self.fd is None:
+            os.unlink(os.path.join(self.path, name))
+        else:
+            os.unlink(name, dir_fd=self.fd)
+
+
 def hash_regular(path: str | os.PathLike[str], algo: str = "sha256") -> tuple[str, os.stat_result]:
     """(digest as RECORD spells it, the file's stat) of the regular file at
     ``path`` (see ``open_regular``)."""
@@ -435,6 +488,8 @@ def _verify_entry(cache: WheelCache, key: str) -> list[Problem]:
                 rows = json.loads(raw)
                 if not all(isinstance(row, list) and len(row) == 5 for row in rows):
                     what = "unrecorded"  # compiled by an older version: no hashes
+                elif not all(_cachecore.is_safe_relpath(row[0]) for row in rows):
+                    what = "damaged (a source path that climbs out of the entry)"
             except ValueError:
                 what = "damaged (not a bytecode record)"
         if what is not None:
@@ -681,11 +736,7 @@ def _link_token(cache: WheelCache, key: str, env: str, token: str) -> bool:
     return False
 
 
-def _read_user(path: str) -> dict[str, Any] | None:
-    try:
-        raw = read_regular(path)
-    except OSError:
-        return None
+def _read_user(raw: bytes) -> dict[str, Any] | None:
     try:
         record = json.loads(raw)
         if isinstance(record, dict) and isinstance(record.get("path"), str):
@@ -698,27 +749,33 @@ def _read_user(path: str) -> dict[str, Any] | None:
 
 def users_of(cache: WheelCache, key: str) -> list[str]:
     """Environments recorded for ``key`` that still link into it (where one
-    was moved, what is known of where); records of the others are removed."""
-    users = os.path.join(cache.root, "users", key)
-    _cachecore.check_path(cache.root, users)  # its records are removed: never through a link
+    was moved, what is known of where); records of the others are removed
+    (through the directory held open: ``HeldDir``)."""
     entry_root = os.fspath(cache.entry_dir(key))
     alive = []
-    for name in _listdir(users):
-        if name.startswith(".") or name.endswith((".link", ".tmp")):
-            continue
-        path = os.path.join(users, name)
-        record = _read_user(path)
-        found = _find_user(record, entry_root, path + ".link") if record is not None else None
-        if found is not None:
-            alive.append(found)
-            continue
-        for doomed in (path, path + ".link"):
-            with contextlib.suppress(OSError):
-                os.unlink(doomed)
+    try:
+        held = HeldDir(cache.root, os.path.join(cache.root, "users", key))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    with held:
+        for name in held.names():
+            if name.startswith(".") or name.endswith((".link", ".tmp")):
+                continue
+            try:
+                record = _read_user(held.read(name))
+            except OSError:
+                record = None
+            found = _find_user(record, entry_root, held, name + ".link") if record is not None else None
+            if found is not None:
+                alive.append(found)
+                continue
+            for doomed in (name, name + ".link"):
+                with contextlib.suppress(OSError):
+                    held.unlink(doomed)
     return sorted(alive)
 
 
-def _find_user(record: dict[str, Any], entry_root: str, token: str) -> str | None:
+def _find_user(record: dict[str, Any], entry_root: str, held: HeldDir, token: str) -> str | None:
     env = str(record["path"])
     if _links_into(env, entry_root):
         return env
@@ -728,7 +785,7 @@ def _find_user(record: dict[str, Any], entry_root: str, token: str) -> str | Non
         if moved is not None and _links_into(moved, entry_root):
             return f"{moved} (moved from {env})"
     try:
-        st = os.lstat(token)
+        st = held.lstat(token)
         if stat.S_ISLNK(st.st_mode) and st.st_nlink > 1:
             return f"{env} (moved; its symlinks into this entry still exist wherever it is now)"
     except OSError:
@@ -870,27 +927,23 @@ def prune(cache: WheelCache, older_than_days: float | None = None, force: bool =
 
 def _prune_index(cache: WheelCache) -> None:
     """Forget wheel files whose entry is gone (the index is only a shortcut),
-    and recorded plans that link from a removed entry (see ``plan``)."""
-    plans = cache.root / "plans"
-    for d in (plans, cache.index_dir):  # what is in them is removed: never through a link
-        _cachecore.check_path(cache.root, d)
-    for path in sorted(plans.glob("*.json")) if plans.is_dir() else []:
+    and recorded plans that link from a removed entry (see ``plan``); each
+    directory held open while its files are read and removed (``HeldDir``)."""
+    for where, suffix in ((cache.root / "plans", ".json"), (cache.index_dir, "")):
         try:
-            keys = [str(k) for k in json.loads(path.read_bytes())["entries"]]
-        except (OSError, ValueError, KeyError, TypeError):
-            keys = [""]
-        if not all(k and (cache.entry_dir(k) / "entry.json").is_file() for k in keys):
-            for doomed in (path, Path(os.fspath(path) + HASH_SUFFIX)):
-                with contextlib.suppress(OSError):
-                    doomed.unlink()
-    if not cache.index_dir.is_dir():
-        return
-    for path in cache.index_dir.iterdir():
-        try:
-            key = str(json.loads(path.read_bytes())["key"])
-        except (OSError, ValueError, KeyError, TypeError):
-            key = ""
-        if not key or not (cache.entry_dir(key) / "entry.json").is_file():
-            with contextlib.suppress(OSError):
-                path.unlink()
-
+            held = HeldDir(cache.root, where)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        with held:
+            for name in held.names():
+                if not name.endswith(suffix) or name.endswith(HASH_SUFFIX):
+                    continue
+                try:
+                    data = json.loads(held.read(name))
+                    keys = [str(k) for k in data["entries"]] if suffix else [str(data["key"])]
+                except (OSError, ValueError, KeyError, TypeError):
+                    keys = [""]
+                if not all(k and (cache.entry_dir(k) / "entry.json").is_file() for k in keys):
+                    for doomed in (name, name + HASH_SUFFIX):
+                        with contextlib.suppress(OSError):
+                            held.unlink(doomed)

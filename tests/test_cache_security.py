@@ -221,6 +221,133 @@ def test_repair_removes_nothing_through_a_linked_users_directory(
     _unchanged(victim, ("precious", key))
 
 
+def _swap_for_link_at_first_read(monkeypatch: pytest.MonkeyPatch, directory: Path, victim: Path) -> list[Path]:
+    """Another user of a shared cache renames ``directory`` away and puts a
+    link to ``victim`` in its place, the moment after the cache has checked
+    it and read the first file in it (a FIFO let them time that before:
+    the reads now never block). Returns where the directory went."""
+    moved: list[Path] = []
+    read = cache_admin.HeldDir.read
+
+    def read_then_swap(self: cache_admin.HeldDir, name: str) -> bytes:
+        data = read(self, name)
+        if not moved and os.path.samefile(self.path, directory):
+            moved.append(directory.with_name(directory.name + ".moved"))
+            directory.rename(moved[0])
+            directory.symlink_to(victim, target_is_directory=True)
+        return data
+
+    monkeypatch.setattr(cache_admin.HeldDir, "read", read_then_swap)
+    return moved
+
+
+@posix_only
+@needs_symlinks
+@pytest.mark.parametrize("directory", ["index", "plans"])
+def test_prune_removes_nothing_through_a_directory_swapped_mid_way(
+    tmp_path: Path, demo_wheel: Path, victim: Path, directory: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stale records are removed from the directory as it was checked
+    and opened, never from what its name points at later."""
+    cache, _ = _fresh_cache(tmp_path, demo_wheel)
+    where = cache.root / directory
+    where.mkdir(exist_ok=True)
+    stale = [("a.json", b"{}"), ("b.json", b"not json")]
+    for name, data in stale:
+        (where / name).write_bytes(data)
+        (victim / name).write_bytes(b"the victim's own\n")
+    moved = _swap_for_link_at_first_read(monkeypatch, where, victim)
+    cache_admin.prune(WheelCache(cache.root))
+    assert moved, "the swap was never made: the test proves nothing"
+    assert all((victim / name).read_bytes() == b"the victim's own\n" for name, _ in stale)
+    _unchanged(victim, ("precious", *(name for name, _ in stale)))
+    assert not [n for n in os.listdir(moved[0]) if n in ("a.json", "b.json")]  # removed where they were
+
+
+@posix_only
+@needs_symlinks
+def test_clean_removes_no_record_through_a_users_directory_swapped_mid_way(
+    tmp_path: Path, demo_wheel: Path, victim: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache, key = _fresh_cache(tmp_path, demo_wheel)
+    users = cache.root / "users" / key
+    users.mkdir(parents=True)
+    for name in ("0000", "id_ed25519", "authorized_keys"):
+        (users / name).write_text(json.dumps({"path": str(tmp_path / f"gone-{name}")}))
+    for name in ("id_ed25519", "authorized_keys"):
+        (victim / name).write_bytes(b"the victim's own\n")
+    moved = _swap_for_link_at_first_read(monkeypatch, users, victim)
+    cache_admin.clean(WheelCache(cache.root))
+    assert moved, "the swap was never made: the test proves nothing"
+    _unchanged(victim, ("precious", "id_ed25519", "authorized_keys"))
+    assert (victim / "id_ed25519").read_bytes() == b"the victim's own\n"
+
+
+@posix_only
+def test_prune_never_waits_on_a_fifo_planted_in_the_cache(tmp_path: Path, demo_wheel: Path) -> None:
+    """A FIFO where a plan or an index record should be is passed over (and
+    removed): never opened so as to wait for a writer."""
+    import threading
+
+    cache, _ = _fresh_cache(tmp_path, demo_wheel)
+    for directory in ("plans", "index"):
+        (cache.root / directory).mkdir(exist_ok=True)
+        os.mkfifo(cache.root / directory / "planted.json")
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def prune() -> None:
+        try:
+            cache_admin.prune(WheelCache(cache.root))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failure.append(exc)
+        done.set()
+
+    threading.Thread(target=prune, daemon=True).start()
+    assert done.wait(60), "prune waited on the FIFO"
+    assert not failure, failure
+    assert not (cache.root / "plans" / "planted.json").exists() and not (cache.root / "index" / "planted.json").exists()
+
+
+@needs_symlinks
+def test_a_path_that_climbs_through_a_link_is_refused(tmp_path: Path, demo_wheel: Path, victim: Path) -> None:
+    """``index/x/../mod.py`` with ``index/x`` a link: folding ``..`` away
+    first would check ``index/mod.py`` while the system goes through the link."""
+    from pip_linkmode._cachecore import check_path
+
+    cache, _ = _fresh_cache(tmp_path, demo_wheel)
+    (cache.root / "index").mkdir(exist_ok=True)
+    (victim / "sub").mkdir()
+    (cache.root / "index" / "x").symlink_to(victim / "sub", target_is_directory=True)
+    path = os.path.join(cache.root, "index", "x", os.pardir, "precious")
+    error = _attempt(lambda: check_path(cache.root, path))
+    _refused(error, "'..'")
+    _unchanged(victim, ("precious", "sub"))
+
+
+def test_a_bytecode_record_naming_a_path_outside_the_entry_is_not_used(tmp_path: Path, demo_wheel: Path) -> None:
+    """A bytecode record is read back as the cache's own: a source path that
+    climbs out (``../``) makes it damaged, compiled again at install and
+    reported by ``verify`` (its hash matches: someone wrote both)."""
+    from pip_linkmode.bytecode import _marker, _read_marker, invalidation_mode
+    from pip_linkmode.cache_admin import record_produced
+
+    cache, key = _fresh_cache(tmp_path, demo_wheel)
+    entry = cache.lookup(key)
+    assert entry is not None
+    compiled_rows(cache, entry, (0,))
+    marker = _marker(entry, (0,), invalidation_mode())
+    rows = json.loads(marker.read_bytes())
+    rows[0][0] = "../../../../outside.py"
+    data = json.dumps(rows).encode()
+    record_produced(marker, data)
+    marker.write_bytes(data)
+    assert _read_marker(marker) is None
+    problems = cache_admin.verify(WheelCache(cache.root))
+    assert [p.what for p in problems if p.path == str(marker)] == ["damaged (a source path that climbs out of the entry)"]
+    assert all(rel != "../../../../outside.py" for rel, _, _ in compiled_rows(cache, entry, (0,)))
+
+
 @needs_symlinks
 def test_bytecode_is_not_compiled_into_a_linked_pycache(tmp_path: Path, demo_wheel: Path, victim: Path) -> None:
     cache = WheelCache(tmp_path / "cache")

@@ -897,20 +897,18 @@ def _remove_placed(paths: Sequence[str], scheme: Any) -> None:
 
 #: pip options that install somewhere else than the interpreter's own
 #: site-packages: there the healing below does not look (yet)
-_OTHER_TARGETS = ("--target", "-t", "--prefix", "--root", "--home")
-
-
-def _default_site_dirs(pip_args: Sequence[str]) -> list[str]:
-    """The directories ``pip install`` with these arguments installs
-    packages into, where that is this interpreter's (or its user) site."""
+def _default_site_dirs(view: _PipView) -> list[str]:
+    """The directories this interpreter's ``pip install`` installs packages
+    into, as pip's own parser read its arguments (abbreviations, ``-Ut DIR``,
+    ``PIP_TARGET``, configuration files): none where pip installs elsewhere."""
     import sysconfig
 
-    if any(a.partition("=")[0] in _OTHER_TARGETS or (a.startswith("-t") and len(a) > 2) for a in pip_args):
-        return []
-    if "--user" in pip_args:
+    if view.installs_into == "user":
         import site
 
         return [site.getusersitepackages()]
+    if view.installs_into != "site":
+        return []
     paths = sysconfig.get_paths()
     return list(dict.fromkeys(os.path.abspath(paths[k]) for k in ("purelib", "platlib")))
 
@@ -921,7 +919,11 @@ def heal_killed_installs(cache: WheelCache, site_dirs: Sequence[str]) -> list[st
     wheel's files that are still exactly the cache entry's (the same inode,
     or the same bytes by the entry's hash). pip would report such a
     distribution as installed and fail to uninstall it. One line each, to
-    tell the user."""
+    tell the user.
+
+    An install from that entry running now holds the entry's lock, and is
+    left alone (its RECORD comes last); an entry that cannot be read (a
+    damaged manifest) leaves the leftovers as they are, and says so."""
     told: list[str] = []
     for site in site_dirs:
         try:
@@ -939,31 +941,82 @@ def heal_killed_installs(cache: WheelCache, site_dirs: Sequence[str]) -> list[st
                         continue
             except OSError:
                 continue  # not a pip install: not ours to judge (a distribution's own layout)
-            removed = _remove_traced_files(cache, site, info.name)
-            _remove_tree_quietly(info.path)
             project = info.name[: -len(".dist-info")].replace("-", " ", 1)
-            told.append(
-                f"removed what a killed install of {project} left in {site} "
-                f"(a .dist-info without RECORD, and {removed} of its files)"
-            )
+            try:
+                line = _heal_one(cache, site, info.path, info.name, project)
+            except (CacheError, OSError) as exc:
+                line = (f"found what a killed install of {project} left in {site} (a .dist-info without "
+                        f"RECORD), and left it: {' '.join(str(exc).split())}")
+            if line is not None:
+                told.append(line)
     return told
 
 
-def _remove_traced_files(cache: WheelCache, site: str, dist_info: str) -> int:
-    """Remove the files of the cached wheel whose .dist-info this is that are
-    still that entry's files in ``site``; how many."""
+def _heal_one(cache: WheelCache, site: str, info_path: str, dist_info: str, project: str) -> str | None:
+    entry = next((e for e in cache.iter_entries() if e.dist_info == dist_info), None)
+    lock = cache.lock(entry.key) if entry is not None else None
+    if lock is not None and not lock.acquire(blocking=False):
+        return None  # an install from that entry is running now: its RECORD is still to come
+    try:
+        if os.path.lexists(os.path.join(info_path, "RECORD")):
+            return None  # (it finished meanwhile)
+        removed = _remove_traced_files(cache, entry, site) if entry is not None else 0
+        _remove_tree_quietly(info_path)
+    finally:
+        if lock is not None:
+            lock.release()
+    return (f"removed what a killed install of {project} left in {site} "
+            f"(a .dist-info without RECORD, and {removed} of its files)")
+
+
+def _plain_dir(site: str, rel_dir: str, known: dict[str, bool]) -> bool:
+    """Is ``site``/``rel_dir`` reached through real directories only (no
+    link, no junction)? A package directory linked elsewhere (a developer's
+    checkout) is not the install's to remove from."""
+    if not rel_dir:
+        return True
+    found = known.get(rel_dir)
+    if found is None:
+        head = rel_dir.rpartition("/")[0]
+        try:
+            st = os.lstat(os.path.join(site, *rel_dir.split("/")))
+            found = _plain_dir(site, head, known) and stat.S_ISDIR(st.st_mode) and not _is_link_stat(st)
+        except OSError:
+            found = False
+        known[rel_dir] = found
+    return found
+
+
+def _is_link_stat(st: os.stat_result) -> bool:
+    return stat.S_ISLNK(st.st_mode) or bool(getattr(st, "st_reparse_tag", 0))
+
+
+def _remove_traced_files(cache: WheelCache, entry: CachedWheel, site: str) -> int:
+    """Remove the files of the cached wheel (``entry``) whose .dist-info a
+    killed install left that are still that entry's files in ``site``; how
+    many. Nothing is reached through a link: not in ``site`` (a linked
+    package directory is left alone), not in the cache (an entry's tree
+    holding a link is not trusted: CacheError)."""
     import hashlib
 
+    from ._cachecore import check_path
     from .cache import record_digest
 
-    entry = next((e for e in cache.iter_entries() if e.dist_info == dist_info), None)
-    if entry is None:
-        return 0
+    dist_info = entry.dist_info
+    tree = os.fspath(entry.tree)
+    check_path(cache.root, tree)
+    for dirpath, dirnames, filenames in os.walk(tree):
+        for name in (*dirnames, *filenames):
+            if os.path.islink(os.path.join(dirpath, name)):
+                raise CacheError(f"cache entry {entry.root} holds a link ({os.path.join(dirpath, name)}): not trusted")
     data_dir = dist_info[: -len(".dist-info")] + ".data/"
     removed = 0
     parents: set[str] = set()
+    plain: dict[str, bool] = {}
     for cached in entry.files:
         if cached.path.startswith((dist_info + "/", data_dir)):
+            continue
+        if not _plain_dir(site, cached.path.rpartition("/")[0], plain):
             continue
         target = os.path.join(site, *cached.path.split("/"))
         source = os.fspath(entry.path_of(cached.path))
@@ -973,7 +1026,7 @@ def _remove_traced_files(cache: WheelCache, site: str, dist_info: str) -> int:
                 continue
             if stat.S_ISLNK(st.st_mode):
                 same = os.path.realpath(target) == os.path.realpath(source)
-            elif os.path.samestat(st, os.stat(source)):
+            elif os.path.samestat(st, os.lstat(source)):
                 same = True
             else:
                 with open(target, "rb") as f:
@@ -1086,6 +1139,10 @@ class _PipView:
     wants_help: bool
     progress: str = "lines"  # a cold install's progress: "bar" on a terminal (pip's --progress-bar permitting)
     dry_run: bool = False
+    #: where pip installs: "site" (this interpreter's site-packages), "user"
+    #: (--user), or "elsewhere" (--target, --prefix, --root; or arguments
+    #: pip's parser refused: nothing of this interpreter's is looked at)
+    installs_into: str = "elsewhere"
 
 
 def _pip_view(pip_args: Sequence[str]) -> _PipView:
@@ -1101,8 +1158,10 @@ def _pip_view(pip_args: Sequence[str]) -> _PipView:
         with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
             options, _ = command.parser.parse_args(args)
         bar = getattr(options, "progress_bar", "on") != "off" and sys.stderr.isatty()
+        into = "elsewhere" if any(getattr(options, d, None) for d in ("target_dir", "prefix_path", "root_path")) \
+            else "user" if getattr(options, "use_user_site", None) else "site"
         return _PipView(int(options.verbose) - int(options.quiet), options.cache_dir is False, wants_help,
-                        "bar" if bar else "lines", bool(getattr(options, "dry_run", False)))
+                        "bar" if bar else "lines", bool(getattr(options, "dry_run", False)), into)
     except (Exception, SystemExit):  # noqa: BLE001 - pip says what is wrong when it runs
         verbosity = _count_flag(args, "v", "--verbose") - _count_flag(args, "q", "--quiet")
         return _PipView(verbosity, "--no-cache-dir" in args, wants_help, dry_run="--dry-run" in args)
@@ -1227,7 +1286,7 @@ def run_hooked(
         except CacheError as exc:
             print(f"pip-linkmode: {exc}", file=sys.stderr)
             return 2
-        for line in heal_killed_installs(cache, _default_site_dirs(pip_args)):
+        for line in heal_killed_installs(cache, _default_site_dirs(view)):
             print(f"pip-linkmode: {line}", file=sys.stderr)
         hook = _Hook(mode, cache)
         hook.progress = "off" if view.verbosity < 0 else view.progress

@@ -523,3 +523,91 @@ def test_an_install_killed_between_installer_and_record_is_healed(tmp_path: Path
                                capture_output=True, text=True)
     assert uninstall.returncode == 0, uninstall.stderr
     assert not list(site.glob("demo*"))
+
+
+def _killed_at_record(tmp_path: Path) -> tuple[Path, Path, Path, WheelCache]:
+    """A venv where a hardlink install of the demo was killed after its
+    INSTALLER, before its RECORD: (venv, site-packages, the .dist-info, cache)."""
+    wheel = build_wheel(tmp_path / "w", demo_spec(long_paths=False))
+    venv = make_venv(tmp_path / "venv")
+    killer = tmp_path / "killer"
+    killer.mkdir()
+    (killer / "sitecustomize.py").write_text(KILL_AT_RECORD)
+    args = [sys.executable, "-m", "pip_linkmode", "install", "--python", venv_python(venv), "--link-mode", "hardlink",
+            "--cache-dir", str(tmp_path / "cache"), "--no-index", "--no-deps", "--no-compile", str(wheel)]
+    proc = subprocess.run(args, capture_output=True, text=True, env={**_env(), "PYTHONPATH": f"{killer}{os.pathsep}{REPO}"})
+    assert proc.returncode != 0
+    site = site_packages(venv)
+    (dist_info,) = site.glob("demo-*.dist-info")
+    assert (dist_info / "INSTALLER").is_file() and not (dist_info / "RECORD").exists(), "not killed where aimed"
+    return venv, site, dist_info, WheelCache(tmp_path / "cache")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SIGKILL of a process is POSIX's (the injection kills itself with it)")
+@pytest.mark.parametrize("case", ["install-running", "linked-package-dir", "damaged-entry"])
+def test_healing_leaves_what_is_not_a_killed_install_of_its_own(case: str, tmp_path: Path) -> None:
+    """What the heal must not remove: an install from the entry running now
+    (it holds the entry's lock, and writes RECORD last), files reached
+    through a package directory linked elsewhere (a developer's checkout
+    with the same bytes), and anything when the entry's manifest cannot be
+    read (then one line, no traceback)."""
+    from pip_linkmode.pip_plugin import heal_killed_installs
+
+    venv, site, dist_info, cache = _killed_at_record(tmp_path)
+    key = next(e.key for e in cache.iter_entries())
+    core = site / "demo" / "core.py"
+    if case == "install-running":
+        lock = WheelCache(cache.root).lock(key)
+        assert lock.acquire(blocking=False)
+        try:
+            assert heal_killed_installs(WheelCache(cache.root), [str(site)]) == []
+        finally:
+            lock.release()
+        assert (dist_info / "INSTALLER").is_file() and core.is_file()
+        told = heal_killed_installs(WheelCache(cache.root), [str(site)])  # (the lock released: a killed one)
+        assert len(told) == 1 and not dist_info.exists() and not core.exists(), told
+    elif case == "linked-package-dir":
+        checkout = tmp_path / "checkout"
+        shutil.copytree(site / "demo", checkout)  # the same bytes: the hash matches
+        shutil.rmtree(site / "demo")
+        (site / "demo").symlink_to(checkout, target_is_directory=True)
+        told = heal_killed_installs(WheelCache(cache.root), [str(site)])
+        assert len(told) == 1 and "0 of its files" in told[0], told
+        assert (checkout / "core.py").is_file() and sorted(os.listdir(checkout)) == sorted(os.listdir(site / "demo"))
+    else:
+        manifest = cache.entry_dir(key) / "entry.json"
+        data = json.loads(manifest.read_bytes())
+        data["files"][0][0] = "../../../outside.py"
+        manifest.write_text(json.dumps(data))
+        told = heal_killed_installs(WheelCache(cache.root), [str(site)])
+        assert len(told) == 1 and "left it" in told[0] and "\n" not in told[0], told
+        assert (dist_info / "INSTALLER").is_file() and core.is_file()
+
+
+@pytest.mark.parametrize(("args", "env", "where"), [
+    (["demo"], {}, "site"),
+    (["--user", "demo"], {}, "user"),
+    (["--targ", "{tmp}/t", "demo"], {}, "none"),  # an abbreviation pip's parser takes
+    (["-Ut", "{tmp}/t", "demo"], {}, "none"),
+    (["--pref", "{tmp}/p", "demo"], {}, "none"),
+    (["demo"], {"PIP_TARGET": "{tmp}/t"}, "none"),
+    (["demo"], {"PIP_PREFIX": "{tmp}/p"}, "none"),
+])
+def test_healing_looks_only_where_pip_installs(args: list[str], env: dict[str, str], where: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The heal looks in this interpreter's site-packages only when pip, by
+    its own reading of the arguments and PIP_* variables, installs there."""
+    import site as site_mod
+    import sysconfig
+
+    from pip_linkmode.pip_plugin import _default_site_dirs, _pip_view
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value.format(tmp=tmp_path))
+    found = _default_site_dirs(_pip_view([a.format(tmp=tmp_path) for a in args]))
+    expected = {
+        "site": list(dict.fromkeys(os.path.abspath(sysconfig.get_paths()[k]) for k in ("purelib", "platlib"))),
+        "user": [site_mod.getusersitepackages()],
+        "none": [],
+    }[where]
+    assert found == expected

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import _platform
 from ._cachecore import (
+    DIR_FDS,
     DIR_MODE,
     ENV_CACHE_DIR,
     EXEC_MODE,
@@ -1064,6 +1065,46 @@ def _space_reserved(wheel: Path, total: int, where: Path) -> Iterator[None]:
             _reserved[key] -= total
 
 
+def _remove_tree_at(root: str, path: str) -> None:
+    """``remove_tree`` of a cache path on POSIX: its parent opened once below
+    ``root`` without following a link, and the tree removed relative to
+    that descriptor (``shutil.rmtree``'s ``dir_fd``), so a parent swapped
+    for a link after the check changes nothing. Read-only parts are made
+    writable through descriptors too (``os.fwalk``, which follows no link),
+    never by path."""
+    parent = os.path.dirname(path)
+    try:
+        if os.path.normcase(parent) == os.path.normcase(root):  # (the root: the user's to name, a link or not)
+            flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+            parent_fd: int | None = os.open(root, flags)
+        else:
+            parent_fd = open_dir(root, parent)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # (nothing there to remove)
+    assert parent_fd is not None
+    name = os.path.basename(path)
+    try:
+        try:
+            st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(name, dir_fd=parent_fd)  # (a link is removed, not followed)
+            return
+        try:
+            shutil.rmtree(name, dir_fd=parent_fd)  # type: ignore[call-arg]  # (3.11+)
+        except FileNotFoundError:
+            pass
+        except PermissionError:
+            for _, _, _, fd in os.fwalk(name, dir_fd=parent_fd):
+                with contextlib.suppress(OSError):
+                    os.fchmod(fd, stat.S_IRWXU)
+            with contextlib.suppress(FileNotFoundError):
+                shutil.rmtree(name, dir_fd=parent_fd)  # type: ignore[call-arg]
+    finally:
+        os.close(parent_fd)
+
+
 def remove_tree(path: Path, *, inside: Path | None = None) -> None:
     """Remove a directory tree without following links; cope with read-only parts.
 
@@ -1075,6 +1116,9 @@ def remove_tree(path: Path, *, inside: Path | None = None) -> None:
     if root is not None:
         check_writable(root)
         check_path(root, path, final=False)
+        if DIR_FDS and sys.version_info >= (3, 11):
+            _remove_tree_at(root, os.fspath(path))
+            return
 
     def onerror(func: Any, p: str, exc: BaseException) -> None:
         if isinstance(exc, FileNotFoundError):

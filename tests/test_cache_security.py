@@ -284,6 +284,44 @@ def test_clean_removes_no_record_through_a_users_directory_swapped_mid_way(
 
 
 @posix_only
+@needs_symlinks
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="shutil.rmtree takes dir_fd from Python 3.11 (3.10 removes by path after the check)")
+def test_a_leftover_is_removed_where_it_was_checked_not_through_a_swapped_parent(
+    tmp_path: Path, demo_wheel: Path, victim: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``prune`` removes a killed unpack's leftover in ``tmp/``: ``tmp``
+    swapped for a link between the check and the removal (by another user
+    of a shared cache) must not make it remove the victim's directory of
+    that name. Read-only parts are made writable through descriptors."""
+    from pip_linkmode import cache as cache_mod
+
+    cache, _ = _fresh_cache(tmp_path, demo_wheel)
+    tmp = cache.root / "tmp"
+    leftover = tmp / "unpack-dead"
+    (leftover / "ro").mkdir(parents=True)
+    (leftover / "ro" / "f").write_bytes(b"x")
+    (leftover / "ro").chmod(0o555)
+    (victim / "unpack-dead").mkdir()
+    (victim / "unpack-dead" / "mine").write_bytes(b"mine")
+    real_rmtree = shutil.rmtree
+    swapped: list[Path] = []
+
+    def rmtree_after_a_swap(path: object, *args: object, **kwargs: object) -> None:
+        if not swapped:
+            swapped.append(tmp.with_name("tmp.moved"))
+            tmp.rename(swapped[0])
+            tmp.symlink_to(victim, target_is_directory=True)
+        real_rmtree(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cache_mod.shutil, "rmtree", rmtree_after_a_swap)
+    cache_mod.remove_tree(leftover, inside=cache.root)
+    assert swapped, "the swap was never made: the test proves nothing"
+    assert (victim / "unpack-dead" / "mine").read_bytes() == b"mine"
+    _unchanged(victim, ("precious", "unpack-dead"))
+    assert not (swapped[0] / "unpack-dead").exists()  # removed where it was, read-only part and all
+
+
+@posix_only
 def test_prune_never_waits_on_a_fifo_planted_in_the_cache(tmp_path: Path, demo_wheel: Path) -> None:
     """A FIFO where a plan or an index record should be is passed over (and
     removed): never opened so as to wait for a writer."""

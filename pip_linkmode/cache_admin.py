@@ -218,7 +218,10 @@ def open_regular(path: str | os.PathLike[str]) -> int:
 
 def read_regular(path: str | os.PathLike[str]) -> bytes:
     """The content of the regular file at ``path`` (see ``open_regular``)."""
-    fd = open_regular(path)
+    return _read_and_close(open_regular(path))
+
+
+def _read_and_close(fd: int) -> bytes:
     try:
         chunks = []
         while chunk := os.read(fd, 1 << 20):
@@ -258,16 +261,11 @@ class HeldDir:
         if self.fd is None:
             return read_regular(os.path.join(self.path, name))
         fd = os.open(name, _READ | getattr(os, "O_CLOEXEC", 0), dir_fd=self.fd)
-        try:
-            mode = os.fstat(fd).st_mode
-            if not stat.S_ISREG(mode):
-                raise NotRegular(errno.EINVAL, f"{_kind(mode)} where a file should be", os.path.join(self.path, name))
-            chunks = []
-            while chunk := os.read(fd, 1 << 20):
-                chunks.append(chunk)
-            return b"".join(chunks)
-        finally:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
             os.close(fd)
+            raise NotRegular(errno.EINVAL, f"{_kind(mode)} where a file should be", os.path.join(self.path, name))
+        return _read_and_close(fd)
 
     def lstat(self, name: str) -> os.stat_result:
         if self.fd is None:

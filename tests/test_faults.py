@@ -495,24 +495,12 @@ def test_an_install_killed_between_installer_and_record_is_healed(tmp_path: Path
     before its RECORD leaves a .dist-info pip would call installed and could
     not uninstall. The next install removes it and the wheel's files that
     are still the cache's, says so in one line, and installs."""
-    wheel = build_wheel(tmp_path / "w", demo_spec(long_paths=False))
-    venv = make_venv(tmp_path / "venv")
-    killer = tmp_path / "killer"
-    killer.mkdir()
-    (killer / "sitecustomize.py").write_text(KILL_AT_RECORD)
-    root = str(Path(__file__).resolve().parent.parent)
-    args = [sys.executable, "-m", "pip_linkmode", "install", "--python", venv_python(venv), "--link-mode", "hardlink",
-            "--cache-dir", str(tmp_path / "cache"), "--no-index", "--no-deps", "--no-compile", str(wheel)]
-    proc = subprocess.run(args, capture_output=True, text=True, env={**_env(), "PYTHONPATH": f"{killer}{os.pathsep}{root}"})
-    assert proc.returncode != 0
-    site = site_packages(venv)
-    (dist_info,) = site.glob("demo-*.dist-info")
-    assert (dist_info / "INSTALLER").is_file() and not (dist_info / "RECORD").exists(), "not killed where aimed"
+    venv, site, dist_info, _ = _killed_at_record(tmp_path)
     assert (site / "demo" / "core.py").is_file()
     stray = site / "demo" / "mine.txt"  # not the wheel's: stays
     stray.write_text("kept\n")
 
-    proc = subprocess.run(args, capture_output=True, text=True, env={**_env(), "PYTHONPATH": root})
+    proc = subprocess.run(_install_args(tmp_path, venv), capture_output=True, text=True, env=_env())
     assert proc.returncode == 0, proc.stderr
     told = [line for line in proc.stderr.splitlines() if "killed install" in line]
     assert len(told) == 1 and "demo 1.0" in told[0] and str(site) in told[0], proc.stderr
@@ -525,17 +513,23 @@ def test_an_install_killed_between_installer_and_record_is_healed(tmp_path: Path
     assert not list(site.glob("demo*"))
 
 
+def _install_args(tmp_path: Path, venv: Path) -> list[str]:
+    """The front end's hardlink install of the demo wheel built in ``tmp_path/w``."""
+    (wheel,) = (tmp_path / "w").glob("*.whl")
+    return [sys.executable, "-m", "pip_linkmode", "install", "--python", venv_python(venv), "--link-mode", "hardlink",
+            "--cache-dir", str(tmp_path / "cache"), "--no-index", "--no-deps", "--no-compile", str(wheel)]
+
+
 def _killed_at_record(tmp_path: Path) -> tuple[Path, Path, Path, WheelCache]:
     """A venv where a hardlink install of the demo was killed after its
     INSTALLER, before its RECORD: (venv, site-packages, the .dist-info, cache)."""
-    wheel = build_wheel(tmp_path / "w", demo_spec(long_paths=False))
+    build_wheel(tmp_path / "w", demo_spec(long_paths=False))
     venv = make_venv(tmp_path / "venv")
     killer = tmp_path / "killer"
     killer.mkdir()
     (killer / "sitecustomize.py").write_text(KILL_AT_RECORD)
-    args = [sys.executable, "-m", "pip_linkmode", "install", "--python", venv_python(venv), "--link-mode", "hardlink",
-            "--cache-dir", str(tmp_path / "cache"), "--no-index", "--no-deps", "--no-compile", str(wheel)]
-    proc = subprocess.run(args, capture_output=True, text=True, env={**_env(), "PYTHONPATH": f"{killer}{os.pathsep}{REPO}"})
+    proc = subprocess.run(_install_args(tmp_path, venv), capture_output=True, text=True,
+                          env={**_env(), "PYTHONPATH": f"{killer}{os.pathsep}{REPO}"})
     assert proc.returncode != 0
     site = site_packages(venv)
     (dist_info,) = site.glob("demo-*.dist-info")

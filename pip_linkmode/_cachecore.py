@@ -35,6 +35,7 @@ __all__ = [
     "UnsafeCachePath",
     "cache_root_of",
     "check_path",
+    "check_no_links",
     "check_tree",
     "check_writable",
     "dir_mode",
@@ -382,6 +383,12 @@ def check_tree(root: str | os.PathLike[str], tree: str | os.PathLike[str]) -> No
     bytecode next to an entry's files): it may be written by this process,
     and neither it nor anything in it is a link (an entry never holds one)."""
     check_writable(root)
+    check_no_links(root, tree)
+
+
+def check_no_links(root: str | os.PathLike[str], tree: str | os.PathLike[str]) -> None:
+    """UnsafeCachePath for a link or junction at or below the cache
+    directory ``tree`` (an entry never holds one), or on the way to it."""
     check_path(root, tree)
     stack = [os.fspath(tree)]
     while stack:
@@ -677,6 +684,12 @@ class EntryLock:
     def __exit__(self, *exc: object) -> None:
         self.release()
 
+    @property
+    def held(self) -> bool:
+        """Does the last ``acquire`` hold the file lock? (A read-only cache's
+        is taken without one.)"""
+        return bool(self._held and self._held[-1])
+
     def release(self) -> None:
         """Release one ``acquire``."""
         if self._held.pop():
@@ -716,7 +729,10 @@ def plain_record_fields(fields: Iterable[str]) -> bool:
 
 def all_safe_relpaths(paths: Sequence[str]) -> bool:
     """``is_safe_relpath`` of each of ``paths``, in a few passes over them
-    joined (a layout's thousands); a TypeError if one is not a string."""
+    joined (a layout's thousands); a TypeError if one is not a string.
+    True for none (an entry with nothing to compile records no rows)."""
+    if not paths:
+        return True
     joined = "/" + "/\n/".join(paths) + "/"  # each path between "/"s
     if "//" in joined or "/./" in joined or "/../" in joined or "\\" in joined or "\x00" in joined:
         return False

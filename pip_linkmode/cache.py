@@ -1096,6 +1096,9 @@ def _remove_tree_at(root: str, path: str) -> None:
         except FileNotFoundError:
             pass
         except PermissionError:
+            if parent_fd is not None and os.path.normcase(parent) != os.path.normcase(root):
+                with contextlib.suppress(OSError):
+                    os.fchmod(parent_fd, stat.S_IRWXU)  # (a read-only directory of the cache's own)
             for _, _, _, fd in os.fwalk(name, dir_fd=parent_fd):
                 with contextlib.suppress(OSError):
                     os.fchmod(fd, stat.S_IRWXU)
@@ -1116,7 +1119,7 @@ def remove_tree(path: Path, *, inside: Path | None = None) -> None:
     if root is not None:
         check_writable(root)
         check_path(root, path, final=False)
-        if DIR_FDS and sys.version_info >= (3, 11):
+        if DIR_FDS and sys.version_info >= (3, 11) and shutil.rmtree.avoids_symlink_attacks:
             _remove_tree_at(root, os.fspath(path))
             return
 

@@ -260,11 +260,15 @@ class HeldDir:
         never opened, or read)."""
         if self.fd is None:
             return read_regular(os.path.join(self.path, name))
+        where = os.path.join(self.path, name)
+        st = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegular(errno.EINVAL, f"{_kind(st.st_mode)} where a file should be", where)
         fd = os.open(name, _READ | getattr(os, "O_CLOEXEC", 0), dir_fd=self.fd)
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
+        now = os.fstat(fd)
+        if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
             os.close(fd)
-            raise NotRegular(errno.EINVAL, f"{_kind(mode)} where a file should be", os.path.join(self.path, name))
+            raise NotRegular(errno.EINVAL, "replaced while being opened", where)
         return _read_and_close(fd)
 
     def lstat(self, name: str) -> os.stat_result:

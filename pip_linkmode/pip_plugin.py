@@ -895,8 +895,6 @@ def _remove_placed(paths: Sequence[str], scheme: Any) -> None:
             parent = os.path.dirname(parent)
 
 
-#: pip options that install somewhere else than the interpreter's own
-#: site-packages: there the healing below does not look (yet)
 def _default_site_dirs(view: _PipView) -> list[str]:
     """The directories this interpreter's ``pip install`` installs packages
     into, as pip's own parser read its arguments (abbreviations, ``-Ut DIR``,
@@ -953,20 +951,44 @@ def heal_killed_installs(cache: WheelCache, site_dirs: Sequence[str]) -> list[st
 
 
 def _heal_one(cache: WheelCache, site: str, info_path: str, dist_info: str, project: str) -> str | None:
-    entry = next((e for e in cache.iter_entries() if e.dist_info == dist_info), None)
-    lock = cache.lock(entry.key) if entry is not None else None
-    if lock is not None and not lock.acquire(blocking=False):
+    left = f"found what a killed install of {project} left in {site} (a .dist-info without RECORD), and left it"
+    entry = _entry_of(cache, dist_info)
+    if entry is None:  # (its files cannot be told from others', nor a running install from it)
+        return f"{left}: its wheel is not in the cache {cache.root}; remove {info_path}, then install {project} again"
+    lock = cache.lock(entry.key)
+    if not lock.acquire(blocking=False):
         return None  # an install from that entry is running now: its RECORD is still to come
     try:
+        if not lock.held:
+            return f"{left}: the cache {cache.root} cannot be locked, so an install from it may be running"
         if os.path.lexists(os.path.join(info_path, "RECORD")):
             return None  # (it finished meanwhile)
-        removed = _remove_traced_files(cache, entry, site) if entry is not None else 0
+        removed = _remove_traced_files(cache, entry, site)
         _remove_tree_quietly(info_path)
     finally:
-        if lock is not None:
-            lock.release()
+        lock.release()
     return (f"removed what a killed install of {project} left in {site} "
             f"(a .dist-info without RECORD, and {removed} of its files)")
+
+
+def _entry_of(cache: WheelCache, dist_info: str) -> CachedWheel | None:
+    """The cache entry of the wheel whose .dist-info this is; entries that
+    cannot be read are passed over (another project's damage is not this one's)."""
+    from ._cachecore import check_path
+
+    check_path(cache.root, cache.entries_dir)
+    try:
+        names = sorted(os.listdir(cache.entries_dir))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    for name in names:
+        try:
+            entry = cache.lookup(name)
+        except CacheError:
+            continue
+        if entry is not None and entry.dist_info == dist_info:
+            return entry
+    return None
 
 
 def _plain_dir(site: str, rel_dir: str, known: dict[str, bool]) -> bool:
@@ -975,20 +997,19 @@ def _plain_dir(site: str, rel_dir: str, known: dict[str, bool]) -> bool:
     checkout) is not the install's to remove from."""
     if not rel_dir:
         return True
+    # (symbolic links and junctions, as the cache judges them)
+    from ._cachecore import _is_link as is_link
+
     found = known.get(rel_dir)
     if found is None:
         head = rel_dir.rpartition("/")[0]
         try:
             st = os.lstat(os.path.join(site, *rel_dir.split("/")))
-            found = _plain_dir(site, head, known) and stat.S_ISDIR(st.st_mode) and not _is_link_stat(st)
+            found = _plain_dir(site, head, known) and stat.S_ISDIR(st.st_mode) and not is_link(st)
         except OSError:
             found = False
         known[rel_dir] = found
     return found
-
-
-def _is_link_stat(st: os.stat_result) -> bool:
-    return stat.S_ISLNK(st.st_mode) or bool(getattr(st, "st_reparse_tag", 0))
 
 
 def _remove_traced_files(cache: WheelCache, entry: CachedWheel, site: str) -> int:
@@ -999,16 +1020,11 @@ def _remove_traced_files(cache: WheelCache, entry: CachedWheel, site: str) -> in
     holding a link is not trusted: CacheError)."""
     import hashlib
 
-    from ._cachecore import check_path
+    from ._cachecore import check_no_links
     from .cache import record_digest
 
     dist_info = entry.dist_info
-    tree = os.fspath(entry.tree)
-    check_path(cache.root, tree)
-    for dirpath, dirnames, filenames in os.walk(tree):
-        for name in (*dirnames, *filenames):
-            if os.path.islink(os.path.join(dirpath, name)):
-                raise CacheError(f"cache entry {entry.root} holds a link ({os.path.join(dirpath, name)}): not trusted")
+    check_no_links(cache.root, entry.tree)  # (links and junctions: UnsafeCachePath)
     data_dir = dist_info[: -len(".dist-info")] + ".data/"
     removed = 0
     parents: set[str] = set()
@@ -1155,8 +1171,15 @@ def _pip_view(pip_args: Sequence[str]) -> _PipView:
         from pip._internal.commands import create_command
 
         command = create_command("install", isolated="--isolated" in args)
-        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-            options, _ = command.parser.parse_args(args)
+        with contextlib.ExitStack() as accepted:
+            from .optin import _feature_accepted
+
+            # use-feature = linkmode (argv, PIP_USE_FEATURE, a config file)
+            # is a choice pip's parser knows only while the opt-in runs pip
+            with contextlib.suppress(Exception):
+                accepted.enter_context(_feature_accepted())
+            with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+                options, _ = command.parser.parse_args(args)
         bar = getattr(options, "progress_bar", "on") != "off" and sys.stderr.isatty()
         into = "elsewhere" if any(getattr(options, d, None) for d in ("target_dir", "prefix_path", "root_path")) \
             else "user" if getattr(options, "use_user_site", None) else "site"
@@ -1286,7 +1309,9 @@ def run_hooked(
         except CacheError as exc:
             print(f"pip-linkmode: {exc}", file=sys.stderr)
             return 2
-        for line in heal_killed_installs(cache, _default_site_dirs(view)):
+        # a killed install's entry is in the kept cache, whichever this run uses
+        kept = WheelCache(cache_dir or os.environ.get(ENV_CACHE_DIR)) if temporary is not None else cache
+        for line in heal_killed_installs(kept, _default_site_dirs(view)):
             print(f"pip-linkmode: {line}", file=sys.stderr)
         hook = _Hook(mode, cache)
         hook.progress = "off" if view.verbosity < 0 else view.progress

@@ -817,6 +817,8 @@ def main_venv(argv: Sequence[str]) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     if args.without_pip and args.seed_linkmode:
         return _error("--seed-linkmode needs pip in the environment; leave out --without-pip")
+    if not args.opt_in and not args.seed_linkmode:
+        return _error("--no-linkmode-opt-in is for --seed-linkmode (without it no pip-linkmode is installed)")
     env_dir = Path(os.path.abspath(args.dir))
     if os.path.lexists(env_dir):
         if not env_dir.is_dir():

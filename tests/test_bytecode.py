@@ -12,7 +12,7 @@ from conftest import Mounts, make_venv, other_pythons, site_packages, snapshot, 
 from wheelmaker import WheelSpec, build_wheel
 
 from pip_linkmode import WheelCache, install_wheel
-from pip_linkmode.bytecode import ensure_bytecode, prepare
+from pip_linkmode.bytecode import compiled_rows, ensure_bytecode, prepare
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -342,3 +342,21 @@ def test_cloned_sources_keep_the_cache_mtime_where_cached_pycs_are_linked(
                                  check=True, env=WRITE_ENV)
             assert out.stdout.strip() == "84"
             assert _pycs(sp) == before  # valid as cloned: nothing recompiled
+
+
+def test_an_entry_with_nothing_to_compile_is_compiled_once(tmp_path: Path) -> None:
+    """Its bytecode record holds no row, and is read back as such: the next
+    install neither compiles again nor rewrites the record (nor needs to
+    write in the cache at all)."""
+    from pip_linkmode.bytecode import _marker, _read_marker, invalidation_mode
+
+    wheel = build_wheel(tmp_path / "w", WheelSpec(name="stubs", files={"stubs/__init__.pyi": b"x: int\n",
+                                                                        "stubs/py.typed": b""}))
+    cache = WheelCache(tmp_path / "cache")
+    entry = cache.get(wheel)
+    assert compiled_rows(cache, entry, (0,)) == []
+    marker = _marker(entry, (0,), invalidation_mode())
+    assert _read_marker(marker) == []
+    before = marker.stat().st_mtime_ns
+    assert compiled_rows(cache, entry, (0,)) == []
+    assert marker.stat().st_mtime_ns == before

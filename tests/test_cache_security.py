@@ -592,3 +592,31 @@ def test_cache_files_are_never_group_or_world_writable(tmp_path: Path, demo_whee
     hard_core = site_packages(hard) / "demo" / "core.py"
     assert hard_core.stat().st_nlink > 1 and not hard_core.stat().st_mode & 0o022
     assert json.loads((cache / "index").iterdir().__next__().read_text())["key"]
+
+
+@posix_only
+def test_read_only_parts_of_a_users_cache_are_removed_by_that_user(other_user: tuple[str, int, int]) -> None:
+    """``remove_tree`` of a cache tree with a read-only directory, and under a
+    read-only parent, as the cache's own (non-root) user: made writable
+    through descriptors, then removed (root would not need it)."""
+    from pip_linkmode.cache import remove_tree
+
+    _, uid, gid = other_user
+    base = _shared_dir()
+    try:
+        root = base / "cache"
+        leftover = root / "tmp" / "ropar" / "x"
+        (leftover / "ro").mkdir(parents=True)
+        (leftover / "ro" / "f").write_bytes(b"x")
+        for p in [root, *root.rglob("*")]:
+            os.chown(p, uid, gid)
+        (leftover / "ro").chmod(0o555)
+        (root / "tmp" / "ropar").chmod(0o555)
+
+        def remove() -> str:
+            remove_tree(leftover, inside=root)
+            return "gone" if not leftover.exists() else "still there"
+
+        assert _as_user(uid, gid, remove) == "ok: gone"
+    finally:
+        shutil.rmtree(base)

@@ -586,6 +586,10 @@ def test_healing_leaves_what_is_not_a_killed_install_of_its_own(case: str, tmp_p
     (["--pref", "{tmp}/p", "demo"], {}, "none"),
     (["demo"], {"PIP_TARGET": "{tmp}/t"}, "none"),
     (["demo"], {"PIP_PREFIX": "{tmp}/p"}, "none"),
+    # linkmode among use-feature's values: pip's parser takes it while the opt-in runs pip
+    (["--use-feature=linkmode", "demo"], {}, "site"),
+    (["demo"], {"PIP_USE_FEATURE": "linkmode"}, "site"),
+    (["--user", "demo"], {"PIP_USE_FEATURE": "linkmode"}, "user"),
 ])
 def test_healing_looks_only_where_pip_installs(args: list[str], env: dict[str, str], where: str, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
@@ -598,10 +602,50 @@ def test_healing_looks_only_where_pip_installs(args: list[str], env: dict[str, s
 
     for name, value in env.items():
         monkeypatch.setenv(name, value.format(tmp=tmp_path))
-    found = _default_site_dirs(_pip_view([a.format(tmp=tmp_path) for a in args]))
+    view = _pip_view([a.format(tmp=tmp_path) for a in args])
+    found = _default_site_dirs(view)
     expected = {
         "site": list(dict.fromkeys(os.path.abspath(sysconfig.get_paths()[k]) for k in ("purelib", "platlib"))),
         "user": [site_mod.getusersitepackages()],
         "none": [],
     }[where]
     assert found == expected
+
+
+def test_pip_no_cache_dir_is_read_with_the_feature_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``PIP_NO_CACHE_DIR`` beside ``PIP_USE_FEATURE=linkmode``: pip's parser
+    must take the feature, or the run would fill the kept cache."""
+    from pip_linkmode.pip_plugin import _pip_view
+
+    monkeypatch.setenv("PIP_USE_FEATURE", "linkmode")
+    monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")
+    view = _pip_view(["demo"])
+    assert view.no_cache and view.installs_into == "site"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SIGKILL of a process is POSIX's (the injection kills itself with it)")
+@pytest.mark.parametrize("case", ["no-cache-dir", "other-entry-damaged", "not-in-the-cache"])
+def test_healing_finds_the_entry_in_the_kept_cache(case: str, tmp_path: Path) -> None:
+    """``--no-cache-dir`` heals from the kept cache (the temporary one holds
+    no entry of the killed install); another project's damaged entry does
+    not stop it; a wheel the cache does not hold is left, with the fix."""
+    venv, site, dist_info, cache = _killed_at_record(tmp_path)
+    args = _install_args(tmp_path, venv)
+    if case == "no-cache-dir":
+        args.insert(args.index("--cache-dir"), "--no-cache-dir")
+    elif case == "other-entry-damaged":
+        other = build_wheel(tmp_path / "o", WheelSpec(name="other", files={"other/x.py": b"x = 1\n"}))
+        entry = WheelCache(cache.root).get(other)
+        (entry.root / "entry.json").write_text("{not json")
+    else:
+        args[args.index("--cache-dir") + 1] = str(tmp_path / "another-cache")
+    proc = subprocess.run(args, capture_output=True, text=True, env=_env())
+    told = [line for line in proc.stderr.splitlines() if "killed install" in line]
+    assert len(told) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    if case == "not-in-the-cache":
+        assert "left it: its wheel is not in the cache" in told[0] and f"remove {dist_info}" in told[0], told
+        assert (dist_info / "INSTALLER").is_file()
+    else:
+        assert proc.returncode == 0, proc.stderr
+        assert told[0].startswith("pip-linkmode: removed what a killed install of demo 1.0 left"), told
+        assert (dist_info / "RECORD").is_file()

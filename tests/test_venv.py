@@ -474,6 +474,8 @@ def test_failure_after_creation_removes_everything(other: bool, tmp_path: Path) 
 def test_usage_errors(tmp_path: Path) -> None:
     line = _one_error_line(run_cli(str(tmp_path / "e"), "--without-pip", "--seed-linkmode"))
     assert "--seed-linkmode" in line
+    line = _one_error_line(run_cli(str(tmp_path / "e"), "--no-linkmode-opt-in"))
+    assert "--no-linkmode-opt-in is for --seed-linkmode" in line
     proc = run_cli(str(tmp_path / "e"), "--link-mode", "teleport")
     assert proc.returncode == 2 and "unknown link mode" in proc.stderr
     assert not (tmp_path / "e").exists()

@@ -1065,6 +1065,11 @@ def _space_reserved(wheel: Path, total: int, where: Path) -> Iterator[None]:
             _reserved[key] -= total
 
 
+#: ``shutil.rmtree`` removes relative to a directory descriptor (3.11+) and
+#: without following links (where the system lets it: ``avoids_symlink_attacks``)
+_RMTREE_AT = DIR_FDS and sys.version_info >= (3, 11) and bool(getattr(shutil.rmtree, "avoids_symlink_attacks", False))
+
+
 def _remove_tree_at(root: str, path: str) -> None:
     """``remove_tree`` of a cache path on POSIX: its parent opened once below
     ``root`` without following a link, and the tree removed relative to
@@ -1096,7 +1101,7 @@ def _remove_tree_at(root: str, path: str) -> None:
         except FileNotFoundError:
             pass
         except PermissionError:
-            if parent_fd is not None and os.path.normcase(parent) != os.path.normcase(root):
+            if os.path.normcase(parent) != os.path.normcase(root):
                 with contextlib.suppress(OSError):
                     os.fchmod(parent_fd, stat.S_IRWXU)  # (a read-only directory of the cache's own)
             for _, _, _, fd in os.fwalk(name, dir_fd=parent_fd):
@@ -1119,7 +1124,7 @@ def remove_tree(path: Path, *, inside: Path | None = None) -> None:
     if root is not None:
         check_writable(root)
         check_path(root, path, final=False)
-        if DIR_FDS and sys.version_info >= (3, 11) and shutil.rmtree.avoids_symlink_attacks:
+        if _RMTREE_AT:
             _remove_tree_at(root, os.fspath(path))
             return
 

@@ -173,7 +173,14 @@ class OsFileLock:
     def __exit__(self, *exc: object) -> None:
         self._depth -= 1
         if self._depth == 0 and self._fd is not None:
-            os.close(self._fd)  # closing releases the lock
+            if sys.platform != "win32":
+                # unlocked before it is closed: a process forked while it was
+                # held (a compiling pool's worker) shares the lock, and the
+                # close alone would leave it held until that process ends
+                import fcntl
+
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)  # (closing releases msvcrt's lock)
             self._fd = None
             self._owner = None
             self._threads.release()

@@ -312,6 +312,28 @@ def test_the_cache_lock_and_filelocks_lock_exclude_each_other(tmp_path: Path) ->
         pass
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="msvcrt's lock is the handle's, not a shared open file's")
+def test_a_released_entry_lock_is_free_while_a_child_shares_its_file(tmp_path: Path) -> None:
+    """A process started (or forked) while an entry lock was held shares the
+    open lock file. Releasing unlocks it for every sharer: closing it alone
+    left it held until that child ended, so every install waiting for the
+    entry waited for it."""
+    cache = WheelCache(tmp_path / "cache")
+    lock = cache.lock("2" * 40)
+    lock.acquire(blocking=True)
+    fd = lock.inner._fd
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE, pass_fds=[fd])
+    try:
+        lock.release()
+        other = WheelCache(tmp_path / "cache").lock("2" * 40)
+        assert other.acquire(blocking=False) is True
+        other.release()
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(timeout=30)
+
+
 def test_an_entry_lock_excludes_other_threads(tmp_path: Path) -> None:
     """Re-entrant for the thread holding it, exclusive for any other (the
     cache unpacks wheels on several threads: two copies of one wheel at

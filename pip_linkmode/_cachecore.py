@@ -179,7 +179,8 @@ class OsFileLock:
                 # close alone would leave it held until that process ends
                 import fcntl
 
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                with contextlib.suppress(OSError):  # (the close below releases it here anyway)
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)  # (closing releases msvcrt's lock)
             self._fd = None
             self._owner = None

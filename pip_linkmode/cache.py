@@ -1065,15 +1065,46 @@ def _space_reserved(wheel: Path, total: int, where: Path) -> Iterator[None]:
             _reserved[key] -= total
 
 
-#: ``shutil.rmtree`` removes relative to a directory descriptor (3.11+) and
-#: without following links (where the system lets it: ``avoids_symlink_attacks``)
-_RMTREE_AT = DIR_FDS and sys.version_info >= (3, 11) and bool(getattr(shutil.rmtree, "avoids_symlink_attacks", False))
+#: ``shutil.rmtree`` takes a directory descriptor (3.11+); 3.10 walks by hand
+_RMTREE_DIR_FD = sys.version_info >= (3, 11)
+#: trees are removed relative to a directory descriptor without following
+#: links: by ``shutil.rmtree`` where it does so (``avoids_symlink_attacks``),
+#: by ``os.fwalk`` on 3.10
+_RMTREE_AT = DIR_FDS and (
+    bool(getattr(shutil.rmtree, "avoids_symlink_attacks", False)) if _RMTREE_DIR_FD else hasattr(os, "fwalk")
+)
+
+
+def _raise(exc: OSError) -> None:
+    raise exc
+
+
+def _rmtree_at(name: str, dir_fd: int) -> None:
+    """``shutil.rmtree(name, dir_fd=dir_fd)``. Python 3.10's takes no
+    ``dir_fd``: there the same walk, by hand: ``os.fwalk`` bottom up (it
+    descends into no link, comparing each directory it opens with what it
+    listed), each name removed relative to its directory's descriptor."""
+    if _RMTREE_DIR_FD:
+        shutil.rmtree(name, dir_fd=dir_fd)  # type: ignore[call-arg,unused-ignore]  # (3.11+)
+        return
+    for _, dirs, files, fd in os.fwalk(name, topdown=False, onerror=_raise, dir_fd=dir_fd):
+        for entry in files:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry, dir_fd=fd)
+        for entry in dirs:
+            try:
+                os.rmdir(entry, dir_fd=fd)
+            except NotADirectoryError:  # a link to a directory: the link goes
+                os.unlink(entry, dir_fd=fd)
+            except FileNotFoundError:
+                pass
+    os.rmdir(name, dir_fd=dir_fd)
 
 
 def _remove_tree_at(root: str, path: str) -> None:
     """``remove_tree`` of a cache path on POSIX: its parent opened once below
     ``root`` without following a link, and the tree removed relative to
-    that descriptor (``shutil.rmtree``'s ``dir_fd``), so a parent swapped
+    that descriptor (``_rmtree_at``), so a parent swapped
     for a link after the check changes nothing. Read-only parts are made
     writable through descriptors too (``os.fwalk``, which follows no link),
     never by path."""
@@ -1097,7 +1128,7 @@ def _remove_tree_at(root: str, path: str) -> None:
             os.unlink(name, dir_fd=parent_fd)  # (a link is removed, not followed)
             return
         try:
-            shutil.rmtree(name, dir_fd=parent_fd)  # type: ignore[call-arg]  # (3.11+)
+            _rmtree_at(name, parent_fd)
         except FileNotFoundError:
             pass
         except PermissionError:
@@ -1108,7 +1139,7 @@ def _remove_tree_at(root: str, path: str) -> None:
                 with contextlib.suppress(OSError):
                     os.fchmod(fd, stat.S_IRWXU)
             with contextlib.suppress(FileNotFoundError):
-                shutil.rmtree(name, dir_fd=parent_fd)  # type: ignore[call-arg]
+                _rmtree_at(name, parent_fd)
     finally:
         os.close(parent_fd)
 

@@ -285,7 +285,6 @@ def test_clean_removes_no_record_through_a_users_directory_swapped_mid_way(
 
 @posix_only
 @needs_symlinks
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="shutil.rmtree takes dir_fd from Python 3.11 (3.10 removes by path after the check)")
 def test_a_leftover_is_removed_where_it_was_checked_not_through_a_swapped_parent(
     tmp_path: Path, demo_wheel: Path, victim: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -303,17 +302,17 @@ def test_a_leftover_is_removed_where_it_was_checked_not_through_a_swapped_parent
     (leftover / "ro").chmod(0o555)
     (victim / "unpack-dead").mkdir()
     (victim / "unpack-dead" / "mine").write_bytes(b"mine")
-    real_rmtree = shutil.rmtree
+    real_rmtree = cache_mod._rmtree_at
     swapped: list[Path] = []
 
-    def rmtree_after_a_swap(path: object, *args: object, **kwargs: object) -> None:
+    def rmtree_after_a_swap(name: str, dir_fd: int) -> None:
         if not swapped:
             swapped.append(tmp.with_name("tmp.moved"))
             tmp.rename(swapped[0])
             tmp.symlink_to(victim, target_is_directory=True)
-        real_rmtree(path, *args, **kwargs)  # type: ignore[arg-type]
+        real_rmtree(name, dir_fd)
 
-    monkeypatch.setattr(cache_mod.shutil, "rmtree", rmtree_after_a_swap)
+    monkeypatch.setattr(cache_mod, "_rmtree_at", rmtree_after_a_swap)
     cache_mod.remove_tree(leftover, inside=cache.root)
     assert swapped, "the swap was never made: the test proves nothing"
     assert (victim / "unpack-dead" / "mine").read_bytes() == b"mine"

@@ -173,18 +173,24 @@ class OsFileLock:
     def __exit__(self, *exc: object) -> None:
         self._depth -= 1
         if self._depth == 0 and self._fd is not None:
-            if sys.platform != "win32":
-                # unlocked before it is closed: a process forked while it was
-                # held (a compiling pool's worker) shares the lock, and the
-                # close alone would leave it held until that process ends
-                import fcntl
+            fd, self._fd = self._fd, None
+            try:
+                if sys.platform != "win32":
+                    # unlocked before it is closed: a process forked while it
+                    # was held (a compiling pool's worker) shares the lock,
+                    # and the close alone would leave it held until that
+                    # process ends
+                    import fcntl
 
-                with contextlib.suppress(OSError):  # (the close below releases it here anyway)
-                    fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)  # (closing releases msvcrt's lock)
-            self._fd = None
-            self._owner = None
-            self._threads.release()
+                    with contextlib.suppress(OSError):  # (the close below releases it here anyway)
+                        fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                # (an interrupt in the unlock still closes and lets the threads in)
+                try:
+                    os.close(fd)  # (closing releases msvcrt's lock)
+                finally:
+                    self._owner = None
+                    self._threads.release()
 
 
 class CacheError(Exception):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import csv
+import errno
 import hashlib
 import io
 import json
@@ -1065,49 +1066,109 @@ def _space_reserved(wheel: Path, total: int, where: Path) -> Iterator[None]:
             _reserved[key] -= total
 
 
-#: ``shutil.rmtree`` takes a directory descriptor (3.11+); 3.10 walks by hand
-_RMTREE_DIR_FD = sys.version_info >= (3, 11)
-#: trees are removed relative to a directory descriptor without following
-#: links: by ``shutil.rmtree`` where it does so (``avoids_symlink_attacks``),
-#: by ``os.fwalk`` on 3.10
-_RMTREE_AT = DIR_FDS and (
-    bool(getattr(shutil.rmtree, "avoids_symlink_attacks", False)) if _RMTREE_DIR_FD else hasattr(os, "fwalk")
+#: trees are removed relative to directory descriptors (``_remove_tree_at``)
+_RMTREE_AT = DIR_FDS and os.scandir in os.supports_fd
+#: a directory in a tree being removed: never through a link (ELOOP), never
+#: anything else (ENOTDIR: a FIFO is not opened, so not waited on)
+_SUBDIR = (
+    os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_CLOEXEC", 0)
 )
+_NOT_A_DIR = (errno.ELOOP, errno.ENOTDIR)
 
 
-def _raise(exc: OSError) -> None:
-    raise exc
+def _make_writable(dir_fd: int) -> bool:
+    """Give the owner write and search on an open directory that lacks them
+    (its other bits kept); whether that was needed and done."""
+    try:
+        mode = os.fstat(dir_fd).st_mode
+        if mode & (stat.S_IWUSR | stat.S_IXUSR) == stat.S_IWUSR | stat.S_IXUSR:
+            return False
+        os.fchmod(dir_fd, stat.S_IMODE(mode) | stat.S_IRWXU)
+    except OSError:
+        return False
+    return True
 
 
-def _rmtree_at(name: str, dir_fd: int) -> None:
-    """``shutil.rmtree(name, dir_fd=dir_fd)``. Python 3.10's takes no
-    ``dir_fd``: there the same walk, by hand: ``os.fwalk`` bottom up (it
-    descends into no link, comparing each directory it opens with what it
-    listed), each name removed relative to its directory's descriptor."""
-    if _RMTREE_DIR_FD:
-        shutil.rmtree(name, dir_fd=dir_fd)  # type: ignore[call-arg,unused-ignore]  # (3.11+)
-        return
-    for _, dirs, files, fd in os.fwalk(name, topdown=False, onerror=_raise, dir_fd=dir_fd):
-        for entry in files:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(entry, dir_fd=fd)
-        for entry in dirs:
-            try:
-                os.rmdir(entry, dir_fd=fd)
-            except NotADirectoryError:  # a link to a directory: the link goes
-                os.unlink(entry, dir_fd=fd)
-            except FileNotFoundError:
-                pass
-    os.rmdir(name, dir_fd=dir_fd)
+def _remove_at(dir_fd: int, name: str, remove: Callable[..., None], *, fix: bool = True) -> None:
+    """``remove(name, dir_fd=dir_fd)`` (unlink or rmdir); a directory that
+    denies it is made writable once (with ``fix``: a read-only part of the
+    cache's own), and something already gone is no error."""
+    try:
+        remove(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    except PermissionError:
+        if not fix or not _make_writable(dir_fd):
+            raise
+        with contextlib.suppress(FileNotFoundError):
+            remove(name, dir_fd=dir_fd)
+
+
+def _rmtree_at(name: str, dir_fd: int, path: str, *, fix_parent: bool = True) -> None:
+    """Remove ``name`` in the open directory ``dir_fd`` and all below it.
+
+    Each directory is opened relative to its parent's descriptor with
+    ``O_NOFOLLOW | O_DIRECTORY | O_NONBLOCK``: a link is removed, never
+    followed nor opened (so a link planted in a shared cache to a directory
+    the remover cannot read, or a swapped one to a FIFO, changes nothing);
+    names are removed at their directory's descriptor, the deepest first;
+    whatever another remover took first is skipped. Errors name the path
+    (``path``: ``name`` as the caller knows it). ``fix_parent`` False:
+    ``dir_fd`` is never made writable (a directory the user named)."""
+    stack: list[tuple[int, str, str, list[str]]] = []  # (descriptor, name in its parent, path, names left)
+    try:
+        try:
+            top = os.open(name, _SUBDIR, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno not in _NOT_A_DIR:
+                raise
+            _remove_at(dir_fd, name, os.unlink, fix=fix_parent)  # (a link is removed, not followed)
+            return
+        stack.append((top, name, path, []))
+        with os.scandir(top) as entries:
+            stack[-1][3].extend(entry.name for entry in entries)
+        while stack:
+            fd, here, where, names = stack[-1]
+            if names:
+                child = names.pop()
+                try:
+                    sub = os.open(child, _SUBDIR, dir_fd=fd)
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    if exc.errno not in _NOT_A_DIR:
+                        raise
+                    _remove_at(fd, child, os.unlink)
+                    continue
+                stack.append((sub, child, f"{where}/{child}", []))
+                with os.scandir(sub) as entries:
+                    stack[-1][3].extend(entry.name for entry in entries)
+                continue
+            stack.pop()
+            os.close(fd)
+            if stack:
+                _remove_at(stack[-1][0], here, os.rmdir)
+            else:
+                _remove_at(dir_fd, here, os.rmdir, fix=fix_parent)
+    except OSError as exc:
+        if stack and exc.filename is not None and not os.path.isabs(os.fsdecode(exc.filename)):
+            exc.filename = f"{stack[-1][2]}/{os.fsdecode(exc.filename)}"
+        raise
+    finally:
+        for fd, *_ in stack:
+            os.close(fd)
 
 
 def _remove_tree_at(root: str, path: str) -> None:
     """``remove_tree`` of a cache path on POSIX: its parent opened once below
     ``root`` without following a link, and the tree removed relative to
-    that descriptor (``_rmtree_at``), so a parent swapped
-    for a link after the check changes nothing. Read-only parts are made
-    writable through descriptors too (``os.fwalk``, which follows no link),
-    never by path."""
+    that descriptor (``_rmtree_at``), so a parent swapped for a link after
+    the check changes nothing. Read-only parts are made writable through
+    descriptors, never by path; the parent only if it denies the removal
+    (and then only for its owner: a shared ``tmp/`` stays shared)."""
     parent = os.path.dirname(path)
     try:
         if os.path.normcase(parent) == os.path.normcase(root):  # (the root: the user's to name, a link or not)
@@ -1118,28 +1179,10 @@ def _remove_tree_at(root: str, path: str) -> None:
     except (FileNotFoundError, NotADirectoryError):
         return  # (nothing there to remove)
     assert parent_fd is not None
-    name = os.path.basename(path)
     try:
-        try:
-            st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            return
-        if not stat.S_ISDIR(st.st_mode):
-            os.unlink(name, dir_fd=parent_fd)  # (a link is removed, not followed)
-            return
-        try:
-            _rmtree_at(name, parent_fd)
-        except FileNotFoundError:
-            pass
-        except PermissionError:
-            if os.path.normcase(parent) != os.path.normcase(root):
-                with contextlib.suppress(OSError):
-                    os.fchmod(parent_fd, stat.S_IRWXU)  # (a read-only directory of the cache's own)
-            for _, _, _, fd in os.fwalk(name, dir_fd=parent_fd):
-                with contextlib.suppress(OSError):
-                    os.fchmod(fd, stat.S_IRWXU)
-            with contextlib.suppress(FileNotFoundError):
-                _rmtree_at(name, parent_fd)
+        # (the root the user named is never made writable: only the cache's own directories)
+        _rmtree_at(os.path.basename(path), parent_fd, path,
+                   fix_parent=os.path.normcase(parent) != os.path.normcase(root))
     finally:
         os.close(parent_fd)
 

@@ -324,8 +324,9 @@ def test_a_released_entry_lock_is_free_while_a_child_shares_its_file(tmp_path: P
     fd = lock.inner._fd
     child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE, pass_fds=[fd])
     try:
-        lock.release()
         other = WheelCache(tmp_path / "cache").lock("2" * 40)
+        assert other.acquire(blocking=False) is False  # (held: the two exclude each other here)
+        lock.release()
         assert other.acquire(blocking=False) is True
         other.release()
     finally:

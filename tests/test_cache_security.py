@@ -305,12 +305,12 @@ def test_a_leftover_is_removed_where_it_was_checked_not_through_a_swapped_parent
     real_rmtree = cache_mod._rmtree_at
     swapped: list[Path] = []
 
-    def rmtree_after_a_swap(name: str, dir_fd: int) -> None:
+    def rmtree_after_a_swap(name: str, dir_fd: int, path: str, **kwargs: bool) -> None:
         if not swapped:
             swapped.append(tmp.with_name("tmp.moved"))
             tmp.rename(swapped[0])
             tmp.symlink_to(victim, target_is_directory=True)
-        real_rmtree(name, dir_fd)
+        real_rmtree(name, dir_fd, path, **kwargs)
 
     monkeypatch.setattr(cache_mod, "_rmtree_at", rmtree_after_a_swap)
     cache_mod.remove_tree(leftover, inside=cache.root)
@@ -591,6 +591,80 @@ def test_cache_files_are_never_group_or_world_writable(tmp_path: Path, demo_whee
     hard_core = site_packages(hard) / "demo" / "core.py"
     assert hard_core.stat().st_nlink > 1 and not hard_core.stat().st_mode & 0o022
     assert json.loads((cache / "index").iterdir().__next__().read_text())["key"]
+
+
+@posix_only
+def test_links_planted_in_a_tree_are_removed_never_opened(other_user: tuple[str, int, int]) -> None:
+    """Another user of a shared cache plants, in a tree the cache's user
+    removes, links to a directory that user cannot read and to a FIFO, and
+    a FIFO: the links and the FIFO go, what they point to stays, nothing is
+    opened through them (which would fail, or wait on the FIFO for ever)."""
+    from pip_linkmode.cache import remove_tree
+
+    _, uid, gid = other_user
+    base = _shared_dir()
+    try:
+        root = base / "cache"
+        leftover = root / "tmp" / "unpack-dead"
+        (leftover / "pkg").mkdir(parents=True)
+        (leftover / "pkg" / "m.py").write_bytes(b"x")
+        private = base / "private"
+        private.mkdir(mode=0o700)
+        (private / "secret").write_bytes(b"root's own\n")
+        os.mkfifo(base / "fifo")
+        os.mkfifo(leftover / "pkg" / "a-fifo")
+        (leftover / "pkg" / "to-private").symlink_to(private, target_is_directory=True)
+        (leftover / "to-fifo").symlink_to(base / "fifo")
+        for p in [root, *root.rglob("*")]:
+            os.chown(p, uid, gid, follow_symlinks=False)
+        (root / "tmp").chmod(0o777)  # (shared: anyone may plant)
+
+        def remove() -> str:
+            remove_tree(leftover, inside=root)
+            return "gone" if not os.path.lexists(leftover) else "still there"
+
+        assert _as_user(uid, gid, remove) == "ok: gone"
+        assert (private / "secret").read_bytes() == b"root's own\n"
+        assert stat.S_ISFIFO((base / "fifo").lstat().st_mode)
+        assert stat.S_IMODE((root / "tmp").stat().st_mode) == 0o777
+    finally:
+        shutil.rmtree(base)
+
+
+@posix_only
+def test_a_shared_tmp_keeps_its_mode_when_a_removal_is_denied(other_user: tuple[str, int, int]) -> None:
+    """A read-only directory another user planted in a leftover under the
+    shared ``tmp/`` cannot be removed by the cache's user: the removal fails,
+    and ``tmp/`` is not made the user's alone (others could no longer
+    unpack)."""
+    from pip_linkmode.cache import remove_tree
+
+    _, uid, gid = other_user
+    base = _shared_dir()
+    try:
+        root = base / "cache"
+        leftover = root / "tmp" / "unpack-dead"
+        leftover.mkdir(parents=True)
+        for p in [root, *root.rglob("*")]:
+            os.chown(p, uid, gid)
+        (root / "tmp").chmod(0o777)
+        planted = leftover / "theirs"
+        planted.mkdir()  # (root's: another user's, for the cache's user)
+        (planted / "f").write_bytes(b"x")
+        planted.chmod(0o555)
+
+        def remove() -> str:
+            try:
+                remove_tree(leftover, inside=root)
+            except PermissionError as exc:
+                return f"denied: {exc.filename}"
+            return "removed"
+
+        assert _as_user(uid, gid, remove) == f"ok: denied: {planted}/f"
+        assert stat.S_IMODE((root / "tmp").stat().st_mode) == 0o777
+        assert stat.S_IMODE(planted.stat().st_mode) == 0o555  # (not the user's to change)
+    finally:
+        shutil.rmtree(base)
 
 
 @posix_only

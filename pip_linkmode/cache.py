@@ -1105,6 +1105,28 @@ def _remove_at(dir_fd: int, name: str, remove: Callable[..., None], *, fix: bool
             remove(name, dir_fd=dir_fd)
 
 
+def _opened_dir(name: str, dir_fd: int, fix: bool) -> tuple[int, list[str]] | None:
+    """``name`` in the open directory ``dir_fd``, opened as a directory (never
+    through a link, never waiting on a FIFO), with the names in it; None
+    where it is gone, or was no directory and has been removed (a link
+    goes, not what it names)."""
+    try:
+        fd = os.open(name, _SUBDIR, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno not in _NOT_A_DIR:
+            raise
+        _remove_at(dir_fd, name, os.unlink, fix=fix)
+        return None
+    try:
+        with os.scandir(fd) as entries:
+            return fd, [entry.name for entry in entries]
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _rmtree_at(name: str, dir_fd: int, path: str, *, fix_parent: bool = True) -> None:
     """Remove ``name`` in the open directory ``dir_fd`` and all below it.
 
@@ -1118,34 +1140,17 @@ def _rmtree_at(name: str, dir_fd: int, path: str, *, fix_parent: bool = True) ->
     ``dir_fd`` is never made writable (a directory the user named)."""
     stack: list[tuple[int, str, str, list[str]]] = []  # (descriptor, name in its parent, path, names left)
     try:
-        try:
-            top = os.open(name, _SUBDIR, dir_fd=dir_fd)
-        except FileNotFoundError:
+        opened = _opened_dir(name, dir_fd, fix_parent)
+        if opened is None:
             return
-        except OSError as exc:
-            if exc.errno not in _NOT_A_DIR:
-                raise
-            _remove_at(dir_fd, name, os.unlink, fix=fix_parent)  # (a link is removed, not followed)
-            return
-        stack.append((top, name, path, []))
-        with os.scandir(top) as entries:
-            stack[-1][3].extend(entry.name for entry in entries)
+        stack.append((opened[0], name, path, opened[1]))
         while stack:
             fd, here, where, names = stack[-1]
             if names:
                 child = names.pop()
-                try:
-                    sub = os.open(child, _SUBDIR, dir_fd=fd)
-                except FileNotFoundError:
-                    continue
-                except OSError as exc:
-                    if exc.errno not in _NOT_A_DIR:
-                        raise
-                    _remove_at(fd, child, os.unlink)
-                    continue
-                stack.append((sub, child, f"{where}/{child}", []))
-                with os.scandir(sub) as entries:
-                    stack[-1][3].extend(entry.name for entry in entries)
+                opened = _opened_dir(child, fd, True)
+                if opened is not None:
+                    stack.append((opened[0], child, f"{where}/{child}", opened[1]))
                 continue
             stack.pop()
             os.close(fd)
@@ -1154,8 +1159,8 @@ def _rmtree_at(name: str, dir_fd: int, path: str, *, fix_parent: bool = True) ->
             else:
                 _remove_at(dir_fd, here, os.rmdir, fix=fix_parent)
     except OSError as exc:
-        if stack and exc.filename is not None and not os.path.isabs(os.fsdecode(exc.filename)):
-            exc.filename = f"{stack[-1][2]}/{os.fsdecode(exc.filename)}"
+        if exc.filename is not None and not os.path.isabs(os.fsdecode(exc.filename)):
+            exc.filename = f"{stack[-1][2]}/{os.fsdecode(exc.filename)}" if stack else path
         raise
     finally:
         for fd, *_ in stack:

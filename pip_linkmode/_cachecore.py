@@ -173,7 +173,7 @@ class OsFileLock:
     def __exit__(self, *exc: object) -> None:
         self._depth -= 1
         if self._depth == 0 and self._fd is not None:
-            fd, self._fd = self._fd, None
+            fd, self._fd, self._owner = self._fd, None, None
             try:
                 if sys.platform != "win32":
                     # unlocked before it is closed: a process forked while it
@@ -189,7 +189,6 @@ class OsFileLock:
                 try:
                     os.close(fd)  # (closing releases msvcrt's lock)
                 finally:
-                    self._owner = None
                     self._threads.release()
 
 

@@ -1074,7 +1074,9 @@ _SUBDIR = (
     os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     | getattr(os, "O_CLOEXEC", 0)
 )
-_NOT_A_DIR = (errno.ELOOP, errno.ENOTDIR)
+_NOT_A_DIR = tuple(
+    code for code in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK, getattr(errno, "EFTYPE", None)) if code is not None
+)  # (a link with O_NOFOLLOW: ELOOP on Linux and macOS, EMLINK on FreeBSD, EFTYPE on NetBSD)
 
 
 def _make_writable(dir_fd: int) -> bool:
@@ -1111,7 +1113,13 @@ def _opened_dir(name: str, dir_fd: int, fix: bool) -> tuple[int, list[str]] | No
     where it is gone, or was no directory and has been removed (a link
     goes, not what it names)."""
     try:
-        fd = os.open(name, _SUBDIR, dir_fd=dir_fd)
+        try:
+            fd = os.open(name, _SUBDIR, dir_fd=dir_fd)
+        except PermissionError:
+            # (dir_fd readable but not searchable: a 0o444 directory of our own)
+            if not fix or not _make_writable(dir_fd):
+                raise
+            fd = os.open(name, _SUBDIR, dir_fd=dir_fd)
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -1122,6 +1130,10 @@ def _opened_dir(name: str, dir_fd: int, fix: bool) -> tuple[int, list[str]] | No
     try:
         with os.scandir(fd) as entries:
             return fd, [entry.name for entry in entries]
+    except OSError as exc:
+        os.close(fd)
+        exc.filename = name  # (readdir's errors name the descriptor, an int)
+        raise
     except BaseException:
         os.close(fd)
         raise
@@ -1138,19 +1150,19 @@ def _rmtree_at(name: str, dir_fd: int, path: str, *, fix_parent: bool = True) ->
     whatever another remover took first is skipped. Errors name the path
     (``path``: ``name`` as the caller knows it). ``fix_parent`` False:
     ``dir_fd`` is never made writable (a directory the user named)."""
-    stack: list[tuple[int, str, str, list[str]]] = []  # (descriptor, name in its parent, path, names left)
+    stack: list[tuple[int, str, list[str]]] = []  # (descriptor, name in its parent, names left)
     try:
         opened = _opened_dir(name, dir_fd, fix_parent)
         if opened is None:
             return
-        stack.append((opened[0], name, path, opened[1]))
+        stack.append((opened[0], name, opened[1]))
         while stack:
-            fd, here, where, names = stack[-1]
+            fd, here, names = stack[-1]
             if names:
                 child = names.pop()
                 opened = _opened_dir(child, fd, True)
                 if opened is not None:
-                    stack.append((opened[0], child, f"{where}/{child}", opened[1]))
+                    stack.append((opened[0], child, opened[1]))
                 continue
             stack.pop()
             os.close(fd)
@@ -1159,8 +1171,8 @@ def _rmtree_at(name: str, dir_fd: int, path: str, *, fix_parent: bool = True) ->
             else:
                 _remove_at(dir_fd, here, os.rmdir, fix=fix_parent)
     except OSError as exc:
-        if exc.filename is not None and not os.path.isabs(os.fsdecode(exc.filename)):
-            exc.filename = f"{stack[-1][2]}/{os.fsdecode(exc.filename)}" if stack else path
+        if isinstance(exc.filename, (str, bytes)) and not os.path.isabs(os.fsdecode(exc.filename)):
+            exc.filename = "/".join([path, *(e[1] for e in stack[1:]), os.fsdecode(exc.filename)]) if stack else path
         raise
     finally:
         for fd, *_ in stack:

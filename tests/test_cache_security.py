@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import IS_ROOT, make_venv, needs_symlinks, site_packages
@@ -668,6 +669,32 @@ def test_a_shared_tmp_keeps_its_mode_when_a_removal_is_denied(other_user: tuple[
 
 
 @posix_only
+def test_a_directory_that_cannot_be_read_is_an_oserror_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A directory whose listing fails (EIO, an NFS handle gone stale): the
+    removal raises an OSError naming that directory's path, which callers
+    turn into one line (the system names the descriptor, an int)."""
+    import errno
+
+    from pip_linkmode import cache as cache_mod
+
+    root = tmp_path / "cache"
+    leftover = root / "tmp" / "unpack-dead"
+    (leftover / "pkg" / "sub").mkdir(parents=True)
+    real_scandir = os.scandir
+
+    def scandir(target: Any = ".") -> Any:
+        if isinstance(target, int) and os.path.samestat(os.fstat(target), (leftover / "pkg" / "sub").stat()):
+            raise OSError(errno.EIO, os.strerror(errno.EIO), target)
+        return real_scandir(target)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(OSError) as caught:
+        cache_mod.remove_tree(leftover, inside=root)
+    assert caught.value.errno == errno.EIO
+    assert caught.value.filename == f"{leftover}/pkg/sub"
+
+
+@posix_only
 def test_read_only_parts_of_a_users_cache_are_removed_by_that_user(other_user: tuple[str, int, int]) -> None:
     """``remove_tree`` of a cache tree with a read-only directory, and under a
     read-only parent, as the cache's own (non-root) user: made writable
@@ -681,9 +708,12 @@ def test_read_only_parts_of_a_users_cache_are_removed_by_that_user(other_user: t
         leftover = root / "tmp" / "ropar" / "x"
         (leftover / "ro").mkdir(parents=True)
         (leftover / "ro" / "f").write_bytes(b"x")
+        (leftover / "unsearchable" / "sub").mkdir(parents=True)  # (0o444: listed, not entered)
+        (leftover / "unsearchable" / "sub" / "g").write_bytes(b"x")
         for p in [root, *root.rglob("*")]:
             os.chown(p, uid, gid)
         (leftover / "ro").chmod(0o555)
+        (leftover / "unsearchable").chmod(0o444)
         (root / "tmp" / "ropar").chmod(0o555)
 
         def remove() -> str:

@@ -37,7 +37,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from . import _platform
 from ._cachecore import (
@@ -1092,34 +1092,36 @@ def _make_writable(dir_fd: int) -> bool:
     return True
 
 
-def _remove_at(dir_fd: int, name: str, remove: Callable[..., None], *, fix: bool = True) -> None:
-    """``remove(name, dir_fd=dir_fd)`` (unlink or rmdir); a directory that
-    denies it is made writable once (with ``fix``: a read-only part of the
-    cache's own), and something already gone is no error."""
+_T = TypeVar("_T")
+
+
+def _writable_retry(dir_fd: int, fix: bool, call: Callable[[], _T]) -> _T:
+    """``call()``; where the directory ``dir_fd`` denies it, made writable
+    and searchable once (with ``fix``: a read-only part of the cache's
+    own), then ``call()`` again."""
     try:
-        remove(name, dir_fd=dir_fd)
-    except FileNotFoundError:
-        pass
+        return call()
     except PermissionError:
         if not fix or not _make_writable(dir_fd):
             raise
-        with contextlib.suppress(FileNotFoundError):
-            remove(name, dir_fd=dir_fd)
+        return call()
+
+
+def _remove_at(dir_fd: int, name: str, remove: Callable[..., None], *, fix: bool = True) -> None:
+    """``remove(name, dir_fd=dir_fd)`` (unlink or rmdir), through
+    ``_writable_retry``; something already gone is no error."""
+    with contextlib.suppress(FileNotFoundError):
+        _writable_retry(dir_fd, fix, lambda: remove(name, dir_fd=dir_fd))
 
 
 def _opened_dir(name: str, dir_fd: int, fix: bool) -> tuple[int, list[str]] | None:
     """``name`` in the open directory ``dir_fd``, opened as a directory (never
-    through a link, never waiting on a FIFO), with the names in it; None
+    through a link, never waiting on a FIFO; ``_writable_retry`` where
+    ``dir_fd`` may be listed but not entered), with the names in it; None
     where it is gone, or was no directory and has been removed (a link
     goes, not what it names)."""
     try:
-        try:
-            fd = os.open(name, _SUBDIR, dir_fd=dir_fd)
-        except PermissionError:
-            # (dir_fd readable but not searchable: a 0o444 directory of our own)
-            if not fix or not _make_writable(dir_fd):
-                raise
-            fd = os.open(name, _SUBDIR, dir_fd=dir_fd)
+        fd = _writable_retry(dir_fd, fix, lambda: os.open(name, _SUBDIR, dir_fd=dir_fd))
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -1130,12 +1132,10 @@ def _opened_dir(name: str, dir_fd: int, fix: bool) -> tuple[int, list[str]] | No
     try:
         with os.scandir(fd) as entries:
             return fd, [entry.name for entry in entries]
-    except OSError as exc:
+    except BaseException as exc:
         os.close(fd)
-        exc.filename = name  # (readdir's errors name the descriptor, an int)
-        raise
-    except BaseException:
-        os.close(fd)
+        if isinstance(exc, OSError):
+            exc.filename = name  # (readdir's errors name the descriptor, an int)
         raise
 
 
@@ -1166,10 +1166,7 @@ def _rmtree_at(name: str, dir_fd: int, path: str, *, fix_parent: bool = True) ->
                 continue
             stack.pop()
             os.close(fd)
-            if stack:
-                _remove_at(stack[-1][0], here, os.rmdir)
-            else:
-                _remove_at(dir_fd, here, os.rmdir, fix=fix_parent)
+            _remove_at(stack[-1][0] if stack else dir_fd, here, os.rmdir, fix=bool(stack) or fix_parent)
     except OSError as exc:
         if isinstance(exc.filename, (str, bytes)) and not os.path.isabs(os.fsdecode(exc.filename)):
             exc.filename = "/".join([path, *(e[1] for e in stack[1:]), os.fsdecode(exc.filename)]) if stack else path
@@ -1187,8 +1184,9 @@ def _remove_tree_at(root: str, path: str) -> None:
     descriptors, never by path; the parent only if it denies the removal
     (and then only for its owner: a shared ``tmp/`` stays shared)."""
     parent = os.path.dirname(path)
+    at_root = os.path.normcase(parent) == os.path.normcase(root)
     try:
-        if os.path.normcase(parent) == os.path.normcase(root):  # (the root: the user's to name, a link or not)
+        if at_root:  # (the root: the user's to name, a link or not)
             flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
             parent_fd: int | None = os.open(root, flags)
         else:
@@ -1198,8 +1196,7 @@ def _remove_tree_at(root: str, path: str) -> None:
     assert parent_fd is not None
     try:
         # (the root the user named is never made writable: only the cache's own directories)
-        _rmtree_at(os.path.basename(path), parent_fd, path,
-                   fix_parent=os.path.normcase(parent) != os.path.normcase(root))
+        _rmtree_at(os.path.basename(path), parent_fd, path, fix_parent=not at_root)
     finally:
         os.close(parent_fd)
 

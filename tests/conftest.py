@@ -167,6 +167,15 @@ def script(venv: Path, name: str) -> Path:
     return scripts_dir(venv) / (f"{name}.exe" if os.name == "nt" else name)
 
 
+def run_script(venv: Path, name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a venv's console script; a failure is an AssertionError naming
+    its exit status and quoting its stderr (the launcher's own "Unable to
+    create process" under Wine included, which .ci/windows reruns)."""
+    proc = subprocess.run([str(script(venv, name)), *args], capture_output=True, text=True)
+    assert proc.returncode == 0, f"{name} {' '.join(args)}: exit status {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
 def record_path(venv: Path, path: Path) -> str:
     """How RECORD names ``path``: relative to site-packages, '/'-separated
     (``../../../bin/x`` on POSIX, ``../../Scripts/x.exe`` on Windows)."""

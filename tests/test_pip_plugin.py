@@ -17,6 +17,7 @@ from conftest import (
     link_modes,
     make_venv,
     record_path,
+    run_script,
     script,
     scripts_dir,
     shares_extents,
@@ -124,8 +125,7 @@ def test_real_pip_release(pip_version: str, tmp_path: Path) -> None:
     assert "Name: pyflakes" in shown and os.path.join("pyflakes", "checker.py") in shown  # (pip shows system paths)
     frozen = _run(ours, "-m", "pip", "freeze").stdout
     assert "pyflakes==3.2.0" in frozen and "docopt==0.6.2" in frozen and "jupyterlab_widgets==3.0.16" in frozen
-    flakes = subprocess.run([str(script(ours, "pyflakes")), "--version"], capture_output=True, text=True)
-    assert flakes.returncode == 0 and "3.2.0" in flakes.stdout
+    assert "3.2.0" in run_script(ours, "pyflakes", "--version").stdout
     before = snapshot(cache)
     _run(ours, "-m", "pip", "uninstall", "-y", "pyflakes", "jupyterlab-widgets", "docopt")
     assert snapshot(cache) == before

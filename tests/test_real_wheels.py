@@ -14,6 +14,7 @@ from conftest import (
     file_tree,
     make_venv,
     run_pip,
+    run_script,
     script,
     shares_extents,
     site_packages,
@@ -30,8 +31,7 @@ def _check_env(venv: Path, cache: Path) -> None:
     out = subprocess.run([venv_python(venv), "-c", IMPORTS], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "&lt;a&gt; b'ex.com'"
     # the console script of a real wheel runs
-    flakes = subprocess.run([str(script(venv, "pyflakes")), "--version"], capture_output=True, text=True)
-    assert flakes.returncode == 0 and "3.2.0" in flakes.stdout
+    assert "3.2.0" in run_script(venv, "pyflakes", "--version").stdout
     assert "No broken requirements" in run_pip(venv, "check").stdout
     frozen = run_pip(venv, "freeze").stdout
     for line in ("six==1.16.0", "idna==3.10", "MarkupSafe==3.0.2", "pyflakes==3.2.0"):

@@ -16,7 +16,6 @@ stat each): one changed since is compiled again, never linked.
 
 from __future__ import annotations
 
-import compileall
 import contextlib
 import json
 import os
@@ -661,7 +660,3 @@ def _compiled_rows(tree: str, done: Iterable[tuple[str, int]]) -> list[_Row]:
         rows.append((path[prefix:].replace(os.sep, "/"), level, st.st_size, st.st_mtime_ns, f"sha256={digest}"))
     return sorted(rows)
 
-
-# compileall is what pip calls; importing it here keeps it loaded before pip
-# starts blocking imports (pip 26.3 refuses new imports while installing).
-_ = compileall

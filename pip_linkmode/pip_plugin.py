@@ -1111,7 +1111,7 @@ def _preload() -> None:
 
     import packaging.utils  # noqa: F401  (the cache parses names on a miss)
 
-    from . import _cachecore, cache  # noqa: F401
+    from . import _cachecore, archive, cache  # noqa: F401  (archive: a wheel unpacked mid-install)
     from ._platform import placer  # noqa: F401  (the linker's helper processes)
 
     if sys.platform == "win32":

@@ -417,14 +417,14 @@ def test_two_unpacks_at_once_must_both_fit(small_fs: Path, tmp_path: Path, monke
     not: while one is unpacking (held at its first write), the other is
     refused before a byte is written, with one line, and the first completes.
     (Before, both passed the free-space check and one hit ENOSPC mid-unpack.)"""
-    from pip_linkmode import cache as cache_mod
+    from pip_linkmode import archive
 
     first, second = _big_wheel(tmp_path / "w1", "first", 8), _big_wheel(tmp_path / "w2", "second", 8)
     root = small_fs / "cache"
     free = shutil.disk_usage(small_fs).free
     assert 8 * 2**20 < free < 16 * 2**20, free  # each fits, both do not
     started, go_on = threading.Event(), threading.Event()
-    real_run = cache_mod._Unpacker.run
+    real_run = archive.Unpacker.run
 
     def held_run(self: Any, *args: Any, **kwargs: Any) -> Any:
         if "first" in str(self.wheel):
@@ -432,7 +432,7 @@ def test_two_unpacks_at_once_must_both_fit(small_fs: Path, tmp_path: Path, monke
             assert go_on.wait(60)
         return real_run(self, *args, **kwargs)
 
-    monkeypatch.setattr(cache_mod._Unpacker, "run", held_run)
+    monkeypatch.setattr(archive.Unpacker, "run", held_run)
     results: list[object] = []
     worker = threading.Thread(target=lambda: results.append(WheelCache(root).get(first)))
     worker.start()

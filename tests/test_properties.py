@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pip_linkmode import InvalidWheel, LinkMode, _platform
-from pip_linkmode.cache import _check_member_name
+from pip_linkmode.archive import _check_member_name
 from pip_linkmode.linker import Linker, LinkJob, reset_process_state
 
 # -- member names ---------------------------------------------------------------

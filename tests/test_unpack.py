@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 from wheelmaker import WheelSpec, build_wheel
 
-from pip_linkmode import InvalidWheel, WheelCache, bytecode
-from pip_linkmode import cache as cache_mod
+from pip_linkmode import InvalidWheel, WheelCache, archive, bytecode
 from pip_linkmode._cachecore import UnsafeCachePath
 
 try:
@@ -27,13 +26,13 @@ except ImportError:  # pragma: no cover - where zlib-ng publishes no wheel
 
 INFLATERS = [pytest.param(zlib, id="stdlib-zlib"), pytest.param(
     zlib_ng, id="zlib-ng", marks=pytest.mark.skipif(zlib_ng is None, reason="zlib-ng has no wheel for this platform"))]
-LARGE = cache_mod._WHOLE + 1
+LARGE = archive._WHOLE + 1
 
 
 @pytest.fixture(params=INFLATERS)
 def inflater(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> object:
     """The cache's inflater for the test: zlib-ng's, then the stdlib's."""
-    monkeypatch.setattr(cache_mod, "_inflater", request.param)
+    monkeypatch.setattr(archive, "_inflater", request.param)
     return request.param
 
 
@@ -45,8 +44,8 @@ def _low_entropy(size: int) -> bytes:
 
 def _members() -> dict[str, bytes]:
     return {
-        "big/random.bin": os.urandom(cache_mod._CHUNK * 2 + 12345),  # stays large compressed: several reads
-        "big/expands.txt": _low_entropy(cache_mod._CHUNK * 5),  # one read inflates to several chunks
+        "big/random.bin": os.urandom(archive._CHUNK * 2 + 12345),  # stays large compressed: several reads
+        "big/expands.txt": _low_entropy(archive._CHUNK * 5),  # one read inflates to several chunks
         "big/tool.py": (b"#!python\n" + os.urandom(LARGE)),
         "big/__init__.py": b"",
     }
@@ -83,7 +82,7 @@ def test_large_members_unpack_to_what_zipfile_reads(
     if stored:
         _stored(wheel, set(files))
     with zipfile.ZipFile(wheel) as zf:
-        large = [i.filename for i in zf.infolist() if i.compress_size > cache_mod._WHOLE]
+        large = [i.filename for i in zf.infolist() if i.compress_size > archive._WHOLE]
     assert set(large) == {"big/random.bin", "big/expands.txt", "big/tool.py"}  # the chunked reader's
     entry = WheelCache(tmp_path / "cache").get(wheel)
     for name, data in files.items():
@@ -96,14 +95,14 @@ def test_large_members_unpack_to_what_zipfile_reads(
 def test_a_large_member_with_a_flipped_byte_is_refused(
     inflater: object, stored: bool, tmp_path: Path
 ) -> None:
-    body = os.urandom(cache_mod._CHUNK + LARGE)
+    body = os.urandom(archive._CHUNK + LARGE)
     wheel = build_wheel(tmp_path / "w", WheelSpec(name="flip", files={"flip/data.bin": body}))
     if stored:
         _stored(wheel, {"flip/data.bin"})
     raw = bytearray(wheel.read_bytes())
     with zipfile.ZipFile(wheel) as zf:
         info = zf.getinfo("flip/data.bin")
-    at = info.header_offset + 30 + len(info.filename) + cache_mod._CHUNK + 100  # in its second chunk
+    at = info.header_offset + 30 + len(info.filename) + archive._CHUNK + 100  # in its second chunk
     raw[at] ^= 0xFF
     wheel.write_bytes(bytes(raw))
     with pytest.raises(InvalidWheel) as caught:
@@ -343,15 +342,15 @@ def test_a_worker_killed_mid_unpack_leaves_nothing_half_done(tmp_path: Path, mon
     half-filled temporary tree is swept, and every entry is whole."""
     wheels = _wheels(tmp_path / "w", 3)
     parent = os.getpid()
-    original = cache_mod._Unpacker._write
+    original = archive.Unpacker._write
 
-    def dying_write(self: cache_mod._Unpacker, info: zipfile.ZipInfo, *args: object, **kwargs: object) -> bool:
+    def dying_write(self: archive.Unpacker, info: zipfile.ZipInfo, *args: object, **kwargs: object) -> bool:
         if os.getpid() != parent and info.filename == "p1/blob.bin":
             (tmp_path / "died").write_text(str(os.getpid()))
             os._exit(9)  # after p1/__init__.py, before its blob
         return original(self, info, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(cache_mod._Unpacker, "_write", dying_write)
+    monkeypatch.setattr(archive.Unpacker, "_write", dying_write)
     _any_install_by_workers(monkeypatch)
     cache = WheelCache(tmp_path / "c")
     entries = bytecode.prepare(cache, wheels)
@@ -368,9 +367,9 @@ def test_the_first_bytes_of_a_large_member_are_seen_whatever_its_first_chunk(
 ) -> None:
     """A deflate stream can give its first bytes a few at a time (empty
     blocks between them): ``#!python`` is still seen, as zipfile reads it."""
-    original = cache_mod._Unpacker._chunks
+    original = archive.Unpacker._chunks
 
-    def dribbling(self: cache_mod._Unpacker, info: zipfile.ZipInfo, start: int):  # type: ignore[no-untyped-def]
+    def dribbling(self: archive.Unpacker, info: zipfile.ZipInfo, start: int):  # type: ignore[no-untyped-def]
         next_chunk = original(self, info, start)
         calls = [0]
 
@@ -380,7 +379,7 @@ def test_the_first_bytes_of_a_large_member_are_seen_whatever_its_first_chunk(
 
         return first_ones_short
 
-    monkeypatch.setattr(cache_mod._Unpacker, "_chunks", dribbling)
+    monkeypatch.setattr(archive.Unpacker, "_chunks", dribbling)
     body = b"#!python\n" + os.urandom(LARGE)
     wheel = build_wheel(tmp_path / "w", WheelSpec(name="sh", files={"sh-1.0.data/scripts/tool": (body, 0o755)}))
     entry = WheelCache(tmp_path / "cache").get(wheel)

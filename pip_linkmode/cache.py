@@ -24,6 +24,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import logging
 import os
 import stat
 import sys
@@ -76,6 +77,8 @@ __all__ = [
     "default_cache_dir",
     "ENV_CACHE_DIR",
 ]
+
+logger = logging.getLogger("pip_linkmode")
 
 LAYOUT_VERSION = 1
 #: what the index keeps of an entry besides its key
@@ -501,10 +504,16 @@ class WheelCache:
 
         if self.read_only:
             raise CacheNotWritable(f"{self.read_only} ({wheel.name} is not in it)")
-        # We hold this entry's lock: leftovers of killed unpacks of it are dead.
+        # We hold this entry's lock: leftovers of killed unpacks of it are
+        # dead. One this user may not remove (another user's, in a shared
+        # cache) is left for its owner or `cache prune`: this unpack's own
+        # directory has a name of its own.
         check_path(self.root, self.tmp_dir)
         for stale in self.tmp_dir.glob(f"{key}-*"):
-            remove_tree(stale, inside=self.root)
+            try:
+                remove_tree(stale, inside=self.root)
+            except PermissionError as exc:
+                logger.debug("leaving %s in the cache: %s (%s)", stale, exc.strerror, exc.filename)
         tmp = self.tmp_dir / f"{key}-{os.getpid()}-{os.urandom(4).hex()}"
         tree = tmp / "tree"
         umask = _platform.umask()

@@ -907,12 +907,18 @@ def prune(cache: WheelCache, older_than_days: float | None = None, force: bool =
     if cache.tmp_dir.is_dir():
         for leftover in sorted(cache.tmp_dir.iterdir()):
             key = leftover.name.split("-")[0] if not leftover.name.startswith("removing-") else None
-            if key:
-                lock = cache.lock(key)
-                with lock:  # nobody is unpacking this entry right now
+            try:
+                if key:
+                    lock = cache.lock(key)
+                    with lock:  # nobody is unpacking this entry right now
+                        remove_tree(leftover)
+                else:
                     remove_tree(leftover)
-            else:
-                remove_tree(leftover)
+            except PermissionError as exc:  # (another user's, in a shared cache)
+                out.kept.append(
+                    f"leftover {leftover.name}: {exc.strerror} ({exc.filename}); its owner or root can remove it"
+                )
+                continue
             out.removed.append(f"leftover {leftover.name}")
     for stray in cache.entries_dir.glob("*/tree/**/.*.plm-inode") if cache.entries_dir.is_dir() else []:
         _cachecore.check_path(cache.root, stray, final=False)

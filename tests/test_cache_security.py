@@ -669,6 +669,59 @@ def test_a_shared_tmp_keeps_its_mode_when_a_removal_is_denied(other_user: tuple[
 
 
 @posix_only
+def test_another_users_dead_unpack_is_left_beside_a_new_one(other_user: tuple[str, int, int]) -> None:
+    """A leftover of a killed unpack of the same wheel that the cache's user
+    may not remove (another user's, private, as in a shared cache's tmp/):
+    the unpack goes on beside it (it used to fail with a raw
+    PermissionError), and ``cache prune`` keeps it, saying why and whose it
+    is to remove, rather than stopping at it."""
+    _, uid, gid = other_user
+    base = _shared_dir()
+    try:
+        wheel = build_wheel(base / "wheels", demo_spec())
+        warm = WheelCache(base / "warm")  # what the user's child runs, loaded here: it
+        warm.get(wheel)  # cannot read this interpreter's files (a lazy import would fail)
+        cache_admin.prune(warm)
+        root = base / "cache"
+        root.mkdir()
+        os.chown(root, uid, gid)
+
+        def make() -> str:
+            cache = WheelCache(root)
+            cache._ensure_dirs()
+            return cache.key_for(wheel)
+
+        out = _as_user(uid, gid, make)
+        assert out.startswith("ok: "), out
+        key = out[4:]
+        leftover = root / "tmp" / f"{key}-1-dead"
+        (leftover / "tree").mkdir(parents=True)
+        (leftover / "tree" / "m.py").write_bytes(b"x")
+        leftover.chmod(0o700)  # (root's: another user's, for the cache's user)
+
+        def unpack() -> str:
+            entry = WheelCache(root).get(wheel)
+            return f"{entry.key} {(entry.tree / 'demo' / '__init__.py').is_file()}"
+
+        assert _as_user(uid, gid, unpack) == f"ok: {key} True"
+        assert (leftover / "tree" / "m.py").read_bytes() == b"x"
+
+        def prune() -> str:
+            result = cache_admin.prune(WheelCache(root))
+            return json.dumps([result.removed, result.kept])
+
+        out = _as_user(uid, gid, prune)
+        assert out.startswith("ok: "), out
+        removed, kept = json.loads(out[4:])
+        assert removed == []
+        assert len(kept) == 1 and kept[0].startswith(f"leftover {leftover.name}: Permission denied")
+        assert "its owner or root can remove it" in kept[0]
+        assert leftover.is_dir()
+    finally:
+        shutil.rmtree(base)
+
+
+@posix_only
 def test_a_directory_that_cannot_be_read_is_an_oserror_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A directory whose listing fails (EIO, an NFS handle gone stale): the
     removal raises an OSError naming that directory's path, which callers

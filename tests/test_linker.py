@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -352,7 +353,9 @@ def test_a_clone_batch_interrupted_on_the_main_thread_is_rolled_back(
 
     def open_then_interrupt(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
         fd = real_open(path, flags, *args, **kwargs)
-        if flags & os.O_CREAT and "/t1/" in str(path):
+        at = kwargs.get("dir_fd")  # (the clones are made relative to their directory)
+        where = os.readlink(f"/proc/self/fd/{at}") if at is not None else os.path.dirname(str(path))
+        if flags & os.O_CREAT and where == str(root / "t1"):
             opened.append(str(path))
             if len(opened) == 100:
                 os.kill(os.getpid(), signal.SIGINT)  # lands right after the creating call
@@ -1050,3 +1053,57 @@ def test_a_task_handed_over_as_its_set_closes_is_placed_by_it(tmp_path: Path) ->
     a.finish()
     assert sorted(os.listdir(dst)) == ["f0.txt", "f1.txt", "f2.txt"]
     assert first.answered == 1  # (placed by its helper)
+
+
+@pytest.mark.parametrize("mode", ["hardlink", "clone"])
+def test_a_directory_of_files_is_placed_relative_to_its_two_directories(
+    mode: str, mounts: Mounts, tmp_path: Path
+) -> None:
+    """The platform's batch calls (``hardlink_files``, ``clone_files``), which
+    open a group's cache and target directories once and place each file
+    by name: every name is tried, a failure is that file's alone (an
+    existing target), ``placed`` lists the new files in order; a link in
+    the cache is never followed (hard-linked as the link itself, refused
+    as a clone source); a target directory that is not there fails every
+    file with its error."""
+    from pip_linkmode._platform import current
+
+    platform = current()
+    root = mounts.points["xfs"] / f"{tmp_path.name}-{mode}"
+    src, dst = root / "src", root / "dst"
+    src.mkdir(parents=True)
+    dst.mkdir()
+    for name in ("a.py", "b.txt", "c.txt"):
+        (src / name).write_bytes(name.encode())
+    (src / "link").symlink_to(src / "a.py")
+    (dst / "b.txt").write_bytes(b"already here")
+    names = ["a.py", "b.txt", "c.txt", "link"]
+    placed: list[str] = []
+    if mode == "hardlink":
+        failed = platform.hardlink_files(f"{src}/", f"{dst}/", names, placed=placed)
+    else:
+        failed = platform.clone_files(f"{src}/", f"{dst}/", names, placed=placed)
+    errors = {names[i]: exc.errno for i, exc in failed}
+    assert errors.pop("b.txt") == errno.EEXIST
+    assert (dst / "b.txt").read_bytes() == b"already here"
+    if mode == "hardlink":
+        assert errors == {}
+        assert placed == [f"{dst}/{n}" for n in ("a.py", "c.txt", "link")]
+        assert (dst / "link").is_symlink() and os.path.samestat((dst / "link").lstat(), (src / "link").lstat())
+        assert os.path.samestat((dst / "a.py").stat(), (src / "a.py").stat())
+    else:
+        assert errors == {"link": errno.ELOOP}  # (the cache holds no link of its own)
+        assert not os.path.lexists(dst / "link")
+        assert placed[:2] == [f"{dst}/a.py", f"{dst}/c.txt"]
+        assert shares_extents(dst / "c.txt")
+        assert not (dst / "a.py").is_symlink() and (dst / "a.py").read_bytes() == b"a.py"
+    assert (dst / "c.txt").read_bytes() == b"c.txt"
+
+    gone = root / "not-made"
+    placed = []
+    if mode == "hardlink":
+        failed = platform.hardlink_files(f"{src}/", f"{gone}/", names, placed=placed)
+    else:
+        failed = platform.clone_files(f"{src}/", f"{gone}/", names, placed=placed)
+    assert [(i, exc.errno) for i, exc in failed] == [(i, errno.ENOENT) for i in range(len(names))]
+    assert placed == [] and not gone.exists()

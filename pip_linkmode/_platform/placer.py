@@ -118,7 +118,7 @@ def make_dirs(platform: Platform, dirs: list[str], made: list[str]) -> bool:
 
 def serve(platform: Platform, inp: IO[bytes], out: IO[bytes]) -> None:
     """Place the files of each task read from ``inp``; answer on ``out``."""
-    ops: dict[str, Callable[[str, str], None]] = {"hardlink": platform.hardlink, "symlink": platform.symlink}
+    ops: dict[str, Callable[[str, str], None]] = {"symlink": platform.symlink}
     while True:
         frame = read_frame(inp)
         if frame is None:
@@ -130,9 +130,12 @@ def serve(platform: Platform, inp: IO[bytes], out: IO[bytes]) -> None:
             write_frame(out, (task_id, failures, made, True))
             continue
         for gi, (opname, sp, dp, names, perm) in enumerate(groups):
-            if opname == "clone":
+            if opname == "clone" or opname == "hardlink":
                 try:
-                    failed = platform.clone_files(sp, dp, names, source_mtime=bool(keep_mtimes), perm=perm)
+                    if opname == "clone":
+                        failed = platform.clone_files(sp, dp, names, source_mtime=bool(keep_mtimes), perm=perm)
+                    else:
+                        failed = platform.hardlink_files(sp, dp, names)
                 except ValueError as exc:  # a name the system cannot take (a NUL byte)
                     failed = [(ni, OSError(errno.EINVAL, str(exc))) for ni in range(len(names))]
                 failures.extend((gi, ni, exc.errno or 0, exc.strerror or str(exc)) for ni, exc in failed)

@@ -140,6 +140,26 @@ class Platform:
     def hardlink(self, src: str, dst: str) -> None:
         os.link(self.fspath(src), self.fspath(dst))
 
+    def hardlink_files(
+        self, sp: str, dp: str, names: Sequence[str], *, placed: list[str] | None = None
+    ) -> list[tuple[int, OSError]]:
+        """``hardlink`` of each of ``names`` from directory ``sp`` into
+        ``dp`` (both given with their trailing "/"), trying every one; the
+        failures and ``placed`` as in ``clone_files``."""
+        failures: list[tuple[int, OSError]] = []
+        for index, name in enumerate(names):
+            try:
+                self.hardlink(sp + name, dp + name)
+            except OSError as exc:
+                failures.append((index, exc))
+                continue
+            except ValueError as exc:  # a name the system cannot take (a NUL byte)
+                failures.append((index, OSError(errno.EINVAL, str(exc))))
+                continue
+            if placed is not None:
+                placed.append(dp + name)
+        return failures
+
     def symlink(self, src: str, dst: str) -> None:
         os.symlink(self.fspath(src), self.fspath(dst))
 

@@ -520,12 +520,15 @@ class Linker:
             self._create_dir(path)
         created = self.journal.created
         for mode, sp, dp, names, perm in task:
-            if mode is LinkMode.CLONE:
+            if mode is LinkMode.CLONE or mode is LinkMode.HARDLINK:
                 # each new file is in ``created`` once placed (an interrupt
                 # mid-call leaves nothing unknown to a rollback)
-                failed = self.platform.clone_files(
-                    sp, dp, names, source_mtime=self._source_mtimes, perm=perm, placed=created
-                )
+                if mode is LinkMode.CLONE:
+                    failed = self.platform.clone_files(
+                        sp, dp, names, source_mtime=self._source_mtimes, perm=perm, placed=created
+                    )
+                else:
+                    failed = self.platform.hardlink_files(sp, dp, names, placed=created)
                 for i, exc in failed:
                     self._failed(mode, sp + names[i], dp + names[i], exc, perm)
                 continue

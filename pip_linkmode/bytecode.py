@@ -433,6 +433,7 @@ def _unpacking_pool(workers: int) -> ProcessPoolExecutor:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    from . import archive  # noqa: F401  (the workers unpack: imported once, before they fork)
     from .linker.executor import stop_idle_threads
 
     stop_idle_threads()  # (no thread of ours is forked mid-task)

@@ -722,6 +722,46 @@ def test_another_users_dead_unpack_is_left_beside_a_new_one(other_user: tuple[st
 
 
 @posix_only
+def test_files_are_linked_from_a_directory_that_may_be_entered_but_not_listed(
+    other_user: tuple[str, int, int],
+) -> None:
+    """A cache directory a user may enter but not list (a cache made under
+    umask 026 is 0751 to the others): its files are linked by a user as
+    they were by path (the directory is opened O_PATH, not to be read),
+    and in ``auto`` mode the clone probe falls back to hardlinks as before."""
+    from pip_linkmode.linker import Linker
+
+    _, uid, gid = other_user
+    base = _shared_dir()
+    try:
+        src = base / "cache" / "tree"
+        src.mkdir(parents=True)
+        names = ["a.py", "b.txt", "c.txt"]
+        for name in names:
+            (src / name).write_bytes(name.encode())
+            os.chown(src / name, uid, gid)  # (protected_hardlinks: the user's own files)
+        src.chmod(0o311)
+        dst = base / "env"
+        dst.mkdir()
+        os.chown(dst, uid, gid)
+
+        def place(into: Path = dst / "pkg") -> str:
+            linker = Linker("auto")
+            report = linker.run_dirs([(str(src), str(into), names, [4, 5, 5], False)])
+            linker.close()
+            return ",".join(sorted(f"{m.value}={n}" for m, n in report.counts.items() if n))
+
+        place(base / "warm")  # what the user's child runs, loaded here (it cannot read this interpreter's files)
+        out = _as_user(uid, gid, place)
+        assert out == "ok: hardlink=3", out
+        for name in names:
+            assert os.path.samestat((dst / "pkg" / name).stat(), (src / name).stat())
+    finally:
+        (base / "cache" / "tree").chmod(0o755)
+        shutil.rmtree(base)
+
+
+@posix_only
 def test_a_directory_that_cannot_be_read_is_an_oserror_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A directory whose listing fails (EIO, an NFS handle gone stale): the
     removal raises an OSError naming that directory's path, which callers

@@ -354,8 +354,8 @@ def test_a_clone_batch_interrupted_on_the_main_thread_is_rolled_back(
     def open_then_interrupt(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
         fd = real_open(path, flags, *args, **kwargs)
         at = kwargs.get("dir_fd")  # (the clones are made relative to their directory)
-        where = os.readlink(f"/proc/self/fd/{at}") if at is not None else os.path.dirname(str(path))
-        if flags & os.O_CREAT and where == str(root / "t1"):
+        where = os.fstat(at) if at is not None else os.stat(os.path.dirname(str(path)))
+        if flags & os.O_CREAT and os.path.samestat(where, os.stat(root / "t1")):
             opened.append(str(path))
             if len(opened) == 100:
                 os.kill(os.getpid(), signal.SIGINT)  # lands right after the creating call
@@ -1094,7 +1094,7 @@ def test_a_directory_of_files_is_placed_relative_to_its_two_directories(
     else:
         assert errors == {"link": errno.ELOOP}  # (the cache holds no link of its own)
         assert not os.path.lexists(dst / "link")
-        assert placed[:2] == [f"{dst}/a.py", f"{dst}/c.txt"]
+        assert placed == [f"{dst}/a.py", f"{dst}/c.txt"]
         assert shares_extents(dst / "c.txt")
         assert not (dst / "a.py").is_symlink() and (dst / "a.py").read_bytes() == b"a.py"
     assert (dst / "c.txt").read_bytes() == b"c.txt"

@@ -24,11 +24,8 @@ class LinuxPlatform(PosixPlatform):
     def clone_file(
         self, src: str, dst: str, *, source_mtime: bool = True, perm: int | None = None
     ) -> None:
-        sp, sname = os.path.split(src)
-        dp, dname = os.path.split(dst)
-        for _, exc in _in_dirs(sp, dp, 1, lambda sfd, dfd: _clone_each_at(
-            sfd, dfd, dp, (sname,), (dname,), source_mtime, perm, None
-        )):
+        # (by path: one file is not worth opening its two directories)
+        for _, exc in _clone_each_at(None, None, "", (src,), (dst,), source_mtime, perm, None):
             raise exc
 
     def clone_files(
@@ -88,8 +85,10 @@ class LinuxPlatform(PosixPlatform):
 # whole path twice (the cache's and the target's, a dozen components
 # each); 10% of a hardlink install's system time. A directory swapped
 # meanwhile changes nothing: every file of the group goes where the
-# directory opened first is.
-_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+# directory opened first is. O_PATH: a directory this user may enter but
+# not list (a cache made under umask 026 is 0751 to others) serves as
+# well as it did by path (opening it to read would be refused).
+_DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 
 
 def _in_dirs(
@@ -139,8 +138,8 @@ def _link_each_at(
 
 
 def _clone_each_at(
-    sfd: int,
-    dfd: int,
+    sfd: int | None,
+    dfd: int | None,
     dp: str,
     snames: Sequence[str],
     dnames: Sequence[str],
@@ -149,7 +148,8 @@ def _clone_each_at(
     placed: list[str] | None,
 ) -> list[tuple[int, OSError]]:
     """Clone each of ``snames`` in the cache directory ``sfd`` to the
-    matching new file of ``dnames`` in ``dfd`` (``dp``), trying every one;
+    matching new file of ``dnames`` in ``dfd`` (``dp``; None for both:
+    whole paths), trying every one;
     the failures by index; each new file appended to ``placed`` once in
     place. A link in the cache (which holds none of its own) is refused,
     not followed (ELOOP).

@@ -165,3 +165,8 @@ def main() -> None:
         serve(platform, sys.stdin.buffer, sys.stdout.buffer)
     except BrokenPipeError:
         os._exit(0)  # nothing left to flush to
+    # End of input: every answer is written (``write_frame`` flushes each),
+    # and nothing else is this process's to finish. Ending here skips the
+    # interpreter's own teardown, which the installing process waits for
+    # when it closes its helpers.
+    os._exit(0)

@@ -138,7 +138,9 @@ class Platform:
         )
 
     def hardlink(self, src: str, dst: str) -> None:
-        os.link(self.fspath(src), self.fspath(dst))
+        # a link at ``src`` is linked itself, never followed (link(2)'s
+        # rule, which Python 3.14's os.link no longer keeps by default)
+        os.link(self.fspath(src), self.fspath(dst), follow_symlinks=False)
 
     def hardlink_files(
         self, sp: str, dp: str, names: Sequence[str], *, placed: list[str] | None = None

@@ -13,6 +13,9 @@ if TYPE_CHECKING:
 __all__ = ["Cause", "Platform", "PosixPlatform", "O_BINARY", "NEW_FILE", "read_at", "private_reads"]
 
 _COPY_CHUNK = 1024 * 1024
+#: ``os.link`` of a link makes a link to it, not to what it names (where
+#: the system can say so: linkat)
+_LINK_AS_IS: dict[str, bool] = {"follow_symlinks": False} if os.link in os.supports_follow_symlinks else {}
 
 #: Part of every ``os.open`` flag set: Windows opens a descriptor in text
 #: mode without it, and ``os.write`` then turns each ``\n`` into ``\r\n``.
@@ -140,7 +143,7 @@ class Platform:
     def hardlink(self, src: str, dst: str) -> None:
         # a link at ``src`` is linked itself, never followed (link(2)'s
         # rule, which Python 3.14's os.link no longer keeps by default)
-        os.link(self.fspath(src), self.fspath(dst), follow_symlinks=False)
+        os.link(self.fspath(src), self.fspath(dst), **_LINK_AS_IS)
 
     def hardlink_files(
         self, sp: str, dp: str, names: Sequence[str], *, placed: list[str] | None = None

@@ -27,7 +27,6 @@ helper's first frame, once it has imported the platform, is ``READY``
 
 from __future__ import annotations
 
-import errno
 import importlib
 import marshal
 import os
@@ -37,7 +36,6 @@ import sys
 
 TYPE_CHECKING = False  # (typing itself would be a third of a helper's start)
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from typing import IO, Any
 
     from .posix import Platform
@@ -118,7 +116,6 @@ def make_dirs(platform: Platform, dirs: list[str], made: list[str]) -> bool:
 
 def serve(platform: Platform, inp: IO[bytes], out: IO[bytes]) -> None:
     """Place the files of each task read from ``inp``; answer on ``out``."""
-    ops: dict[str, Callable[[str, str], None]] = {"symlink": platform.symlink}
     while True:
         frame = read_frame(inp)
         if frame is None:
@@ -130,24 +127,8 @@ def serve(platform: Platform, inp: IO[bytes], out: IO[bytes]) -> None:
             write_frame(out, (task_id, failures, made, True))
             continue
         for gi, (opname, sp, dp, names, perm) in enumerate(groups):
-            if opname == "clone" or opname == "hardlink":
-                try:
-                    if opname == "clone":
-                        failed = platform.clone_files(sp, dp, names, source_mtime=bool(keep_mtimes), perm=perm)
-                    else:
-                        failed = platform.hardlink_files(sp, dp, names)
-                except ValueError as exc:  # a name the system cannot take (a NUL byte)
-                    failed = [(ni, OSError(errno.EINVAL, str(exc))) for ni in range(len(names))]
-                failures.extend((gi, ni, exc.errno or 0, exc.strerror or str(exc)) for ni, exc in failed)
-                continue
-            op = ops[opname]
-            for ni, name in enumerate(names):
-                try:
-                    op(sp + name, dp + name)
-                except OSError as exc:
-                    failures.append((gi, ni, exc.errno or 0, exc.strerror or str(exc)))
-                except ValueError as exc:  # a name the system cannot take (a NUL byte)
-                    failures.append((gi, ni, errno.EINVAL, str(exc)))
+            failed = platform.place_files(opname, sp, dp, names, source_mtime=bool(keep_mtimes), perm=perm)
+            failures.extend((gi, ni, exc.errno or 0, exc.strerror or str(exc)) for ni, exc in failed)
         write_frame(out, (task_id, failures, made, False))
 
 

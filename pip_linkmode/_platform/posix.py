@@ -8,7 +8,7 @@ import os
 
 TYPE_CHECKING = False  # (typing itself would be a third of a helper process's start)
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Sequence
 
 __all__ = ["Cause", "Platform", "PosixPlatform", "O_BINARY", "NEW_FILE", "read_at", "private_reads"]
 
@@ -106,22 +106,57 @@ class Platform:
         failures, as (index in ``names``, error). ``placed``: each new
         file's path is appended to it as soon as the file is in place (so
         an interrupt mid-call leaves none unaccounted for)."""
-        return self._clone_pairs(((sp + name, dp + name) for name in names), source_mtime, perm, placed)
+        return self._each_file(
+            lambda src, dst: self.clone_file(src, dst, source_mtime=source_mtime, perm=perm), sp, dp, names, placed
+        )
 
-    def _clone_pairs(
-        self, pairs: Iterable[tuple[str, str]], source_mtime: bool, perm: int | None, placed: list[str] | None
+    def hardlink_files(
+        self, sp: str, dp: str, names: Sequence[str], *, placed: list[str] | None = None
     ) -> list[tuple[int, OSError]]:
-        """``clone_files``'s work on (cache file, new file) pairs: here a
-        ``clone_file`` call each; a platform may do it in one loop."""
+        """``hardlink`` of each of ``names``, as ``clone_files``."""
+        return self._each_file(self.hardlink, sp, dp, names, placed)
+
+    def place_files(
+        self,
+        op: str,
+        sp: str,
+        dp: str,
+        names: Sequence[str],
+        *,
+        source_mtime: bool = True,
+        perm: int | None = None,
+        placed: list[str] | None = None,
+    ) -> list[tuple[int, OSError]]:
+        """A directory's files placed by ``op`` ("clone", "hardlink" or
+        "symlink", a ``LinkMode`` value), as ``clone_files``: the one call
+        of the linker's threads and helper processes alike."""
+        if op == "clone":
+            return self.clone_files(sp, dp, names, source_mtime=source_mtime, perm=perm, placed=placed)
+        if op == "hardlink":
+            return self.hardlink_files(sp, dp, names, placed=placed)
+        if op == "symlink":
+            return self._each_file(self.symlink, sp, dp, names, placed)
+        raise ValueError(f"no placement of a directory's files by {op!r}")
+
+    @staticmethod
+    def _each_file(
+        op: Callable[[str, str], None], sp: str, dp: str, names: Sequence[str], placed: list[str] | None
+    ) -> list[tuple[int, OSError]]:
+        """``op(cache file, new file)`` for each of ``names``, trying every
+        one (the batch calls' work, a call per file; a platform may do it in
+        one loop of the system calls)."""
         failures: list[tuple[int, OSError]] = []
-        for index, (src, dst) in enumerate(pairs):
+        for index, name in enumerate(names):
             try:
-                self.clone_file(src, dst, source_mtime=source_mtime, perm=perm)
+                op(sp + name, dp + name)
             except OSError as exc:
                 failures.append((index, exc))
                 continue
+            except ValueError as exc:  # a name the system cannot take (a NUL byte)
+                failures.append((index, OSError(errno.EINVAL, str(exc))))
+                continue
             if placed is not None:
-                placed.append(dst)
+                placed.append(dp + name)
         return failures
 
     def helper_class(self) -> str | None:
@@ -144,26 +179,6 @@ class Platform:
         # a link at ``src`` is linked itself, never followed (link(2)'s
         # rule, which Python 3.14's os.link no longer keeps by default)
         os.link(self.fspath(src), self.fspath(dst), **_LINK_AS_IS)
-
-    def hardlink_files(
-        self, sp: str, dp: str, names: Sequence[str], *, placed: list[str] | None = None
-    ) -> list[tuple[int, OSError]]:
-        """``hardlink`` of each of ``names`` from directory ``sp`` into
-        ``dp`` (both given with their trailing "/"), trying every one; the
-        failures and ``placed`` as in ``clone_files``."""
-        failures: list[tuple[int, OSError]] = []
-        for index, name in enumerate(names):
-            try:
-                self.hardlink(sp + name, dp + name)
-            except OSError as exc:
-                failures.append((index, exc))
-                continue
-            except ValueError as exc:  # a name the system cannot take (a NUL byte)
-                failures.append((index, OSError(errno.EINVAL, str(exc))))
-                continue
-            if placed is not None:
-                placed.append(dp + name)
-        return failures
 
     def symlink(self, src: str, dst: str) -> None:
         os.symlink(self.fspath(src), self.fspath(dst))

@@ -519,28 +519,14 @@ class Linker:
         for path in dirs:
             self._create_dir(path)
         created = self.journal.created
-        for mode, sp, dp, names, perm in task:
-            if mode is LinkMode.CLONE or mode is LinkMode.HARDLINK:
-                # each new file is in ``created`` once placed (an interrupt
-                # mid-call leaves nothing unknown to a rollback)
-                if mode is LinkMode.CLONE:
-                    failed = self.platform.clone_files(
-                        sp, dp, names, source_mtime=self._source_mtimes, perm=perm, placed=created
-                    )
-                else:
-                    failed = self.platform.hardlink_files(sp, dp, names, placed=created)
-                for i, exc in failed:
-                    self._failed(mode, sp + names[i], dp + names[i], exc, perm)
-                continue
-            op = self._ops[mode]
-            for name in names:
-                dst = dp + name
-                try:
-                    op(sp + name, dst)
-                except OSError as exc:
-                    self._failed(mode, sp + name, dst, exc)
-                    continue
-                created.append(dst)  # new here: a rollback removes it
+        for mode, sp, dp, names, perm in task:  # (a task holds links: copies go to ``run``)
+            # each new file is in ``created`` once placed (an interrupt
+            # mid-call leaves nothing unknown to a rollback)
+            failed = self.platform.place_files(
+                mode.value, sp, dp, names, source_mtime=self._source_mtimes, perm=perm, placed=created
+            )
+            for i, exc in failed:
+                self._failed(mode, sp + names[i], dp + names[i], exc, perm)
 
     def _failed(self, mode: LinkMode, src: str, dst: str, exc: OSError, perm: int | None = None) -> None:
         """A file's first attempt raised: recover (an existing target is

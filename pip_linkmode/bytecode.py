@@ -19,11 +19,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import py_compile
 import stat
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from importlib.util import cache_from_source
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -32,6 +30,7 @@ from .cache import CachedWheel, WheelCache, remove_tree
 from .linker import write_beside
 
 if TYPE_CHECKING:
+    import py_compile
     from concurrent.futures import Future, ProcessPoolExecutor
 
 __all__ = [
@@ -70,6 +69,8 @@ def pyc_path(source: str, level: int) -> str:
     operations when no ``sys.pycache_prefix`` is set (the per-file hot path)."""
     tag = sys.implementation.cache_tag
     if sys.pycache_prefix is not None or tag is None or not source.endswith(".py"):
+        from importlib.util import cache_from_source
+
         return cache_from_source(source, optimization="" if level == 0 else level)
     cut = max(source.rfind("/"), source.rfind(os.sep))
     head = f"{source[:cut]}{os.sep}" if cut >= 0 else ""  # (as importlib joins: the system's separator)
@@ -90,6 +91,8 @@ _PARALLEL_THRESHOLD = 200
 
 def invalidation_mode() -> py_compile.PycInvalidationMode:
     """What ``compileall`` would use: honours SOURCE_DATE_EPOCH."""
+    import py_compile  # (with its traceback and importlib.util: not for an install that compiles nothing)
+
     return py_compile._get_default_invalidation_mode()  # type: ignore[attr-defined]
 
 
@@ -115,6 +118,8 @@ def _sources(entry: CachedWheel) -> list[str]:
 
 
 def _compile_many(args: tuple[list[str], tuple[int, ...], str]) -> list[tuple[str, int]]:
+    import py_compile
+
     paths, levels, mode_name = args
     mode = py_compile.PycInvalidationMode[mode_name]
     ok = []
@@ -251,9 +256,9 @@ def prepare(
     other in a cycle).
     """
     lv = tuple(sorted(set(levels)))
-    mode = mode or invalidation_mode()
     if not lv:
         return _unpack_all(cache, wheels)
+    mode = mode or invalidation_mode()
     entries: list[CachedWheel | None] = []
     later: list[int] = []
     compiling: set[str] = set()
@@ -637,6 +642,8 @@ def _ready_tree(entry: CachedWheel, paths: Sequence[str]) -> None:
     ``__pycache__`` directories made as the cache makes directories (never
     group- or world-writable; py_compile would make them as the umask
     allows)."""
+    from importlib.util import cache_from_source
+
     root = entry.root.parent.parent
     check_tree(root, entry.tree)
     inside = os.fspath(entry.tree) + os.sep

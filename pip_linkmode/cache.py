@@ -24,7 +24,6 @@ import contextlib
 import errno
 import hashlib
 import json
-import logging
 import os
 import stat
 import sys
@@ -33,7 +32,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from . import _platform
+from . import _log, _platform
 from ._cachecore import (
     DIR_FDS,
     ENV_CACHE_DIR,
@@ -77,8 +76,6 @@ __all__ = [
     "default_cache_dir",
     "ENV_CACHE_DIR",
 ]
-
-logger = logging.getLogger("pip_linkmode")
 
 LAYOUT_VERSION = 1
 #: what the index keeps of an entry besides its key
@@ -513,7 +510,7 @@ class WheelCache:
             try:
                 remove_tree(stale, inside=self.root)
             except PermissionError as exc:
-                logger.debug("leaving %s in the cache: %s (%s)", stale, exc.strerror, exc.filename)
+                _log.debug("leaving %s in the cache: %s (%s)", stale, exc.strerror, exc.filename)
         tmp = self.tmp_dir / f"{key}-{os.getpid()}-{os.urandom(4).hex()}"
         tree = tmp / "tree"
         umask = _platform.umask()

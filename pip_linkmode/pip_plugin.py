@@ -1103,7 +1103,6 @@ def _preload() -> None:
     """Import now what the hook may need mid-install: pip 26.3 refuses new
     imports while it installs (it guards against half-replaced packages)."""
     import concurrent.futures.process  # noqa: F401
-    import concurrent.futures.thread  # noqa: F401  (the linker's pool, imported lazily)
     import multiprocessing.connection  # noqa: F401
     import multiprocessing.context  # noqa: F401
     import multiprocessing.queues  # noqa: F401

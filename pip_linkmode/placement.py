@@ -18,7 +18,6 @@ stays that door's, written with its own rules after the placement.
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 import itertools
 import json
@@ -90,6 +89,8 @@ def record_line(path: str, hash_: str, size: str) -> str:
     """One RECORD line, exactly as installer's csv writer spells it."""
     if RECORD_SPECIALS.isdisjoint(path):
         return f"{path},{hash_},{size}\n"
+    import csv  # (only a path with a comma, quote or line break: most installs never need it)
+
     out = io.StringIO()
     csv.writer(out, delimiter=",", quotechar='"', lineterminator="\n").writerow((path, hash_, size))
     return out.getvalue()
@@ -305,6 +306,8 @@ def _lines_list_their_keys(keys: list[str], lines: list[str]) -> bool:
 
 def _fields(line: str) -> tuple[str, str]:
     """The hash and size of a RECORD line read back (ValueError: not one row of three)."""
+    import csv
+
     rows = list(csv.reader(io.StringIO(line, newline="")))
     if len(rows) != 1 or len(rows[0]) != 3:
         raise ValueError("not one RECORD row")

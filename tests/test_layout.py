@@ -319,6 +319,7 @@ from pip_linkmode import install_wheels
 report = install_wheels(sys.argv[3:], venv=sys.argv[1], cache=sys.argv[2], link_mode="hardlink",
                         compile_bytecode=True)
 print(json.dumps({"installer": "installer" in sys.modules, "email": "email" in sys.modules,
+                  "logging": "logging" in sys.modules, "futures": "concurrent.futures" in sys.modules,
                   "summary": report.summary()}))
 """
 
@@ -327,7 +328,8 @@ print(json.dumps({"installer": "installer" in sys.modules, "email": "email" in s
 def test_a_warm_install_imports_no_installer_and_leaves_installers_tree(real_wheels: list[Path], tmp_path: Path) -> None:
     """The first install of an entry goes through LinkingDestination (which
     keeps the layout); a later one, with every layout kept, through
-    ``laidout.install_layout`` alone: no installer or email imported, and
+    ``laidout.install_layout`` alone: no installer or email imported (nor
+    logging or concurrent.futures), and
     the same environment (scripts with their shebangs, #!python scripts,
     RECORD, cached bytecode), byte for byte and mode for mode."""
     wheels = [str(w) for w in (*real_wheels, build_wheel(tmp_path / "w", _corner_spec()))]
@@ -343,6 +345,8 @@ def test_a_warm_install_imports_no_installer_and_leaves_installers_tree(real_whe
         trees.append(_tree(venv))
         if name == "warm":
             assert seen["installer"] is False and seen["email"] is False, seen
+            # (the linker's threads and log need neither: 5 ms of a warm install)
+            assert seen["logging"] is False and seen["futures"] is False, seen
             assert "hardlinked" in seen["summary"]
     assert trees[0] == trees[1]
     scripts = [k for k in trees[1] if k.startswith("bin/") and k != "bin/python" and not k.startswith("bin/python3")]

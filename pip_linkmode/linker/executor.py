@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import os
 import signal
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING
 
-from .. import _platform
+from .. import _log, _platform
 from .._platform import Cause, Platform
 from .._platform.placer import DirNotMade, make_dir
 from ..modes import LinkMode, parse_link_mode
@@ -32,13 +30,9 @@ from .helpers import Helpers, running_shared, shared_helpers, stop_idle_helpers
 from .jobs import DirJob, LinkError, LinkJob, LinkReport, Task
 from .journal import Journal
 from .policy import ModePolicy
-
-if TYPE_CHECKING:
-    from concurrent.futures import Future, ThreadPoolExecutor
+from .tasks import Promise, Workers
 
 __all__ = ["Linker"]
-
-logger = logging.getLogger("pip_linkmode")
 
 _BATCH = 256
 #: threads placing links and clones for ``run_dirs``: the system calls
@@ -96,13 +90,13 @@ def _posix_parent(path: str) -> str:
 _parent = os.path.dirname if os.altsep else _posix_parent
 
 
-_pools: dict[int, tuple[int, ThreadPoolExecutor]] = {}
+_pools: dict[int, tuple[int, Workers]] = {}
 _pools_lock = threading.Lock()
 #: linkers with tasks in the shared pools now
 _pool_users = 0
 
 
-def _shared_pool(workers: int) -> ThreadPoolExecutor:
+def _shared_pool(workers: int) -> Workers:
     """The process's pool of ``workers`` placing threads, kept between
     linkers: a tool that installs wheel after wheel, each with its own
     destination and linker, starts its threads once (a thread start waits
@@ -112,9 +106,7 @@ def _shared_pool(workers: int) -> ThreadPoolExecutor:
     with _pools_lock:
         known = _pools.get(workers)
         if known is None or known[0] != os.getpid():
-            from concurrent.futures import ThreadPoolExecutor
-
-            known = _pools[workers] = (os.getpid(), ThreadPoolExecutor(workers, thread_name_prefix="pip-linkmode"))
+            known = _pools[workers] = (os.getpid(), Workers(workers))
         _pool_users += 1
         return known[1]
 
@@ -137,7 +129,7 @@ def stop_idle_threads() -> None:
         pools = [pool for pid, pool in _pools.values() if pid == os.getpid()]
         _pools.clear()
     for pool in pools:
-        pool.shutdown(wait=True)
+        pool.shutdown()
 
 
 def _key(path: str) -> str:
@@ -156,6 +148,16 @@ def _same_inode(a: str, b: str) -> bool:
     except OSError:
         return False
 
+
+
+def _copy_file(platform: Platform, perms: dict[bool, int], src: str, dst: str) -> None:
+    """A copy, with the mode bits pip gives a new file (``perms``, by whether
+    the cache file is executable): a copy is the environment's own, and the
+    cache file's bits are never group- or world-writable, whatever the umask."""
+    platform.copy_file(src, dst)
+    if os.name != "nt" and platform.name != "windows":
+        path = platform.fspath(dst)
+        os.chmod(path, perms[bool(os.stat(path).st_mode & 0o100)])
 
 
 class Linker:
@@ -183,18 +185,21 @@ class Linker:
         #: for links and clones (its per-file jobs keep the GIL busy between
         #: calls) and one per CPU (up to 8) for copies
         self.max_workers = max_workers
-        self._ops: dict[LinkMode, Callable[[str, str], None]] = {
-            LinkMode.CLONE: self.platform.clone_file,
-            LinkMode.HARDLINK: self.platform.hardlink,
-            LinkMode.SYMLINK: self.platform.symlink,
-            LinkMode.COPY: self._copy_file,
-        }
-        self._source_mtimes = True
         #: the process's umask, read once before any thread creates files
         self.umask = _platform.umask()
         #: a clone's permission bits by whether the wheel marks the file
         #: executable: pip's (a new file's, with every execute bit added)
         self._perms = {False: 0o666 & ~self.umask, True: (0o777 & ~self.umask) | 0o111}
+        # (no bound method of this linker in it: a linker in a reference cycle
+        # would keep its journal, a path per file placed, until the next full
+        # collection of garbage, or the interpreter's exit)
+        self._ops: dict[LinkMode, Callable[[str, str], None]] = {
+            LinkMode.CLONE: self.platform.clone_file,
+            LinkMode.HARDLINK: self.platform.hardlink,
+            LinkMode.SYMLINK: self.platform.symlink,
+            LinkMode.COPY: functools.partial(_copy_file, self.platform, self._perms),
+        }
+        self._source_mtimes = True
         self._inode_lock = threading.Lock()
         self._dir_devs: dict[str, int] = {}
         #: directories in ``_dir_devs`` whose creation went to a worker with
@@ -207,10 +212,10 @@ class Linker:
         self.placed_log: list[tuple[str, str, int]] | None = None
         # run_dirs's worker threads, their tasks, and per target directory
         # (with its "/") the tasks in flight there with their file names
-        self._pool: ThreadPoolExecutor | None = None
-        self._pooled: list[Future[None]] = []  # tasks given to the pool (not helpers)
-        self._futures: list[Future[None]] = []
-        self._inflight: dict[str, list[tuple[Future[None], Sequence[str]]]] = {}
+        self._pool: Workers | None = None
+        self._pooled: list[Promise[None]] = []  # tasks given to the pool (not helpers)
+        self._futures: list[Promise[None]] = []
+        self._inflight: dict[str, list[tuple[Promise[None], Sequence[str]]]] = {}
         self._queued: list[tuple[LinkMode, str, str, list[str], None]] = []  # by link_one(later=True)
         self._n_queued = 0
         #: files handed to threads before helper processes take them over
@@ -258,11 +263,9 @@ class Linker:
                 with _interrupts_held():
                     report.merge(self._run_batch(mode, batch))
         else:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(workers) as pool:
-                for sub in pool.map(lambda b: self._run_batch(*b), batches):
-                    report.merge(sub)
+            with Workers(workers) as pool:
+                for promise in [pool.submit(self._run_batch, *batch) for batch in batches]:
+                    report.merge(promise.result())
         return report
 
     def run_dirs(
@@ -407,7 +410,7 @@ class Linker:
         self._pooled.append(future)
         self._track(future, task)
 
-    def _track(self, future: Future[None], task: Task) -> None:
+    def _track(self, future: Promise[None], task: Task) -> None:
         """Remember a task handed over (before it can start: an interrupt
         after that still leaves it known to ``finish``)."""
         self._futures.append(future)
@@ -842,15 +845,6 @@ class Linker:
             report.bytes_shared += job.size
         return report
 
-    def _copy_file(self, src: str, dst: str) -> None:
-        """A copy, with the mode bits pip gives a new file (executable if
-        the cache file is): a copy is the environment's own, and the cache
-        file's bits are never group- or world-writable, whatever the umask."""
-        self.platform.copy_file(src, dst)
-        if os.name != "nt" and self.platform.name != "windows":
-            path = self.platform.fspath(dst)
-            os.chmod(path, self._perms[bool(os.stat(path).st_mode & 0o100)])
-
     def _op(self, mode: LinkMode, perm: int | None) -> Callable[[str, str], None]:
         """The call placing a file in ``mode`` (a clone with ``perm``'s bits)."""
         if perm is None or mode is not LinkMode.CLONE:
@@ -923,4 +917,4 @@ class Linker:
                 self.platform.hardlink(job.src, job.dst)
             except FileExistsError:
                 self._replace(LinkMode.HARDLINK, job)
-            logger.debug("gave %s a fresh inode: it reached the link limit", job.src)
+            _log.debug("gave %s a fresh inode: it reached the link limit", job.src)

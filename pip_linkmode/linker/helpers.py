@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sys
 import threading
@@ -11,17 +10,16 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from .. import _log
 from .jobs import LinkError, Task
+from .tasks import Promise
 
 if TYPE_CHECKING:
     import subprocess
-    from concurrent.futures import Future
 
     from .executor import Linker
 
 __all__ = ["Helpers", "forget_failed_starts", "running_shared", "shared_helpers", "stop_idle_helpers"]
-
-logger = logging.getLogger("pip_linkmode")
 
 #: seconds a helper process has to say it is ready (it takes about 0.01):
 #: one that has not is ended, and threads place its files, so an
@@ -66,7 +64,7 @@ class Helpers:
         self._next = 0
         #: task id -> (its linker, future, task, directories to make first,
         #: helper index, files)
-        self._pending: dict[int, tuple[weakref.ref[Linker], Future[None], Task, Sequence[str], int, int]] = {}
+        self._pending: dict[int, tuple[weakref.ref[Linker], Promise[None], Task, Sequence[str], int, int]] = {}
         self._load = [0] * len(procs)
         self._live = [True] * len(procs)
         #: helpers that said they were ready (one that never did could not
@@ -113,7 +111,7 @@ class Helpers:
                     )
                 )
         except OSError as exc:
-            logger.debug("no helper processes (%s): placing files with threads", exc)
+            _log.debug("no helper processes (%s): placing files with threads", exc)
             _stop(procs)
             return None
         for proc in procs:
@@ -148,17 +146,15 @@ class Helpers:
         linker: Linker,
         task: Task,
         source_mtimes: bool,
-        track: Callable[[Future[None], Task], None],
+        track: Callable[[Promise[None], Task], None],
         dirs: Sequence[str] = (),
     ) -> bool:
         """Send ``task`` to the least busy helper, which makes ``dirs`` (in
         order) first, ``track``-ing its future first; False if no helper
         is left."""
-        from concurrent.futures import Future
-
         from .._platform.placer import write_frame
 
-        future: Future[None] = Future()
+        future: Promise[None] = Promise()
         files = sum(len(group[3]) for group in task)
         groups = [(mode.value, sp, dp, list(names), perm) for mode, sp, dp, names, perm in task]
         # taken and written under one hold of ``_writing``: ``close`` ends
@@ -232,7 +228,7 @@ class Helpers:
             tasks = [self._pending.pop(tid)[:4] for tid in lost]
         for owner, future, task, dirs in tasks:
             if not ready:  # it placed nothing: place its tasks here
-                logger.debug("a helper process could not start (status %s): placing its files here", code)
+                _log.debug("a helper process could not start (status %s): placing its files here", code)
                 self._settle(owner, future, task, None, dirs)
             else:
                 self._claim(owner, task, dirs)
@@ -262,7 +258,7 @@ class Helpers:
     def _settle(
         self,
         owner: weakref.ref[Linker],
-        future: Future[None],
+        future: Promise[None],
         task: Task,
         failures: Sequence[tuple[int, int, int, str]] | None,
         dirs: Sequence[str],

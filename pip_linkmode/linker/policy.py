@@ -11,19 +11,17 @@ After a mode has worked, a failure is an error naming the file.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Callable
 from typing import NamedTuple
 
+from .. import _log
 from .._platform import Cause, Platform
 from ..modes import LinkMode
 from .jobs import LinkError, LinkJob, LinkReport
 
 __all__ = ["CHAINS", "ModePolicy", "Resolution", "reset_process_state"]
-
-logger = logging.getLogger("pip_linkmode")
 
 #: the modes a request tries, in order; the last one's failure is an error
 CHAINS = {
@@ -130,7 +128,7 @@ class ModePolicy:
             hint = " " + self.platform.remedy(exc, mode.value) + "."
         elif cause is Cause.CROSS_DEVICE:
             hint = " Put the cache on the target's filesystem (--cache-dir) to link."
-        logger.warning(
+        _log.warning(
             "%s is not possible from the cache %s to %s: %s; falling back to copy.%s "
             "To silence this, use --link-mode=copy (or PIP_LINK_MODE=copy).",
             mode,

@@ -1103,6 +1103,7 @@ def _preload() -> None:
     """Import now what the hook may need mid-install: pip 26.3 refuses new
     imports while it installs (it guards against half-replaced packages)."""
     import concurrent.futures.process  # noqa: F401
+    import concurrent.futures.thread  # noqa: F401  (threads unpacking wheels, imported lazily)
     import multiprocessing.connection  # noqa: F401
     import multiprocessing.context  # noqa: F401
     import multiprocessing.queues  # noqa: F401

@@ -343,13 +343,15 @@ def cache_root_of(path: str | os.PathLike[str]) -> str | None:
     """The root of a cache this process uses that ``path`` is inside, or None."""
     if not _roots:
         return None
+    # (by prefix, not by walking up: a path in an environment, never in a
+    # cache, cost a dirname per component, per file an install writes)
     head = os.path.dirname(os.path.abspath(path))
-    while head not in _roots:
-        parent = os.path.dirname(head)
-        if parent == head:
-            return None
-        head = parent
-    return head
+    found = None
+    for root in _roots:
+        if head == root or head.startswith(root if root.endswith(os.sep) else root + os.sep):
+            if found is None or len(root) > len(found):
+                found = root  # (the innermost, as walking up would find first)
+    return found
 
 
 def check_writable(root: str | os.PathLike[str]) -> None:

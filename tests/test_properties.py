@@ -183,3 +183,39 @@ def _expected_mode(requested: LinkMode, platform: RefusingPlatform, root: Path) 
             return LinkMode.COPY
         return mode
     raise AssertionError("copy always works")
+
+
+_COMPONENT = st.sampled_from(["a", "b", "ab", "a.b", "c"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    roots=st.lists(st.lists(_COMPONENT, min_size=1, max_size=4), max_size=4),
+    path=st.lists(_COMPONENT, min_size=1, max_size=6),
+)
+def test_the_cache_root_of_a_path_is_its_innermost_registered_ancestor(roots: list[list[str]], path: list[str]) -> None:
+    """``cache_root_of`` (found by prefix) is what walking up from the path's
+    directory finds first among the registered roots: never a sibling that
+    shares a name's prefix (``/x/a`` is not inside ``/x/ab``)."""
+    from pip_linkmode import _cachecore
+
+    base = os.path.abspath(os.sep + "x")
+    registered = {os.path.join(base, *root) for root in roots}
+    full = os.path.join(base, *path)
+    expected = None
+    head = os.path.dirname(full)
+    while True:
+        if head in registered:
+            expected = head
+            break
+        if os.path.dirname(head) == head:
+            break
+        head = os.path.dirname(head)
+    saved = set(_cachecore._roots)
+    _cachecore._roots.clear()
+    _cachecore._roots.update(registered)
+    try:
+        assert _cachecore.cache_root_of(full) == expected
+    finally:
+        _cachecore._roots.clear()
+        _cachecore._roots.update(saved)

@@ -347,7 +347,7 @@ def cache_root_of(path: str | os.PathLike[str]) -> str | None:
     # cache, cost a dirname per component, per file an install writes)
     head = os.path.dirname(os.path.abspath(path))
     found = None
-    for root in _roots:
+    for root in tuple(_roots):  # (another thread may register a root meanwhile)
         if head == root or head.startswith(root if root.endswith(os.sep) else root + os.sep):
             if found is None or len(root) > len(found):
                 found = root  # (the innermost, as walking up would find first)

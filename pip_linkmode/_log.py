@@ -21,8 +21,9 @@ NAME = "pip_linkmode"
 
 def debug(msg: str, *args: object) -> None:
     """``logging.getLogger(NAME).debug(msg, *args)`` where it could be seen."""
-    logging = sys.modules.get("logging")
-    if logging is not None:
+    if "logging" in sys.modules:
+        import logging  # (not the entry itself: another thread may be importing it still)
+
         logging.getLogger(NAME).debug(msg, *args)
 
 

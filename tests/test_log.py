@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import builtins
 import logging
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -37,3 +39,21 @@ def test_records_reach_the_pip_linkmode_logger_once_logging_is_there(caplog: pyt
         ("pip_linkmode", logging.DEBUG, "a debug record"),
         ("pip_linkmode", logging.WARNING, "a warning record"),
     ]
+
+
+def test_a_debug_record_while_logging_is_still_being_imported_waits_for_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another thread's import of ``logging`` puts a half-made module in
+    ``sys.modules`` first: a debug record then imports it (which waits for
+    that import) instead of reading the entry (which has no ``getLogger``
+    yet), so a helper's reader thread does not die on an AttributeError."""
+    import types
+
+    half_made = types.ModuleType("logging")
+    monkeypatch.setitem(sys.modules, "logging", half_made)
+    real_import = builtins.__import__
+
+    def finished_import(name: str, *args: Any, **kwargs: Any) -> Any:
+        return logging if name == "logging" else real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", finished_import)
+    _log.debug("a record %s", "sent")  # (would raise AttributeError on the half-made module)

@@ -87,3 +87,54 @@ def test_no_more_threads_than_asked_and_shutdown_ends_them_after_their_tasks() -
     assert all(p.done() for p in done) and not any(t.is_alive() for t in threads)
     with pytest.raises(RuntimeError):
         pool.submit(print)
+
+
+def test_map_cancels_what_has_not_started_at_the_first_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As ``Executor.map``: the first failure is raised once the items not
+    started are cancelled, and those never run (a failed copy is not kept
+    waiting for every other copy). Items a thread started before that are
+    held until every cancel is done, so which ones ran is certain."""
+    n = 12
+    cancels = 0
+    all_cancelled = threading.Event()
+    real_cancel = Promise.cancel
+
+    def counting_cancel(self: Promise[object]) -> bool:
+        nonlocal cancels
+        done = real_cancel(self)
+        cancels += 1  # (only the thread reading the results cancels)
+        if cancels == n:
+            all_cancelled.set()
+        return done
+
+    monkeypatch.setattr(Promise, "cancel", counting_cancel)
+    ran: list[int] = []
+
+    def work(i: int) -> int:
+        if i == 0:
+            raise ValueError("the first item failed")
+        assert all_cancelled.wait(30)
+        ran.append(i)
+        return i
+
+    with Workers(2) as pool, pytest.raises(ValueError, match="the first item failed"):
+        list(pool.map(work, range(n)))
+    assert set(ran) <= {1, 2}  # (at most one more item per thread)
+    assert cancels == n
+
+
+def test_a_thread_that_cannot_start_leaves_no_task_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[str] = []
+    pool = Workers(2)
+    real_start = threading.Thread.start
+
+    def refused(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        pool.submit(ran.append, "lost")
+    monkeypatch.setattr(threading.Thread, "start", real_start)
+    pool.submit(ran.append, "next").result()
+    pool.shutdown()
+    assert ran == ["next"]

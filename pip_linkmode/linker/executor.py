@@ -264,8 +264,8 @@ class Linker:
                     report.merge(self._run_batch(mode, batch))
         else:
             with Workers(workers) as pool:
-                for promise in [pool.submit(self._run_batch, *batch) for batch in batches]:
-                    report.merge(promise.result())
+                for sub in pool.map(lambda batch: self._run_batch(*batch), batches):
+                    report.merge(sub)
         return report
 
     def run_dirs(

@@ -11,13 +11,14 @@ start, or set from a helper process's reader thread. ``Promise`` and
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from queue import SimpleQueue
 from typing import Generic, TypeVar
 
 __all__ = ["Cancelled", "Promise", "Workers"]
 
 T = TypeVar("T")
+A = TypeVar("A")
 
 _PENDING, _RUNNING, _CANCELLED, _FINISHED = range(4)
 
@@ -90,8 +91,10 @@ _Item = tuple[Promise[object], Callable[..., object], tuple[object, ...]]
 class Workers:
     """Up to ``count`` threads running submitted tasks in order, started as
     tasks arrive. The threads are daemon threads: at the interpreter's exit
-    they are idle (every install waits for its tasks), and a daemon thread
-    is not joined there."""
+    they are idle (every install waits for its tasks, and a rollback for
+    those of a failed one), and a daemon thread is not joined there; a
+    task still running then is abandoned, where ``ThreadPoolExecutor``'s
+    exit hook would have waited for it."""
 
     def __init__(self, count: int, name: str = "pip-linkmode") -> None:
         self._count = count
@@ -108,16 +111,31 @@ class Workers:
         with self._lock:
             if self._closed:
                 raise RuntimeError("these workers are shut down")
-            self._queue.put((promise, func, args))  # type: ignore[arg-type]
             if self._idle:
                 self._idle -= 1  # (that thread takes this task)
             elif len(self._threads) < self._count:
+                # started before the task is queued: a thread that cannot
+                # start leaves no task behind for a later one to run unseen
                 thread = threading.Thread(
                     target=self._work, name=f"{self._name}_{len(self._threads)}", daemon=True
                 )
                 thread.start()
                 self._threads.append(thread)
+            self._queue.put((promise, func, args))  # type: ignore[arg-type]
         return promise
+
+    def map(self, func: Callable[[A], T], items: Iterable[A]) -> Iterator[T]:
+        """``func(item)`` for each item, on these threads; the results in
+        order. At the first exception (or when the caller stops reading),
+        the items not started yet are cancelled, as ``Executor.map`` does:
+        a failed copy does not wait for every other copy before it is told."""
+        promises = [self.submit(func, item) for item in items]
+        try:
+            for promise in promises:
+                yield promise.result()
+        finally:
+            for promise in promises:
+                promise.cancel()
 
     def _work(self) -> None:
         while True:

@@ -111,27 +111,38 @@ class DoorReport:
         return self.links.summary()
 
 
-def installer_door(wheels: list[str], *, venv: str, link_mode: str, cache: str, compile_bytecode: bool) -> DoorReport:
+def installer_door(
+    wheels: list[str], *, venv: str, link_mode: str, cache: str, compile_bytecode: bool, batch: bool = False
+) -> DoorReport:
     """The installer door as a tool uses it: per wheel, ``WheelCache.open``
-    and a ``LinkingDestination`` handed to ``installer.install``."""
+    and a ``LinkingDestination`` handed to ``installer.install``; with
+    ``batch``, every destination in one ``LinkBatch``."""
+    import contextlib
+
     import installer
 
-    from pip_linkmode import LinkingDestination, WheelCache
+    from pip_linkmode import LinkBatch, LinkingDestination, WheelCache
     from pip_linkmode.install import target_for_venv
 
     target = target_for_venv(venv)
     wheel_cache = WheelCache(cache)
     report = DoorReport()
     kind: Any = "win-amd64" if os.name == "nt" else "posix"
-    for wheel in wheels:
-        with wheel_cache.open(wheel) as source:
-            destination = LinkingDestination(
-                target.scheme_for(source.distribution), target.interpreter, kind,
-                bytecode_optimization_levels=(0,) if compile_bytecode else (), link_mode=link_mode,
-            )
-            installer.install(source, destination, {"INSTALLER": b"pip-linkmode\n"})
-        report.links.merge(destination.report)
-        report.installed.append(source.distribution)
+    group = LinkBatch(link_mode) if batch else None
+    with group if group is not None else contextlib.nullcontext():
+        for wheel in wheels:
+            with wheel_cache.open(wheel) as source:
+                destination = LinkingDestination(
+                    target.scheme_for(source.distribution), target.interpreter, kind,
+                    bytecode_optimization_levels=(0,) if compile_bytecode else (), link_mode=link_mode,
+                    batch=group,
+                )
+                installer.install(source, destination, {"INSTALLER": b"pip-linkmode\n"})
+            if group is None:
+                report.links.merge(destination.report)
+            report.installed.append(source.distribution)
+    if group is not None:
+        report.links.merge(group.report)
     return report
 
 
@@ -148,7 +159,7 @@ class Args:
 
 def parse_args(argv: list[str]) -> Args:
     """``VENV MODE CACHE WHEEL_DIR [--compile] [--phases] [--cprofile FILE]
-    [--door install_wheels|installer]``"""
+    [--door install_wheels|installer|installer-batch]``"""
     args, rest = Args(), list(argv)
     positional = []
     while rest:
@@ -161,7 +172,7 @@ def parse_args(argv: list[str]) -> Args:
             raise SystemExit(f"lib_install.py: unknown option {arg}\n{parse_args.__doc__}")
         else:
             positional.append(arg)
-    if len(positional) != 4 or args.door not in ("install_wheels", "installer"):
+    if len(positional) != 4 or args.door not in ("install_wheels", "installer", "installer-batch"):
         raise SystemExit(f"usage: lib_install.py {parse_args.__doc__}")
     args.venv, args.mode, args.cache, args.wheel_dir = positional
     return args
@@ -175,7 +186,9 @@ def main() -> int:
 
     t0 = time.perf_counter()
     install: Callable[..., Any] = installer_door
-    if args.door == "install_wheels":
+    if args.door == "installer-batch":
+        install = functools.partial(installer_door, batch=True)
+    elif args.door == "install_wheels":
         from pip_linkmode import install_wheels
 
         install = install_wheels

@@ -270,7 +270,7 @@ def loop_image(work: Path, fs: str, size: str) -> Iterator[Path | None]:
 @dataclass
 class Config:
     scenario: str
-    tool: str  # pip, uv, pip-linkmode, api (install_wheels), door (installer.install)
+    tool: str  # pip, uv, pip-linkmode, api (install_wheels), door (installer.install), batch (door in a LinkBatch)
     place: Place
     mode: str  # link mode, "-" for pip
     compile: bool
@@ -286,8 +286,9 @@ class Config:
             return f"uv {self.mode}" + (" --compile-bytecode" if self.compile else "")
         if self.tool == "api":
             return f"install_wheels {self.mode}" + (" compile" if self.compile else "")
-        if self.tool == "door":
-            return f"installer door {self.mode}" + (" compile" if self.compile else "")
+        if self.tool in ("door", "batch"):
+            return f"installer door {'batch ' if self.tool == 'batch' else ''}{self.mode}" + (
+                " compile" if self.compile else "")
         return f"pip-linkmode {self.mode}" + ("" if self.compile else " --no-compile")
 
 
@@ -356,9 +357,9 @@ def build_configs(
             return [*a, "--compile"] if compile_ else a
         return argv
 
-    def door_argv(place: Place, mode: str, compile_: bool) -> Callable[[Path, Path], list[str]]:
+    def door_argv(place: Place, mode: str, compile_: bool, door: str = "installer") -> Callable[[Path, Path], list[str]]:
         def argv(venv: Path, vpy: Path) -> list[str]:
-            return [*api_argv(place, mode, compile_)(venv, vpy), "--door", "installer"]
+            return [*api_argv(place, mode, compile_)(venv, vpy), "--door", door]
         return argv
 
     def modes_for(place: Place, ours: bool) -> list[str]:
@@ -378,6 +379,8 @@ def build_configs(
                 for mode in modes_for(place, ours=False):
                     configs.append(Config("install-step", "door", place, mode, compile_,
                                           door_argv(place, mode, compile_), True, runs))
+                    configs.append(Config("install-step", "batch", place, mode, compile_,
+                                          door_argv(place, mode, compile_, "installer-batch"), True, runs))
                 for mode in modes_for(place, ours=False):
                     configs.append(Config("install-step", "uv", place, mode, compile_,
                                           uv_argv(place, mode, compile_, True), not compile_,
@@ -415,7 +418,7 @@ def measure(cfg: Config, expected: int, tag: str) -> tuple[Sample | None, str | 
         if problem:
             return None, problem
         sample = Sample(out.wall_s, out.maxrss_kb)
-        if cfg.tool in ("api", "door"):
+        if cfg.tool in ("api", "door", "batch"):
             data = json.loads(out.stdout.strip().splitlines()[-1])
             sample.call_s = float(data["call_s"])
             sample.child_maxrss_kb = int(data["maxrss_kb"])
@@ -507,7 +510,7 @@ def rows_of(results: Sequence[Result]) -> list[Row]:
     rows: list[Row] = []
     for r in results:
         rss = statistics.median(s.maxrss_kb for s in r.samples) / 1024 if r.samples else None
-        if r.tool in ("api", "door"):
+        if r.tool in ("api", "door", "batch"):
             rows.append(Row(r.scenario, f"{r.name} (call)", r.fs, r.tool, r.mode, r.compile,
                             [s.call_s for s in r.samples if s.call_s is not None], rss, len(r.errors)))
             rows.append(Row(r.scenario, f"{r.name} (process)", r.fs, r.tool, r.mode, r.compile,
@@ -612,6 +615,8 @@ def targets(rows: Sequence[Row]) -> list[str]:
                           [t * 1.25 for t in uv_step.times], uv_step.rss_mb, uv_step.n_errors)
         add(f"installer door {mode} (process) within 1.25x of uv {mode}",
             find("install-step", "door", mode, False, suffix="(process)"), uv_step, 1.0)
+        add(f"installer door in a LinkBatch {mode} (process) within 1.25x of uv {mode}",
+            find("install-step", "batch", mode, False, suffix="(process)"), uv_step, 1.0)
     for mode in ("hardlink", "clone", "copy"):
         add(f"install step, install_wheels {mode} (call) no slower than uv {mode}",
             find("install-step", "api", mode, False, suffix="(call)"),
@@ -653,7 +658,7 @@ def chart(rows: Sequence[Row], path: Path) -> None:
     scenarios = [s for s in SCENARIOS if any(r.scenario == s and r.times for r in rows)]
     if not scenarios:
         return
-    colors = {"pip": "#888888", "uv": "#de5fe9", "pip-linkmode": "#2b7bba", "api": "#2b7bba", "door": "#5aa0d8"}
+    colors = {"pip": "#888888", "uv": "#de5fe9", "pip-linkmode": "#2b7bba", "api": "#2b7bba", "door": "#5aa0d8", "batch": "#7fb8e6"}
     heights = [sum(1 for r in rows if r.scenario == s and r.times) for s in scenarios]
     fig, axes = plt.subplots(len(scenarios), 1, figsize=(10, 0.32 * sum(heights) + 2.0 * len(scenarios)),
                              gridspec_kw={"height_ratios": heights}, squeeze=False)

@@ -10,6 +10,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from .batch import LinkBatch
     from .cache import CacheError, InvalidWheel, WheelCache
     from .destination import LinkingDestination
     from .install import InstallReport, Target, install_wheel, install_wheels
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 # Public names and the module defining each, imported on first use: the
 # command line's fast paths (``pip-linkmode venv``) do not pay for installer.
 _EXPORTS = {
+    "LinkBatch": "batch",
     "CacheError": "cache",
     "InvalidWheel": "cache",
     "WheelCache": "cache",
@@ -41,6 +43,7 @@ __all__ = [
     "CachedWheelSource",
     "InstallReport",
     "InvalidWheel",
+    "LinkBatch",
     "LinkError",
     "LinkMode",
     "LinkReport",

@@ -20,7 +20,7 @@ from installer.utils import Scheme, parse_entrypoints
 from .bytecode import CachedPyc, ensure_bytecode, pyc_path
 from .cache import CachedFile, record_digest
 from .laidout import LayoutTarget, inside, install_layout, line_speller, may_exist
-from .linker import Linker, LinkJob, LinkReport
+from .linker import Linker, LinkError, LinkJob, LinkReport
 from .linker.files import TEMP_SUFFIX, beside
 from .modes import LinkMode, link_mode_from_env, parse_link_mode
 from .placement import (
@@ -37,6 +37,7 @@ from .placement import (
 from .source import CachedFileStream, CachedWheelSource, Handover
 
 if TYPE_CHECKING:
+    from .batch import LinkBatch
     from .cache import WheelCache
 
 __all__ = ["LinkingDestination"]
@@ -81,6 +82,11 @@ class LinkingDestination(SchemeDictionaryDestination):
     #: ``install_cached`` returns; the caller (``install_wheels``) then calls
     #: ``linker.finish()`` before it reports the install done
     wait_for_links: bool = True
+    #: a ``LinkBatch`` (entered) this destination's installs belong to: its
+    #: files may still be in placement when ``installer.install`` returns,
+    #: and are in place at the end of the batch's ``with`` block (see
+    #: ``batch``); the batch's linker, link mode and ``overwrite_existing``
+    batch: LinkBatch | None = field(default=None, repr=False)
     report: LinkReport = field(init=False)
     #: with ``wait_for_links`` False: (cache, entry key, environment) to
     #: register as symlink-mode users once the links are placed (the caller
@@ -91,8 +97,16 @@ class LinkingDestination(SchemeDictionaryDestination):
     _sources: dict[tuple[str, str], tuple[CachedWheelSource, str]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.batch is not None:
+            if self.linker is not None:
+                raise ValueError("give a LinkingDestination a linker or a batch, not both")
+            if self.link_mode is None:
+                self.link_mode = self.batch.link_mode
         self.link_mode = link_mode_from_env() if self.link_mode is None else parse_link_mode(self.link_mode)
-        if self.linker is None:
+        if self.batch is not None:
+            self.linker = self.batch.join(self)
+            self.wait_for_links = False
+        elif self.linker is None:
             # installer's loop prepares each wheel while its files are
             # placed, then waits for them: large wheels are placed by the
             # process's helpers, started once for every destination
@@ -156,6 +170,11 @@ class LinkingDestination(SchemeDictionaryDestination):
         mark, self._mark = self._mark, None
         if mark is None:
             return  # undone already (by a call nested in this one)
+        if self.batch is not None:
+            # Earlier installs' links may still be landing in the journal
+            # after this one's mark: the batch is undone as a whole.
+            self.batch.fail(sys.exc_info()[1] or LinkError("an install of the batch failed"))
+            return
         with contextlib.suppress(Exception):  # (the failure is being raised already)
             self.linker.finish()
         self.linker.undo_since(mark)
@@ -558,7 +577,14 @@ class LinkingDestination(SchemeDictionaryDestination):
         self.link_pending()
         if not early:
             self._write_record(scheme, record_file_path, rows)
-        if self.bytecode_optimization_levels or type(self)._compile_bytecode is not LinkingDestination._compile_bytecode:
+        custom_compile = type(self)._compile_bytecode is not LinkingDestination._compile_bytecode
+        if self.bytecode_optimization_levels or custom_compile:
+            if not self.wait_for_links and (custom_compile or any(
+                record.path.endswith(".py") and (file_scheme, record.path) not in self._handled
+                for file_scheme, record in records
+            )):
+                assert self.linker is not None
+                self.linker.finish()  # installer compiles each file where it has landed
             for file_scheme, record in records:  # (installer's own compiles nothing without levels)
                 self._compile_bytecode(file_scheme, record)
 

@@ -13,7 +13,9 @@ additional_metadata)`` changes that one call to
   methods kept (``linking_destination``), so its ``write_to_fs`` still sees
   every file.
 
-The install is all or nothing: a failure removes what it created.
+The install is all or nothing: a failure removes what it created. Several
+installs in one ``LinkBatch`` (``batch=``) are placed while the next is
+prepared, and are all or nothing together.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any, cast
 from installer.destinations import SchemeDictionaryDestination, WheelDestination
 from installer.sources import WheelFile, WheelSource
 
+from .batch import LinkBatch
 from .cache import WheelCache
 from .destination import LinkingDestination
 from .modes import LinkMode, link_mode_from_env, parse_link_mode
@@ -39,13 +42,14 @@ _linking_classes: dict[type, type] = {}
 
 
 def linking_destination(
-    destination: WheelDestination, link_mode: LinkMode | str | None = None
+    destination: WheelDestination, link_mode: LinkMode | str | None = None, *, batch: LinkBatch | None = None
 ) -> WheelDestination:
     """``destination`` as a ``LinkingDestination``.
 
     A ``LinkingDestination`` is returned as it is; a
     ``SchemeDictionaryDestination`` becomes one with the same fields (and
-    ``link_mode``, None: ``PIP_LINK_MODE`` or auto); an instance of a
+    ``link_mode``, None: ``PIP_LINK_MODE`` or auto, or the ``batch``'s
+    mode; in ``batch``, a ``LinkBatch``, if given); an instance of a
     subclass of it becomes an instance of a class deriving from both that
     subclass and ``LinkingDestination``, with its attributes copied, so
     the subclass's overrides apply to every file. Any other destination is
@@ -53,7 +57,10 @@ def linking_destination(
     """
     if isinstance(destination, LinkingDestination) or not isinstance(destination, SchemeDictionaryDestination):
         return destination
-    mode = link_mode_from_env() if link_mode is None else parse_link_mode(link_mode)
+    if link_mode is None:
+        mode = batch.link_mode if batch is not None else link_mode_from_env()
+    else:
+        mode = parse_link_mode(link_mode)
     cls = type(destination)
     if cls is SchemeDictionaryDestination:
         linking_cls: type = LinkingDestination
@@ -65,7 +72,7 @@ def linking_destination(
     kwargs = {name: getattr(destination, name) for name in known if hasattr(destination, name)}
     # (LinkingDestination's own __init__: a subclass's may take other arguments)
     linked: Any = object.__new__(linking_cls)
-    LinkingDestination.__init__(linked, **kwargs, link_mode=mode)
+    LinkingDestination.__init__(linked, **kwargs, link_mode=mode, batch=batch)
     for name, value in vars(destination).items():  # a subclass's own attributes
         if name not in known:
             setattr(linked, name, value)
@@ -98,12 +105,15 @@ def install(
     *,
     cache: WheelCache | str | os.PathLike[str] | None = None,
     link_mode: LinkMode | str | None = None,
+    batch: LinkBatch | None = None,
 ) -> None:
     """``installer.install(source, destination, additional_metadata)``,
-    with files placed by links from the cache (see the module's text)."""
+    with files placed by links from the cache (see the module's text). In
+    a ``batch`` (``LinkBatch``, entered) the files may still be in
+    placement when this returns, and are in place at the batch's end."""
     import installer
 
-    target: Any = linking_destination(destination, link_mode)
+    target: Any = linking_destination(destination, link_mode, batch=batch)
     metadata = dict(additional_metadata or {})
     with linking_source(source, cache) as cached:
         if isinstance(target, LinkingDestination) and isinstance(cached, CachedWheelSource):

@@ -321,6 +321,45 @@ def test_target_disk_full_fails_cleanly_and_rolls_back(small_fs: Path, tmp_path:
     assert cache_admin.verify(WheelCache(tmp_path / "cache")) == []
 
 
+BATCH_INSTALL = """
+import sys
+import installer
+from pip_linkmode import LinkBatch, LinkingDestination, WheelCache
+from pip_linkmode.install import target_for_venv
+target, cache = target_for_venv(sys.argv[1]), WheelCache(sys.argv[2])
+returned = []
+try:
+    with LinkBatch("copy") as batch:
+        for wheel in sys.argv[3:]:
+            with cache.open(wheel) as source:
+                installer.install(source, LinkingDestination(
+                    target.scheme_for(source.distribution), target.interpreter, "posix", batch=batch), {})
+            returned.append(source.distribution)
+finally:
+    print("returned:", *returned)
+"""
+
+
+def test_a_batch_whose_disk_fills_removes_every_install_of_it(small_fs: Path, tmp_path: Path) -> None:
+    """A ``LinkBatch`` copying into a full disk: the copy fails in a worker,
+    whether before or after its ``installer.install`` returned; the batch
+    raises the error naming where, and nothing of any install is left."""
+    small_ok = build_wheel(tmp_path / "w1", WheelSpec(name="fits", files={"fits/__init__.py": b"OK = 1\n"}))
+    big = _big_wheel(tmp_path / "w2", "toobig", 24)
+    venv = make_venv(small_fs / "venv")
+    before = _state(venv)
+    proc = subprocess.run(
+        [sys.executable, "-c", BATCH_INSTALL, str(venv), str(tmp_path / "cache"), str(small_ok), str(big)],
+        capture_output=True, text=True, env=_env(),
+    )
+    assert proc.returncode != 0
+    assert proc.stdout.startswith("returned: fits"), proc.stdout  # the first install's call had returned
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "No space left" in last or "no space" in last.lower(), proc.stderr
+    assert str(small_fs) in last, last
+    assert _state(venv) == before
+
+
 def test_cache_disk_full_leaves_no_entry(small_fs: Path, tmp_path: Path) -> None:
     big = _big_wheel(tmp_path / "w", "huge", 20)
     venv = make_venv(tmp_path / "venv")

@@ -428,13 +428,14 @@ def test_install_wheels_hands_links_to_helpers_and_installers_door_shares_them(
     the venv is the copy-mode venv file for file, each file the cache's own
     inode, and the helpers are gone afterwards. installer's door, a
     destination per wheel, uses the process's shared helpers: started by
-    the first large wheel, used from the first file by the next
-    destination, and still there after it, until ``stop_idle_helpers``."""
+    the first large wheel (on a thread of their own, while threads go on
+    placing its files), used from the first file by the next destination,
+    and still there after it, until ``stop_idle_helpers``."""
     import installer
 
     from pip_linkmode import LinkingDestination
     from pip_linkmode.install import target_for_venv
-    from pip_linkmode.linker.helpers import stop_idle_helpers
+    from pip_linkmode.linker.helpers import join_starts, stop_idle_helpers
 
     started = _spy_on_helpers(monkeypatch)
     wheel = build_wheel(tmp_path / "w", _many_spec())
@@ -460,6 +461,7 @@ def test_install_wheels_hands_links_to_helpers_and_installers_door_shares_them(
         with WheelCache(cache).open(wheel) as source:
             dest = LinkingDestination(target.scheme_for(source.distribution), target.interpreter, "posix", link_mode="hardlink")
             installer.install(source, dest, {"INSTALLER": b"pip-linkmode\n"})
+        join_starts()
         assert len(started) == 2, "installer's door did not start shared helpers once"
         assert started[1].shared
         answered.append(started[1].answered)
@@ -469,7 +471,7 @@ def test_install_wheels_hands_links_to_helpers_and_installers_door_shares_them(
         }
         assert (site_packages(door) / "many/d29/m49.py").stat().st_ino == (tree / "many/d29/m49.py").stat().st_ino
     # the second destination's tasks went to them from its first file
-    assert 0 < answered[0] and answered[1] - answered[0] >= 1500 // 256, answered
+    assert answered[1] - answered[0] >= 1500 // 256, answered
     assert all(proc.poll() is None for proc in started[1]._procs)  # kept for the next destination
     stop_idle_helpers()
     assert all(proc.returncode == 0 for proc in started[1]._procs)
@@ -902,12 +904,13 @@ def test_a_forked_child_lets_go_of_the_shared_helpers_and_starts_its_own(
     import threading
     import warnings
 
-    from pip_linkmode.linker.helpers import running_shared, stop_idle_helpers
+    from pip_linkmode.linker.helpers import join_starts, running_shared, stop_idle_helpers
 
     started = _spy_on_helpers(monkeypatch)
     wheel = build_wheel(tmp_path / "w", _many_spec())
     cache = tmp_path / "cache"
     _door_install(wheel, cache, make_venv(tmp_path / "parent"))
+    join_starts()
     assert len(started) == 1 and started[0].shared
     child_venv = make_venv(tmp_path / "child")
     release_r, release_w = os.pipe()
@@ -922,7 +925,9 @@ def test_a_forked_child_lets_go_of_the_shared_helpers_and_starts_its_own(
 
             pipes = [s for proc in started[0]._procs for s in (proc.stdin, proc.stdout) if s is not None]
             let_go = all(stat_mod.S_ISCHR(os.fstat(s.fileno()).st_mode) for s in pipes) and len(pipes) == 4
-            dest = _door_install(wheel, cache, child_venv)
+            _door_install(wheel, cache, child_venv)
+            join_starts()  # (its own set, started by that install)
+            dest = _door_install(wheel, cache, make_venv(tmp_path / "child2"))
             own = running_shared(dest.linker, 2) if dest.linker is not None else None
             ok = let_go and own is not None and own is not started[0] and own.answered > 0
             os.write(report_w, b"ok" if ok else b"no")
@@ -956,14 +961,17 @@ def test_shared_helpers_that_died_are_replaced_for_the_next_destination(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One of the shared helpers killed between two wheels: the next
-    destination starts a new set and installs in full; an idle set ends
-    before the process forks its compiling workers (``stop_idle_threads``)."""
+    destination starts a new set (and the one after uses it) and installs
+    in full; an idle set ends before the process forks its compiling
+    workers (``stop_idle_threads``)."""
     from pip_linkmode.linker.executor import stop_idle_threads
+    from pip_linkmode.linker.helpers import join_starts
 
     started = _spy_on_helpers(monkeypatch)
     wheel = build_wheel(tmp_path / "w", _many_spec())
     cache = tmp_path / "cache"
     _door_install(wheel, cache, make_venv(tmp_path / "one"))
+    join_starts()
     assert len(started) == 1
     first = started[0]
     first._procs[0].kill()
@@ -972,12 +980,48 @@ def test_shared_helpers_that_died_are_replaced_for_the_next_destination(
     while first.usable():  # (its reader notes the end)
         assert time.monotonic() < deadline, "the helper's end was never noted"
     dest = _door_install(wheel, cache, make_venv(tmp_path / "two"))
-    assert len(started) == 2 and started[1].answered > 0, "no new set took the second destination's tasks"
     assert dest.report.counts[LinkMode.HARDLINK] >= 1500
     assert _files(site_packages(tmp_path / "two")) == _files(site_packages(tmp_path / "one"))
+    join_starts()
+    dest = _door_install(wheel, cache, make_venv(tmp_path / "three"))
+    assert len(started) == 2 and started[1].answered > 0, "no new set took the third destination's tasks"
+    assert _files(site_packages(tmp_path / "three")) == _files(site_packages(tmp_path / "one"))
     assert first.closed and first._procs[1].returncode == 0  # the old set's live helper was ended
     stop_idle_threads()
     assert started[1].closed and all(proc.returncode == 0 for proc in started[1]._procs)
+
+
+@_linux_helpers
+def test_an_install_never_waits_for_shared_helpers_to_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shared helpers start on a thread of their own: an install whose
+    helpers are slow to start (held here until it is over) places every
+    file with threads meanwhile, and the next install uses them."""
+    import threading
+
+    from pip_linkmode.linker import helpers as linker_mod
+
+    started = _spy_on_helpers(monkeypatch)
+    spied = linker_mod.Helpers.start
+    asked, release = threading.Event(), threading.Event()
+
+    def slow(linker: Linker, count: int, *, shared: bool = False) -> linker_mod.Helpers | None:
+        asked.set()
+        assert release.wait(60), "the install never ended while its helpers were starting"
+        return spied(linker, count, shared=shared)
+
+    monkeypatch.setattr(linker_mod.Helpers, "start", staticmethod(slow))
+    wheel = build_wheel(tmp_path / "w", _many_spec())
+    cache = tmp_path / "cache"
+    try:
+        dest = _door_install(wheel, cache, make_venv(tmp_path / "one"))
+        assert asked.is_set() and started == []  # over, with its helpers still starting
+        assert dest.report.counts[LinkMode.HARDLINK] >= 1500
+    finally:
+        release.set()
+    linker_mod.join_starts()
+    _door_install(wheel, cache, make_venv(tmp_path / "two"))
+    assert len(started) == 1 and started[0].answered > 0
+    assert _files(site_packages(tmp_path / "two")) == _files(site_packages(tmp_path / "one"))
 
 
 @_linux_helpers

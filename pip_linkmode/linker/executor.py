@@ -26,7 +26,7 @@ from .._platform import Cause, Platform
 from .._platform.placer import DirNotMade, make_dir
 from ..modes import LinkMode, parse_link_mode
 from .files import TEMP_SUFFIX, beside, write_beside
-from .helpers import Helpers, running_shared, shared_helpers, stop_idle_helpers
+from .helpers import Helpers, prestart_shared, running_shared, stop_idle_helpers
 from .jobs import DirJob, LinkError, LinkJob, LinkReport, Task
 from .journal import Journal
 from .policy import ModePolicy
@@ -507,7 +507,13 @@ class Linker:
                 if self._threaded < self.help_after:
                     self._threaded += sum(len(group[3]) for group in task)
                     return False
-                helpers = shared_helpers(self, workers) if self.share_helpers else Helpers.start(self, workers)
+                if self.share_helpers:
+                    # started on a thread of their own: this one goes on
+                    # handing tasks to threads until they are running
+                    if not prestart_shared(self, workers):
+                        self.help_after = None  # none can start here: threads, as before
+                    return False
+                helpers = Helpers.start(self, workers)
                 if helpers is None:
                     self.help_after = None  # none can start here: threads, as before
                     return False

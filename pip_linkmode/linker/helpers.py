@@ -19,7 +19,10 @@ if TYPE_CHECKING:
 
     from .executor import Linker
 
-__all__ = ["Helpers", "forget_failed_starts", "running_shared", "shared_helpers", "stop_idle_helpers"]
+__all__ = [
+    "Helpers", "forget_failed_starts", "join_starts", "prestart_shared", "running_shared", "shared_helpers",
+    "stop_idle_helpers",
+]
 
 #: seconds a helper process has to say it is ready (it takes about 0.01):
 #: one that has not is ended, and threads place its files, so an
@@ -324,6 +327,8 @@ _every_set: weakref.WeakSet[Helpers] = weakref.WeakSet()
 _shared: dict[tuple[str, int], Helpers] = {}
 #: (platform kind, count) of shared helpers that could not start here
 _cannot_start: set[tuple[str, int]] = set()
+#: shared helpers being started, and the thread starting them (``prestart_shared``)
+_starting: dict[tuple[str, int], threading.Thread] = {}
 _shared_lock = threading.Lock()
 _exit_registered = False
 
@@ -367,6 +372,57 @@ def shared_helpers(linker: Linker, count: int) -> Helpers | None:
     return helpers
 
 
+def prestart_shared(linker: Linker, count: int) -> bool:
+    """Start the process's shared helpers for ``linker``'s platform on a
+    thread of its own, unless they run or are being started: the linker
+    that asks goes on handing files to threads meanwhile, and to the
+    helpers once ``running_shared`` finds them (starting them holds the
+    starting thread for 5-20 ms, mostly waiting for each new process to
+    run). False where they cannot start in this process."""
+    key = (str(linker.platform.helper_class()), count)
+
+    def start() -> None:
+        started = None
+        try:
+            started = shared_helpers(linker, count)
+        except Exception as exc:  # (as one that cannot start: the linkers place with threads)
+            _log.debug("no shared helper processes: %s", exc)
+        finally:
+            with _shared_lock:
+                _starting.pop(key, None)
+                if started is None:
+                    _cannot_start.add(key)
+
+    # (never waiting: ``shared_helpers`` holds the lock while it starts them)
+    if not _shared_lock.acquire(blocking=False):
+        return True  # being started or looked at: threads meanwhile
+    try:
+        if key in _cannot_start:
+            return False
+        helpers = _shared.get(key)
+        if key in _starting or (helpers is not None and helpers.usable()):
+            return True
+        thread = _starting[key] = threading.Thread(target=start, name="pip-linkmode-helper-start", daemon=True)
+    finally:
+        _shared_lock.release()
+    try:
+        thread.start()
+    except RuntimeError:  # (no thread can start now)
+        with _shared_lock:
+            _starting.pop(key, None)
+        return False
+    return True
+
+
+def join_starts(timeout: float | None = None) -> None:
+    """Wait until the shared helpers being started (``prestart_shared``)
+    run or are known not to start."""
+    with _shared_lock:
+        threads = list(_starting.values())
+    for thread in threads:
+        thread.join(timeout)
+
+
 def forget_failed_starts() -> None:
     """Try shared helpers again where they could not start before."""
     with _shared_lock:
@@ -392,6 +448,7 @@ def _forget_in_child() -> None:
         helpers._let_go()
     _shared.clear()
     _cannot_start.clear()
+    _starting.clear()
 
 
 if hasattr(os, "register_at_fork"):

@@ -13,14 +13,19 @@ overlap ``install_wheels`` has, for a tool that keeps its own
 A batch is all or nothing, as ``install_wheels`` is: an install of it
 that fails (a file already there, a link refused, Ctrl-C) removes what
 every install of the batch created, and the batch takes no more. The
-failure propagates from the ``installer.install`` call it happened in,
-or, for a link that failed after its install returned, from the end of
-the ``with`` block (the ``LinkError`` naming the file). A batch whose
-failure the tool caught and went on from raises ``LinkError`` at its end
-too: nothing of it is left in the environment.
+failure propagates from the ``installer.install`` call it happened in;
+a link that failed after its install returned is raised (the
+``LinkError`` naming the file) by the next call that waits for the
+batch's links, at the latest at the end of the ``with`` block. A batch
+whose failure the tool caught and went on from refuses further installs
+and raises ``LinkError`` at its end too: nothing of it is left in the
+environment.
 
 One thread's installs, one after another: a destination joins the batch
-on the thread that entered it.
+on the thread that entered it, and installs inside its block. A
+destination class that writes or compiles files its own way (overriding
+``write_to_fs``, ``write_file`` or ``_compile_bytecode``) cannot join: the
+batch could not remove what it wrote.
 """
 
 from __future__ import annotations
@@ -66,18 +71,28 @@ class LinkBatch:
         self._thread = threading.get_ident()
         return self
 
-    def join(self, destination: LinkingDestination) -> Linker:
-        """The linker ``destination`` places its files with (called by
-        ``LinkingDestination`` made with ``batch=``)."""
+    def check(self) -> None:
+        """Raise unless an install may begin in this batch now: inside its
+        block, on the thread that entered it, no install of it failed."""
         if self._state != "open":
             raise RuntimeError(
-                "a LinkingDestination joins a LinkBatch inside its with block"
+                "a LinkingDestination of a LinkBatch installs inside its with block"
                 + (" (this one has ended)" if self._state == "ended" else "")
             )
         if self.failure is not None:
             raise LinkError(f"this LinkBatch was rolled back after an install of it failed: {self.failure}")
         if threading.get_ident() != self._thread:
             raise RuntimeError("a LinkBatch takes the installs of the thread that entered it")
+
+    def join(self, destination: LinkingDestination) -> Linker:
+        """The linker ``destination`` places its files with (called by
+        ``LinkingDestination`` made with ``batch=``)."""
+        self.check()
+        if destination.writes_its_own_way():
+            raise ValueError(
+                f"a {type(destination).__name__} writes or compiles files its own way (write_to_fs, write_file or "
+                "_compile_bytecode): a LinkBatch could not remove them after a failure; install it without a batch"
+            )
         if destination.overwrite_existing != self.overwrite_existing:
             raise ValueError(
                 f"a LinkingDestination with overwrite_existing={destination.overwrite_existing} cannot join a "
@@ -107,9 +122,10 @@ class LinkBatch:
         self._rollback()
 
     def _rollback(self) -> None:
-        linker, self._linker = self._linker, None
+        linker = self._linker
         if linker is not None:
             linker.rollback()
+            self._linker = None  # (only once over: an interrupted rollback is tried again at the end)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

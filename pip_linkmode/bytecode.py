@@ -492,7 +492,9 @@ class _StreamPool:
     and answering on its standard output, one line of JSON per task; the
     ``submit``/``shutdown`` of an executor.
 
-    Windows uses it instead of ``ProcessPoolExecutor``, whose spawned
+    Windows uses it instead of ``ProcessPoolExecutor``, and so does a
+    process whose placing threads are busy (a fork beside them could
+    deadlock the child). On Windows ``ProcessPoolExecutor``'s spawned
     workers re-run a calling script's ``__main__`` that lacks the
     ``if __name__ == "__main__"`` guard, and whose named-pipe reads lose
     data under Wine (a worker waits in ``recv_bytes`` for a task the feeder
@@ -584,11 +586,13 @@ def _compiling_pool(workers: int | None = None) -> Iterator[ProcessPoolExecutor 
     from concurrent.futures import ProcessPoolExecutor
 
     n = workers or os.cpu_count() or 1
-    if sys.platform != "win32":
+    fork = sys.platform != "win32"
+    if fork:
         from .linker.executor import stop_idle_threads
 
-        stop_idle_threads()  # (the pool forks its workers)
-    pool = _StreamPool(n) if sys.platform == "win32" else ProcessPoolExecutor(n)
+        # (the pool forks its workers: not while our threads place files)
+        fork = stop_idle_threads()
+    pool = ProcessPoolExecutor(n) if fork else _StreamPool(n)
     try:
         yield pool
     except BaseException:

@@ -103,6 +103,13 @@ class LinkingDestination(SchemeDictionaryDestination):
             if self.link_mode is None:
                 self.link_mode = self.batch.link_mode
         self.link_mode = link_mode_from_env() if self.link_mode is None else parse_link_mode(self.link_mode)
+        cls = type(self)
+        #: a subclass writes files its own way: every file, linked or not,
+        #: goes through its ``write_to_fs`` / ``write_file`` (see ``write_to_fs``)
+        self._custom_writes = (
+            cls.write_to_fs is not LinkingDestination.write_to_fs
+            or cls.write_file is not LinkingDestination.write_file
+        )
         if self.batch is not None:
             self.linker = self.batch.join(self)
             self.wait_for_links = False
@@ -133,13 +140,6 @@ class LinkingDestination(SchemeDictionaryDestination):
         self._mark: tuple[int, int] | None = None
         #: scripts this install wrote (installer lists them before the files)
         self._script_rows = 0
-        #: a subclass writes files its own way: every file, linked or not,
-        #: goes through its ``write_to_fs`` / ``write_file`` (see ``write_to_fs``)
-        cls = type(self)
-        self._custom_writes = (
-            cls.write_to_fs is not LinkingDestination.write_to_fs
-            or cls.write_file is not LinkingDestination.write_file
-        )
 
     @property
     def _levels(self) -> tuple[int, ...]:
@@ -147,9 +147,16 @@ class LinkingDestination(SchemeDictionaryDestination):
         running interpreter's own (as ``compileall`` reads it)."""
         return tuple(dict.fromkeys(sys.flags.optimize if lv == -1 else lv for lv in self.bytecode_optimization_levels))
 
+    def writes_its_own_way(self) -> bool:
+        """Whether this destination's class writes files (``write_to_fs``,
+        ``write_file``) or compiles them (``_compile_bytecode``) its own way."""
+        return self._custom_writes or type(self)._compile_bytecode is not LinkingDestination._compile_bytecode
+
     def _begin(self) -> None:
         """Note where this install's creations start in the linker's journal."""
         if self._mark is None:
+            if self.batch is not None:
+                self.batch.check()  # (not after its end, nor after a failure of it)
             assert self.linker is not None
             self._mark = self.linker.mark()
             self._dirs_there.clear()  # (an earlier install may have made them)
@@ -577,14 +584,7 @@ class LinkingDestination(SchemeDictionaryDestination):
         self.link_pending()
         if not early:
             self._write_record(scheme, record_file_path, rows)
-        custom_compile = type(self)._compile_bytecode is not LinkingDestination._compile_bytecode
-        if self.bytecode_optimization_levels or custom_compile:
-            if not self.wait_for_links and (custom_compile or any(
-                record.path.endswith(".py") and (file_scheme, record.path) not in self._handled
-                for file_scheme, record in records
-            )):
-                assert self.linker is not None
-                self.linker.finish()  # installer compiles each file where it has landed
+        if self.bytecode_optimization_levels or type(self)._compile_bytecode is not LinkingDestination._compile_bytecode:
             for file_scheme, record in records:  # (installer's own compiles nothing without levels)
                 self._compile_bytecode(file_scheme, record)
 
@@ -634,7 +634,29 @@ class LinkingDestination(SchemeDictionaryDestination):
     def _compile_bytecode(self, scheme: Scheme, record: RecordEntry) -> None:
         if not record.path.endswith(".py") or (scheme, record.path) in self._handled:
             return  # nothing to compile, or its pyc came from the cache
-        super()._compile_bytecode(scheme, record)
+        if self.batch is None or scheme not in ("purelib", "platlib") or not self.bytecode_optimization_levels:
+            super()._compile_bytecode(scheme, record)
+            return
+        # In a batch: installer reads the file where it lands (wait for it,
+        # if it is still being placed), and the .pyc it writes is journalled,
+        # so that a later failure of the batch removes it with the rest.
+        assert self.linker is not None
+        target = self._target(scheme, record.path)
+        self.linker.settle(target)
+        from importlib.util import cache_from_source
+
+        pycs = [cache_from_source(target, optimization=level if level >= 1 else "") for level in self._levels]
+        pycache = os.path.join(os.path.dirname(target), "__pycache__")
+        pycs = [p for p in pycs if os.path.dirname(p) == pycache]  # (not under a sys.pycache_prefix)
+        new_dir = not os.path.isdir(pycache)
+        fresh = [p for p in pycs if not os.path.lexists(p)]
+        try:
+            super()._compile_bytecode(scheme, record)
+        finally:
+            journal = self.linker.journal
+            if new_dir and os.path.isdir(pycache):
+                journal.made_dir(pycache)
+            journal.created.extend(p for p in fresh if os.path.lexists(p))
 
     def _cached_target(self, scheme: Scheme, path: str) -> str:
         """``_target`` of a cache entry's path, which the cache admitted only

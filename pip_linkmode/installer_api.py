@@ -49,12 +49,20 @@ def linking_destination(
     A ``LinkingDestination`` is returned as it is; a
     ``SchemeDictionaryDestination`` becomes one with the same fields (and
     ``link_mode``, None: ``PIP_LINK_MODE`` or auto, or the ``batch``'s
-    mode; in ``batch``, a ``LinkBatch``, if given); an instance of a
+    mode; in ``batch``, a ``LinkBatch``, if given: any other destination
+    with a ``batch`` is refused with ValueError); an instance of a
     subclass of it becomes an instance of a class deriving from both that
     subclass and ``LinkingDestination``, with its attributes copied, so
     the subclass's overrides apply to every file. Any other destination is
     returned unchanged (it gets no links).
     """
+    if batch is not None and getattr(destination, "batch", None) is not batch and (
+        isinstance(destination, LinkingDestination) or not isinstance(destination, SchemeDictionaryDestination)
+    ):
+        raise ValueError(
+            f"a {type(destination).__name__} is no destination of this LinkBatch: give a "
+            "SchemeDictionaryDestination (or a subclass), or a LinkingDestination made with batch="
+        )
     if isinstance(destination, LinkingDestination) or not isinstance(destination, SchemeDictionaryDestination):
         return destination
     if link_mode is None:

@@ -26,6 +26,7 @@ from pip_linkmode import (
     installer_api,
 )
 from pip_linkmode.bytecode import pyc_path
+from pip_linkmode.linker.helpers import join_starts
 
 META = {"INSTALLER": b"test\n"}
 
@@ -56,13 +57,15 @@ def wheels(tmp_path: Path, real_wheels: list[Path]) -> list[Path]:
     1,500 files (more than the linker hands to threads before it starts
     its helper processes)."""
     many = WheelSpec(name="many", files={f"many/m{i:04d}.py": f"N = {i}\n".encode() for i in range(1500)})
-    return [*real_wheels, build_wheel(tmp_path / "w", demo_spec()), build_wheel(tmp_path / "w", many)]
+    return [build_wheel(tmp_path / "w", many), *real_wheels, build_wheel(tmp_path / "w", demo_spec())]
 
 
 def _install_each(wheels: list[Path], cache: WheelCache, base: Path, batch: LinkBatch | None, **kwargs: Any) -> None:
     for wheel in wheels:
         with cache.open(wheel) as source:
             installer.install(source, _destination(base, batch=batch, **kwargs), META)
+        if wheel.name.startswith("many"):
+            join_starts()  # (the helpers it started take the next installs' files)
 
 
 @pytest.mark.parametrize("mode", link_modes("hardlink", "copy", "symlink"))
@@ -80,17 +83,47 @@ def test_a_batch_places_what_installs_one_by_one_place(tmp_path: Path, wheels: l
             assert users == sorted(os.path.realpath(tmp_path / how / "env") for how in ("one", "all")), wheel.name
 
 
-def test_bytecode_installer_compiles_is_compiled_from_the_placed_files(tmp_path: Path, wheels: list[Path]) -> None:
-    """Where installer compiles (bytecode not linked from the cache), it
-    reads each file where it lands: the batch waits for them first."""
+@pytest.mark.parametrize("cached", [True, False], ids=["linked-from-the-cache", "compiled-by-installer"])
+def test_bytecode_in_a_batch_and_removed_with_it(
+    tmp_path: Path, wheels: list[Path], cached: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bytecode compiled into a fresh cache while earlier installs' files
+    are being placed (by compiling processes that are not forked beside
+    the busy placing threads), or compiled by installer from each file
+    where it lands: every source gets its .pyc; and a failure later in a
+    batch removes those of the installs before it too."""
+    from pip_linkmode import bytecode
+
+    streamed: list[object] = []
+
+    class Streamed(bytecode._StreamPool):
+        def __init__(self, workers: int) -> None:
+            streamed.append(self)
+            super().__init__(workers)
+
+    monkeypatch.setattr(bytecode, "_StreamPool", Streamed)
+    more = WheelSpec(name="more", files={f"more/m{i:03d}.py": f"M = {i}\n".encode() for i in range(300)})
+    wheels = [wheels[0], build_wheel(tmp_path / "w2", more), *wheels[1:]]
     cache = WheelCache(tmp_path / "c")
     base = tmp_path / "env"
     with LinkBatch("hardlink") as batch:
-        _install_each(wheels, cache, base, batch, bytecode_optimization_levels=(0,), cached_bytecode=False)
+        _install_each(wheels, cache, base, batch, bytecode_optimization_levels=(0,), cached_bytecode=cached)
+    if cached and (os.cpu_count() or 1) > 1:  # ("more" compiled while "many" was still in the placing threads' hands)
+        assert streamed, "a compiling pool was forked beside busy placing threads"
     sources = [p for p in (base / "purelib").rglob("*.py") if "__pycache__" not in p.parts]
-    assert len(sources) > 1500
+    assert len(sources) > 1800
     missing = [p for p in sources if not Path(pyc_path(str(p), 0)).is_file()]
     assert missing == []
+
+    failing = tmp_path / "failing"
+    blocker = failing / "purelib" / "demo" / "core.py"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_bytes(b"mine\n")
+    before = file_tree(failing)
+    with pytest.raises(FileExistsError), LinkBatch("hardlink") as batch:
+        _install_each(wheels, cache, failing, batch, bytecode_optimization_levels=(0,), cached_bytecode=cached)
+    assert file_tree(failing) == before
+    assert [p for p in failing.rglob("__pycache__")] == []
 
 
 def test_an_install_that_fails_removes_every_install_of_the_batch(tmp_path: Path, wheels: list[Path]) -> None:
@@ -152,6 +185,49 @@ def test_an_interrupt_in_the_block_removes_what_it_installed(tmp_path: Path, whe
     assert [p for p in base.rglob("*") if not p.is_dir()] == []
 
 
+def test_a_destination_of_a_failed_or_ended_batch_installs_no_more(tmp_path: Path, wheels: list[Path]) -> None:
+    """Kept for a later install: once its batch failed, or ended, a
+    destination refuses to install, and leaves nothing."""
+    base = tmp_path / "env"
+    (base / "purelib").mkdir(parents=True)
+    (base / "purelib" / "six.py").write_bytes(b"mine\n")
+    before = file_tree(base)
+    cache = WheelCache(tmp_path / "c")
+    six = next(w for w in wheels if w.name.startswith("six"))
+    idna = next(w for w in wheels if w.name.startswith("idna"))
+    with pytest.raises(LinkError, match="every install of this LinkBatch was removed"), LinkBatch("hardlink") as batch:
+        kept = _destination(base, batch=batch)
+        with cache.open(six) as source, pytest.raises(FileExistsError):
+            installer.install(source, kept, META)
+        with cache.open(idna) as source, pytest.raises(LinkError, match="rolled back after an install of it failed"):
+            installer.install(source, kept, META)
+    assert file_tree(base) == before
+    with LinkBatch("hardlink") as batch:
+        kept = _destination(tmp_path / "other", batch=batch)
+    with cache.open(idna) as source, pytest.raises(RuntimeError, match=r"\(this one has ended\)"):
+        installer.install(source, kept, META)
+    assert not (tmp_path / "other").exists()
+
+
+class _WritesItself(LinkingDestination):
+    def write_to_fs(self, scheme: Any, path: str, stream: Any, is_executable: bool) -> Any:
+        return super().write_to_fs(scheme, path, stream, is_executable)
+
+
+def test_what_a_batch_cannot_take(tmp_path: Path, wheels: list[Path]) -> None:
+    """A destination class that writes files its own way (a tool's
+    subclass), and, through the one-call swap, a destination the batch
+    cannot make its own: refused, with what to do."""
+    base = tmp_path / "env"
+    with LinkBatch("hardlink") as batch:
+        with pytest.raises(ValueError, match="_WritesItself writes or compiles files its own way"):
+            _WritesItself(_scheme(base), sys.executable, "posix", batch=batch)
+        outside = _destination(base, link_mode="hardlink")
+        with pytest.raises(ValueError, match="LinkingDestination is no destination of this LinkBatch"):
+            installer_api.install(wheels[0], outside, META, cache=tmp_path / "c", batch=batch)
+    assert not base.exists()
+
+
 def test_an_empty_batch_and_one_entered_twice(tmp_path: Path) -> None:
     with LinkBatch("hardlink") as batch:
         pass
@@ -163,7 +239,7 @@ def test_an_empty_batch_and_one_entered_twice(tmp_path: Path) -> None:
 def test_what_a_batch_refuses(tmp_path: Path) -> None:
     base = tmp_path / "env"
     idle = LinkBatch("hardlink")
-    with pytest.raises(RuntimeError, match="inside its with block"):
+    with pytest.raises(RuntimeError, match="installs inside its with block"):
         _destination(base, batch=idle)
     with LinkBatch("hardlink") as batch:
         with pytest.raises(ValueError, match="overwrite_existing=True cannot join"):

@@ -26,7 +26,7 @@ from .._platform import Cause, Platform
 from .._platform.placer import DirNotMade, make_dir
 from ..modes import LinkMode, parse_link_mode
 from .files import TEMP_SUFFIX, beside, write_beside
-from .helpers import Helpers, prestart_shared, running_shared, stop_idle_helpers
+from .helpers import Helpers, join_starts, prestart_shared, running_shared, stop_idle_helpers
 from .jobs import DirJob, LinkError, LinkJob, LinkReport, Task
 from .journal import Journal
 from .policy import ModePolicy
@@ -117,19 +117,23 @@ def _release_pool() -> None:
         _pool_users -= 1
 
 
-def stop_idle_threads() -> None:
+def stop_idle_threads() -> bool:
     """End the shared placing threads if no linker has tasks in them, and
     the shared helper processes with no task: a process about to fork (a
     pool of compiling processes) then has no threads of ours (Python 3.12+
-    warns that forking a threaded process may deadlock the child)."""
+    warns that forking a threaded process may deadlock the child). False
+    where a linker still has tasks in them (a ``LinkBatch`` placing an
+    earlier install's files): that process must not fork."""
+    join_starts()  # (a helper being started holds pipes a fork would copy)
     stop_idle_helpers()
     with _pools_lock:
         if _pool_users:
-            return
+            return False
         pools = [pool for pid, pool in _pools.values() if pid == os.getpid()]
         _pools.clear()
     for pool in pools:
         pool.shutdown()
+    return True
 
 
 def _key(path: str) -> str:

@@ -1025,6 +1025,39 @@ def test_an_install_never_waits_for_shared_helpers_to_start(tmp_path: Path, monk
 
 
 @_linux_helpers
+def test_shared_helpers_that_failed_to_start_once_are_tried_again_by_a_later_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start of the shared helpers that fails (here ``Popen``'s OSError,
+    as for a passing lack of processes): that install places every file
+    with threads; a later one starts them and they take its files."""
+    from pip_linkmode.linker import helpers as linker_mod
+
+    started = _spy_on_helpers(monkeypatch)
+    spied = linker_mod.Helpers.start
+    calls: list[int] = []
+
+    def once_refused(linker: Linker, count: int, *, shared: bool = False) -> linker_mod.Helpers | None:
+        calls.append(count)
+        if len(calls) == 1:
+            return None  # (what Helpers.start answers when Popen raises OSError)
+        return spied(linker, count, shared=shared)
+
+    monkeypatch.setattr(linker_mod.Helpers, "start", staticmethod(once_refused))
+    wheel = build_wheel(tmp_path / "w", _many_spec())
+    cache = tmp_path / "cache"
+    one = _door_install(wheel, cache, make_venv(tmp_path / "one"))
+    linker_mod.join_starts()
+    assert len(calls) == 1 and started == [] and one.linker is not None and one.linker.help_after is None
+    _door_install(wheel, cache, make_venv(tmp_path / "two"))
+    linker_mod.join_starts()
+    _door_install(wheel, cache, make_venv(tmp_path / "three"))
+    assert len(calls) == 2 and len(started) == 1 and started[0].answered > 0
+    for name in ("two", "three"):
+        assert _files(site_packages(tmp_path / name)) == _files(site_packages(tmp_path / "one"))
+
+
+@_linux_helpers
 def test_shared_helpers_that_cannot_start_are_not_started_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -504,17 +504,19 @@ class Linker:
         if helpers is not None and helpers.shared and not helpers.usable():
             helpers = self._helpers = None  # ended (before a fork, or one died): the process's next set
         if helpers is None:
-            assert self.help_after is not None
+            help_after = self.help_after  # (a failed start of shared helpers sets it to None: ``_no_helpers``)
+            if help_after is None:
+                return False
             if self.share_helpers:
                 helpers = running_shared(self, workers)
             if helpers is None:
-                if self._threaded < self.help_after:
+                if self._threaded < help_after:
                     self._threaded += sum(len(group[3]) for group in task)
                     return False
                 if self.share_helpers:
                     # started on a thread of their own: this one goes on
                     # handing tasks to threads until they are running
-                    if not prestart_shared(self, workers):
+                    if not prestart_shared(self, workers, self._no_helpers):
                         self.help_after = None  # none can start here: threads, as before
                     return False
                 helpers = Helpers.start(self, workers)
@@ -525,6 +527,10 @@ class Linker:
                     helpers.finalizer = weakref.finalize(self, helpers.close)  # for callers that never close
             self._helpers = helpers
         return helpers.submit(self, task, self._source_mtimes, self._track, dirs)
+
+    def _no_helpers(self) -> None:
+        """No helper processes for this linker: threads place every file."""
+        self.help_after = None
 
     def _place_names(self, task: Task, dirs: Sequence[str] = ()) -> None:
         """Make ``dirs``, then place ``(mode, cache dir/, target dir/,

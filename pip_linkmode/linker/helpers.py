@@ -372,26 +372,29 @@ def shared_helpers(linker: Linker, count: int) -> Helpers | None:
     return helpers
 
 
-def prestart_shared(linker: Linker, count: int) -> bool:
+def prestart_shared(linker: Linker, count: int, gave_up: Callable[[], None] | None = None) -> bool:
     """Start the process's shared helpers for ``linker``'s platform on a
     thread of its own, unless they run or are being started: the linker
     that asks goes on handing files to threads meanwhile, and to the
     helpers once ``running_shared`` finds them (starting them holds the
     starting thread for 5-20 ms, mostly waiting for each new process to
-    run). False where they cannot start in this process."""
+    run). False where they cannot start in this process. ``gave_up`` is
+    called (on that thread) if this start fails: the asking linker then
+    places with threads, and a later linker tries again (helpers that
+    never got ready are not tried again: ``shared_helpers``)."""
     key = (str(linker.platform.helper_class()), count)
 
     def start() -> None:
         started = None
         try:
             started = shared_helpers(linker, count)
-        except Exception as exc:  # (as one that cannot start: the linkers place with threads)
+        except Exception as exc:
             _log.debug("no shared helper processes: %s", exc)
         finally:
             with _shared_lock:
                 _starting.pop(key, None)
-                if started is None:
-                    _cannot_start.add(key)
+            if started is None and gave_up is not None:
+                gave_up()
 
     # (never waiting: ``shared_helpers`` holds the lock while it starts them)
     if not _shared_lock.acquire(blocking=False):

@@ -142,13 +142,12 @@ class LinkBatch:
         if linker is None:
             return  # (no destination joined)
         try:
-            linker.finish()
+            linker.close()  # (every file placed, every answer read; the shared helpers stay)
         except BaseException as error:
             self.failure = error
             self._rollback()
             raise
         self._linker = None
-        linker.close()  # (every answer read: its own helpers, if any, stop)
         from .placement import register_symlink_users
 
         for destination in self._destinations:

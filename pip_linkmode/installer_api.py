@@ -56,14 +56,12 @@ def linking_destination(
     the subclass's overrides apply to every file. Any other destination is
     returned unchanged (it gets no links).
     """
-    if batch is not None and getattr(destination, "batch", None) is not batch and (
-        isinstance(destination, LinkingDestination) or not isinstance(destination, SchemeDictionaryDestination)
-    ):
-        raise ValueError(
-            f"a {type(destination).__name__} is no destination of this LinkBatch: give a "
-            "SchemeDictionaryDestination (or a subclass), or a LinkingDestination made with batch="
-        )
     if isinstance(destination, LinkingDestination) or not isinstance(destination, SchemeDictionaryDestination):
+        if batch is not None and getattr(destination, "batch", None) is not batch:
+            raise ValueError(
+                f"a {type(destination).__name__} is no destination of this LinkBatch: give a "
+                "SchemeDictionaryDestination (or a subclass), or a LinkingDestination made with batch="
+            )
         return destination
     if link_mode is None:
         mode = batch.link_mode if batch is not None else link_mode_from_env()
